@@ -1,0 +1,55 @@
+// Differentiable ops: each checks its inputs (ShapeError / ValueError naming the op), runs the kernel of
+// kernels/dispatch.h on the tensors' device, and records how to send gradients back (autograd/node.h).
+// Any input — weights or the image itself — may require grad; attacks optimise the input this way.
+#pragma once
+#include "kernels/dispatch.h"
+#include "tensor/rng.h"
+#include "tensor/tensor.h"
+
+namespace sl {
+
+// ---- elementwise (same shapes) ----------------------------------------------
+Tensor add(const Tensor& a, const Tensor& b);
+Tensor sub(const Tensor& a, const Tensor& b);
+Tensor mul(const Tensor& a, const Tensor& b);
+Tensor scale(const Tensor& a, double s);
+Tensor add_scalar(const Tensor& a, double s);
+inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
+inline Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
+inline Tensor operator*(const Tensor& a, const Tensor& b) { return mul(a, b); }
+inline Tensor operator*(double s, const Tensor& a) { return scale(a, s); }
+inline Tensor operator*(const Tensor& a, double s) { return scale(a, s); }
+Tensor relu(const Tensor& x);
+Tensor sigmoid(const Tensor& x);
+Tensor reshape(const Tensor& x, const Shape& s);   // differentiable view
+Tensor flatten(const Tensor& x, int start_dim = 1);
+
+// ---- reductions -------------------------------------------------------------
+Tensor sum(const Tensor& x);       // 0-d
+Tensor mean(const Tensor& x);      // 0-d
+Tensor mean_sq(const Tensor& x);   // mean(x^2), 0-d
+
+// ---- losses (0-d results) -----------------------------------------------------
+Tensor mse_loss(const Tensor& a, const Tensor& b);                 // mean((a - b)^2)
+Tensor cross_entropy(const Tensor& logits, const Tensor& labels);  // logits [N,C], labels int32 [N]
+Tensor softmax(const Tensor& x);                                   // rows of [N, C]
+Tensor tv_loss(const Tensor& x, double beta = 2.0, double eps = 1e-8);  // see kern::tv_forward
+
+// ---- layers -------------------------------------------------------------------
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b);  // b may be undefined
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int stride = 1, int pad = 0);
+Tensor conv_transpose2d(const Tensor& x, const Tensor& w, const Tensor& b, int stride = 1, int pad = 0,
+                        int output_padding = 0);
+Tensor max_pool2d(const Tensor& x, int k, int stride);
+
+// ---- randomness (draws from gen; the same (seed, offset) gives the same numbers on every device) --------
+// Dropout mask applied always (the defense works at inference too): each element zeroed with probability
+// rate; kept elements are scaled by 1/(1-rate) when rescale.
+Tensor dropout(const Tensor& x, double rate, bool rescale, Generator& gen);
+Tensor add_gaussian_noise(const Tensor& x, double sigma, Generator& gen);  // x + sigma N(0,1)
+Tensor add_laplace_noise(const Tensor& x, double b, Generator& gen);      // x + Laplace(0, b)
+
+// ---- no-grad helpers ------------------------------------------------------------
+Tensor argmax_rows(const Tensor& x);  // [N, C] -> int32 [N] (on x's device)
+
+}  // namespace sl
