@@ -19,7 +19,7 @@ GradcheckResult gradcheck(const std::function<Tensor(const std::vector<Tensor>&)
   Tensor weights;
   auto loss_of = [&](const std::vector<Tensor>& in) {
     Tensor out = f(in);
-    if (out.numel() == 1) return out.reshape(Shape{});
+    if (out.numel() == 1) return reshape(out, Shape{});
     if (!weights.defined()) {
       weights = Tensor::empty(out.shape(), DType::f64);
       kern::fill_normal(weights, 0x5EED, 0, 0.0, 1.0);

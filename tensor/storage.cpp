@@ -66,7 +66,7 @@ Device Device::parse(const std::string& s) {
     } catch (...) {
     }
   }
-  throw ValueError(str("unknown device '", s, "' (expected cpu, cuda or cuda:N)"));
+  throw ValueError(::sl::str("unknown device '", s, "' (expected cpu, cuda or cuda:N)"));
 }
 
 bool cuda_available() { return cuda_rt::available(); }

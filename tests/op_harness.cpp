@@ -23,7 +23,7 @@ Tensor rand_uniform(const Shape& s, Generator& g, double lo, double hi) {
 }
 
 Tensor rand_labels(int64_t n, int classes, Generator& g) {
-  std::vector<int32_t> v(size_t(n));
+  std::vector<int32_t> v(static_cast<size_t>(n));
   for (auto& x : v) x = int32_t(g.below(uint64_t(classes)));
   return Tensor::from_labels(v);
 }

@@ -1,0 +1,202 @@
+// Losses and softmax.
+//   mse(a, b)  = mean((a - b)^2)                         d/da = 2 (a - b) / n
+//   CE(z, y)   = mean_n [ log Σ_j e^{z_nj} - z_{n,y_n} ]  d/dz = (softmax(z) - onehot(y)) / N
+//   softmax    y = e^{z - max} / Σ e^{z - max}           dz = y (dy - Σ dy y)
+//   TV         see kernels/backend_api.inc (β = 2: the reference's squared form; else (dh²+dw²+ε)^{β/2})
+#include <cmath>
+#include <vector>
+
+#include "kernels/cpu/common.h"
+#include "kernels/cpu/cpu.h"
+
+namespace sl::cpu {
+
+void mse_forward(const Tensor& a, const Tensor& b, Tensor& out) {
+  dispatch_float(a, "mse", [&](auto t) {
+    using T = decltype(t);
+    const T* pa = a.data<T>();
+    const T* pb = b.data<T>();
+    int64_t n = a.numel();
+    double s = 0;
+#pragma omp parallel for if (n > kParallelGrain) reduction(+ : s) schedule(static)
+    for (int64_t i = 0; i < n; ++i) {
+      double d = double(pa[i]) - double(pb[i]);
+      s += d * d;
+    }
+    out.data<T>()[0] = T(n ? s / double(n) : 0.0);
+  });
+}
+
+void mse_backward(const Tensor& a, const Tensor& b, const Tensor& gout, Tensor& ga) {
+  dispatch_float(a, "mse_backward", [&](auto t) {
+    using T = decltype(t);
+    const T* pa = a.data<T>();
+    const T* pb = b.data<T>();
+    T* g = ga.data<T>();
+    int64_t n = a.numel();
+    T k = T(2.0 * double(gout.data<T>()[0]) / double(n));
+#pragma omp parallel for if (n > kParallelGrain) schedule(static)
+    for (int64_t i = 0; i < n; ++i) g[i] = k * (pa[i] - pb[i]);
+  });
+}
+
+void cross_entropy_forward(const Tensor& logits, const Tensor& labels, Tensor& loss, Tensor& probs) {
+  dispatch_float(logits, "cross_entropy", [&](auto t) {
+    using T = decltype(t);
+    const T* z = logits.data<T>();
+    const int32_t* y = labels.data<int32_t>();
+    T* p = probs.data<T>();
+    int64_t n = logits.size(0), c = logits.size(1);
+    double total = 0;
+    for (int64_t r = 0; r < n; ++r) {
+      SL_CHECK(y[r] >= 0 && y[r] < c, ValueError, "cross_entropy: label ", y[r], " of row ", r, " is outside [0, ", c,
+               ")");
+      const T* zr = z + r * c;
+      double m = zr[0];
+      for (int64_t j = 1; j < c; ++j) m = std::max(m, double(zr[j]));
+      double se = 0;
+      for (int64_t j = 0; j < c; ++j) se += std::exp(double(zr[j]) - m);
+      double lse = m + std::log(se);
+      for (int64_t j = 0; j < c; ++j) p[r * c + j] = T(std::exp(double(zr[j]) - lse));
+      total += lse - double(zr[y[r]]);
+    }
+    loss.data<T>()[0] = T(n ? total / double(n) : 0.0);
+  });
+}
+
+void cross_entropy_backward(const Tensor& probs, const Tensor& labels, const Tensor& gout, Tensor& glogits) {
+  dispatch_float(probs, "cross_entropy_backward", [&](auto t) {
+    using T = decltype(t);
+    const T* p = probs.data<T>();
+    const int32_t* y = labels.data<int32_t>();
+    T* g = glogits.data<T>();
+    int64_t n = probs.size(0), c = probs.size(1);
+    T k = T(double(gout.data<T>()[0]) / double(n));
+    for (int64_t r = 0; r < n; ++r)
+      for (int64_t j = 0; j < c; ++j) g[r * c + j] = k * (p[r * c + j] - (j == y[r] ? T(1) : T(0)));
+  });
+}
+
+void softmax_forward(const Tensor& x, Tensor& y) {
+  dispatch_float(x, "softmax", [&](auto t) {
+    using T = decltype(t);
+    const T* z = x.data<T>();
+    T* o = y.data<T>();
+    int64_t c = x.size(-1), n = x.numel() / c;
+    for (int64_t r = 0; r < n; ++r) {
+      double m = z[r * c];
+      for (int64_t j = 1; j < c; ++j) m = std::max(m, double(z[r * c + j]));
+      double se = 0;
+      for (int64_t j = 0; j < c; ++j) se += std::exp(double(z[r * c + j]) - m);
+      for (int64_t j = 0; j < c; ++j) o[r * c + j] = T(std::exp(double(z[r * c + j]) - m) / se);
+    }
+  });
+}
+
+void softmax_backward(const Tensor& y, const Tensor& gy, Tensor& gx) {
+  dispatch_float(y, "softmax_backward", [&](auto t) {
+    using T = decltype(t);
+    const T* p = y.data<T>();
+    const T* g = gy.data<T>();
+    T* o = gx.data<T>();
+    int64_t c = y.size(-1), n = y.numel() / c;
+    for (int64_t r = 0; r < n; ++r) {
+      double dot = 0;
+      for (int64_t j = 0; j < c; ++j) dot += double(p[r * c + j]) * double(g[r * c + j]);
+      for (int64_t j = 0; j < c; ++j) o[r * c + j] = T(double(p[r * c + j]) * (double(g[r * c + j]) - dot));
+    }
+  });
+}
+
+namespace {
+// Per-plane TV sums (plane = one (n, c) image channel), added in plane order: deterministic.
+template <class T>
+double tv_sum(const T* x, int64_t planes, int64_t h, int64_t w, double beta, double eps, int64_t batch, int64_t ch) {
+  std::vector<double> part(size_t(planes), 0.0);
+  bool squared = beta == 2.0;
+  double count_h = double(ch * (h - 1) * w), count_w = double(ch * h * (w - 1));
+#pragma omp parallel for if (planes * h * w > kParallelGrain) schedule(static)
+  for (int64_t p = 0; p < planes; ++p) {
+    const T* q = x + p * h * w;
+    double s = 0;
+    if (squared) {
+      double sh = 0, sw = 0;
+      for (int64_t i = 0; i + 1 < h; ++i)
+        for (int64_t j = 0; j < w; ++j) {
+          double d = double(q[(i + 1) * w + j]) - double(q[i * w + j]);
+          sh += d * d;
+        }
+      for (int64_t i = 0; i < h; ++i)
+        for (int64_t j = 0; j + 1 < w; ++j) {
+          double d = double(q[i * w + j + 1]) - double(q[i * w + j]);
+          sw += d * d;
+        }
+      s = (count_h > 0 ? sh / count_h : 0.0) + (count_w > 0 ? sw / count_w : 0.0);
+    } else {
+      for (int64_t i = 0; i + 1 < h; ++i)
+        for (int64_t j = 0; j + 1 < w; ++j) {
+          double dh = double(q[(i + 1) * w + j]) - double(q[i * w + j]);
+          double dw = double(q[i * w + j + 1]) - double(q[i * w + j]);
+          s += std::pow(dh * dh + dw * dw + eps, beta / 2);
+        }
+    }
+    part[size_t(p)] = s;
+  }
+  double s = 0;
+  for (double v : part) s += v;
+  return s / double(batch);
+}
+}  // namespace
+
+void tv_forward(const Tensor& x, double beta, double eps, Tensor& out) {
+  dispatch_float(x, "tv_loss", [&](auto t) {
+    using T = decltype(t);
+    int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+    out.data<T>()[0] = T(tv_sum(x.data<T>(), n * c, h, w, beta, eps, n, c));
+  });
+}
+
+void tv_backward(const Tensor& x, double beta, double eps, const Tensor& gout, Tensor& gx) {
+  dispatch_float(x, "tv_loss_backward", [&](auto t) {
+    using T = decltype(t);
+    int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+    const T* px = x.data<T>();
+    T* pg = gx.data<T>();
+    double go = double(gout.data<T>()[0]) / double(n);
+    double count_h = double(c * (h - 1) * w), count_w = double(c * h * (w - 1));
+    bool squared = beta == 2.0;
+#pragma omp parallel for if (n * c * h * w > kParallelGrain) schedule(static)
+    for (int64_t p = 0; p < n * c; ++p) {
+      const T* q = px + p * h * w;
+      T* g = pg + p * h * w;
+      for (int64_t i = 0; i < h * w; ++i) g[i] = T(0);
+      if (squared) {
+        double kh = count_h > 0 ? 2.0 * go / count_h : 0.0, kw = count_w > 0 ? 2.0 * go / count_w : 0.0;
+        for (int64_t i = 0; i + 1 < h; ++i)
+          for (int64_t j = 0; j < w; ++j) {
+            double d = double(q[(i + 1) * w + j]) - double(q[i * w + j]);
+            g[(i + 1) * w + j] += T(kh * d);
+            g[i * w + j] -= T(kh * d);
+          }
+        for (int64_t i = 0; i < h; ++i)
+          for (int64_t j = 0; j + 1 < w; ++j) {
+            double d = double(q[i * w + j + 1]) - double(q[i * w + j]);
+            g[i * w + j + 1] += T(kw * d);
+            g[i * w + j] -= T(kw * d);
+          }
+      } else {
+        for (int64_t i = 0; i + 1 < h; ++i)
+          for (int64_t j = 0; j + 1 < w; ++j) {
+            double dh = double(q[(i + 1) * w + j]) - double(q[i * w + j]);
+            double dw = double(q[i * w + j + 1]) - double(q[i * w + j]);
+            double k = go * beta * std::pow(dh * dh + dw * dw + eps, beta / 2 - 1);
+            g[(i + 1) * w + j] += T(k * dh);
+            g[i * w + j + 1] += T(k * dw);
+            g[i * w + j] -= T(k * (dh + dw));
+          }
+      }
+    }
+  });
+}
+
+}  // namespace sl::cpu
