@@ -1,0 +1,181 @@
+// splitleak train: trains LeNet or the CIFAR CNN with the reference recipe (Adam, lr 1e-3, eps 1e-3,
+// AMSGrad, lr halved every 20 epochs, cross-entropy), evaluates on the test set after every epoch and
+// writes a checkpoint atomically.
+#include <cmath>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "autograd/ops.h"
+#include "cli/commands.h"
+#include "cli/common.h"
+#include "cli/ui.h"
+#include "datasets/fetch.h"
+#include "datasets/loader.h"
+#include "nn/optim.h"
+
+namespace sl::cli {
+
+namespace {
+
+struct TrainOptions {
+  std::string dataset = "mnist", model = "lenet", data, out, device = "cpu", optimizer = "adam";
+  int epochs = 3, threads = 0, lr_step = 20;
+  int64_t batch = 32, limit = -1, test_limit = -1, max_steps = -1;
+  double lr = 1e-3, eps = 1e-3, momentum = 0.9;
+  uint64_t seed = 1;
+  bool json = false, no_augment = false, amsgrad = true;
+};
+
+struct EpochRow {
+  int epoch;
+  double train_loss, train_acc, test_acc, seconds, images_per_s, lr;
+};
+
+void run_train(const TrainOptions& o) {
+  set_threads(o.threads);
+  Device device = Device::parse(o.device);
+  std::string dir = data::find_data_dir(o.data);
+  Generator gen(o.seed);
+  default_generator().manual_seed(o.seed);
+  Model model = make_model(o.model, gen);
+
+  data::Dataset train = data::load_dataset(o.dataset, dir, true, o.limit);
+  data::Dataset test = data::load_dataset(o.dataset, dir, false, o.test_limit);
+  check_fits(model, train);
+  std::cerr << "train: " << o.model << " on " << train.name << " (" << train.size() << " train / " << test.size()
+            << " test images, " << train.source << ") on " << device.str() << "\n";
+
+  model.net->to(device);
+  std::unique_ptr<Optimizer> opt;
+  if (o.optimizer == "adam") {
+    AdamArgs a;
+    a.lr = o.lr;
+    a.eps = o.eps;
+    a.amsgrad = o.amsgrad;
+    opt = std::make_unique<Adam>(model.net->parameters(), a);
+  } else {
+    SgdArgs a;
+    a.lr = o.lr;
+    a.momentum = o.momentum;
+    opt = std::make_unique<SGD>(model.net->parameters(), a);
+  }
+  StepLR sched(*opt, o.lr_step, 0.5);
+
+  data::LoaderOptions lo;
+  lo.batch_size = o.batch;
+  lo.seed = o.seed;
+  if (o.dataset == "cifar10" && !o.no_augment) lo.augment = data::Augment::cifar10();
+  data::Loader loader(train, lo);
+
+  std::vector<EpochRow> rows;
+  int64_t steps = 0;
+  bool stop = false;
+  EvalResult final_eval;
+  for (int e = 0; e < o.epochs && !stop; ++e) {
+    sched.set_epoch(e);
+    loader.set_epoch(e);
+    model.net->train();
+    int64_t nb = loader.batches_per_epoch();
+    if (o.max_steps >= 0) nb = std::min(nb, o.max_steps - steps);
+    ui::Progress prog("epoch " + std::to_string(e + 1) + "/" + std::to_string(o.epochs), nb, "batch");
+    double loss_sum = 0;
+    int64_t seen = 0, correct = 0;
+    data::Batch b;
+    for (int64_t i = 0; i < nb; ++i) {
+      b = loader.batch(i);
+      Tensor x = b.images.to(device), y = b.labels.to(device);
+      opt->zero_grad();
+      Tensor logits = model.net->forward(x);
+      Tensor loss = cross_entropy(logits, y);
+      loss.backward();
+      opt->step();
+      double l = loss.item();
+      SL_CHECK(std::isfinite(l), ValueError, "training diverged: the loss is ", l, " at epoch ", e + 1, ", batch ",
+               i + 1, " (try a smaller --lr)");
+      Tensor pred = argmax_rows(logits.detach()).to(Device::cpu());
+      const int32_t* p = pred.data<int32_t>();
+      const int32_t* t = b.labels.data<int32_t>();
+      for (int64_t k = 0; k < b.size(); ++k) correct += p[k] == t[k];
+      loss_sum += l * double(b.size());
+      seen += b.size();
+      ++steps;
+      prog.update(i + 1, "loss " + ui::fixed(loss_sum / double(seen), 4) + "  acc " +
+                             ui::percent(double(correct) / double(seen)) + "  " +
+                             ui::fixed(double(seen) / std::max(prog.elapsed_s(), 1e-9), 0) + " img/s");
+    }
+    double secs = prog.elapsed_s();
+    prog.finish("loss " + ui::fixed(seen ? loss_sum / double(seen) : 0, 4));
+    model.net->eval();
+    final_eval = evaluate(*model.net, test, device, 500);
+    rows.push_back({e + 1, seen ? loss_sum / double(seen) : 0, seen ? double(correct) / double(seen) : 0,
+                    final_eval.accuracy, secs, double(seen) / std::max(secs, 1e-9), opt->lr()});
+    std::cerr << "epoch " << e + 1 << ": test accuracy " << ui::percent(final_eval.accuracy) << " ("
+              << ui::fixed(secs, 1) << " s training)\n";
+    if (o.max_steps >= 0 && steps >= o.max_steps) stop = true;
+  }
+
+  std::string out = o.out.empty() ? "runs/" + o.model + "-" + o.dataset + ".ckpt" : o.out;
+  save_checkpoint(out, model,
+                  {{"dataset", o.dataset},
+                   {"epochs", std::to_string(rows.size())},
+                   {"steps", std::to_string(steps)},
+                   {"batch", std::to_string(o.batch)},
+                   {"seed", std::to_string(o.seed)},
+                   {"test_accuracy", ui::fixed(final_eval.accuracy, 6)},
+                   {"device", device.str()},
+                   {"date", ui::now_iso8601()},
+                   {"command", command_line()}});
+
+  if (o.json) {
+    nlohmann::json j;
+    j["model"] = o.model;
+    j["dataset"] = o.dataset;
+    j["device"] = device.str();
+    j["checkpoint"] = out;
+    j["steps"] = steps;
+    j["test_accuracy"] = final_eval.accuracy;
+    j["test_loss"] = final_eval.loss;
+    for (auto& r : rows)
+      j["epochs"].push_back({{"epoch", r.epoch}, {"train_loss", r.train_loss}, {"train_accuracy", r.train_acc},
+                             {"test_accuracy", r.test_acc}, {"seconds", r.seconds}, {"images_per_s", r.images_per_s},
+                             {"lr", r.lr}});
+    std::cout << j.dump() << std::endl;
+    return;
+  }
+  ui::Table t({"epoch", "lr", "train loss", "train acc", "test acc", "seconds", "img/s"});
+  for (auto& r : rows)
+    t.add({std::to_string(r.epoch), ui::fixed(r.lr, 6), ui::fixed(r.train_loss, 4), ui::percent(r.train_acc),
+           ui::percent(r.test_acc), ui::fixed(r.seconds, 2), ui::fixed(r.images_per_s, 0)});
+  std::cout << "\n";
+  t.print();
+  std::cout << "\ntest accuracy " << ui::percent(final_eval.accuracy) << " on " << final_eval.count
+            << " images; checkpoint written to " << out << "\n";
+}
+
+}  // namespace
+
+void add_train(CLI::App& app) {
+  auto o = std::make_shared<TrainOptions>();
+  auto* c = app.add_subcommand("train", "Train a model (LeNet on MNIST, CIFAR10CNN on CIFAR-10)");
+  c->add_option("--dataset", o->dataset, "mnist or cifar10")->check(CLI::IsMember({"mnist", "cifar10"}));
+  c->add_option("--model", o->model, "lenet or cifar10cnn")->check(CLI::IsMember({"lenet", "cifar10cnn"}));
+  c->add_option("--epochs", o->epochs, "Training epochs")->check(CLI::Range(1, 100000));
+  c->add_option("--batch", o->batch, "Batch size")->check(CLI::Range(int64_t(1), int64_t(1) << 20));
+  c->add_option("--lr", o->lr, "Learning rate (halved every --lr-step epochs)")->check(CLI::PositiveNumber);
+  c->add_option("--lr-step", o->lr_step, "Epochs between halvings of the learning rate")->check(CLI::Range(1, 100000));
+  c->add_option("--eps", o->eps, "Adam epsilon")->check(CLI::PositiveNumber);
+  c->add_option("--optimizer", o->optimizer, "adam (AMSGrad) or sgd")->check(CLI::IsMember({"adam", "sgd"}));
+  c->add_option("--seed", o->seed, "Seed for initialisation, shuffling and augmentation");
+  c->add_option("--device", o->device, "cpu or cuda[:N]");
+  c->add_option("--data", o->data, "Data directory (default: $SPLITLEAK_DATA or data/)");
+  c->add_option("--out", o->out, "Checkpoint to write (default runs/MODEL-DATASET.ckpt)");
+  c->add_option("--limit", o->limit, "Use only the first N training images");
+  c->add_option("--test-limit", o->test_limit, "Use only the first N test images");
+  c->add_option("--max-steps", o->max_steps, "Stop after N optimisation steps in all");
+  c->add_option("--threads", o->threads, "CPU threads (default: all cores)");
+  c->add_flag("--no-augment", o->no_augment, "No CIFAR-10 augmentation");
+  c->add_flag("--json", o->json, "Print one JSON object with the results at the end");
+  c->callback([o] { run_train(*o); });
+}
+
+}  // namespace sl::cli

@@ -1,0 +1,44 @@
+// Pieces the subcommands share: loading a trained model, checking it fits a data set, evaluating.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "datasets/dataset.h"
+#include "nn/checkpoint.h"
+#include "nn/models.h"
+
+namespace sl::cli {
+
+// A model rebuilt from a checkpoint, on `device`, in eval mode.
+struct LoadedModel {
+  Model model;
+  Checkpoint ckpt;
+  std::string dataset;  // from the checkpoint's metadata
+};
+LoadedModel load_model(const std::string& path, Device device);
+
+// Throws ValueError when the data set's images do not have the model's input shape.
+void check_fits(const Model& m, const data::Dataset& d);
+
+struct EvalResult {
+  double accuracy = 0, loss = 0;
+  int64_t count = 0;
+  std::vector<int32_t> predictions;
+  double seconds = 0;
+};
+// Runs fn(batch of images on `device`) -> logits over the data set and scores it; shows progress if `label`.
+template <class Fn>
+EvalResult evaluate_with(Fn&& fn, const data::Dataset& d, Device device, int64_t batch, const char* label);
+EvalResult evaluate(Module& net, const data::Dataset& d, Device device, int64_t batch = 500,
+                    const char* label = nullptr);
+
+// Sets the number of CPU threads (0 = leave OpenMP's default).
+void set_threads(int n);
+
+// The command line as one string, for results files.
+std::string command_line();
+void set_command_line(int argc, char** argv);
+
+}  // namespace sl::cli
+
+#include "cli/common_impl.h"
