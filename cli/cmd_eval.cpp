@@ -29,6 +29,8 @@ void run_eval(const EvalOptions& o) {
   data::Dataset test = data::load_dataset(ds, data::find_data_dir(o.data), false, o.limit);
   check_fits(lm.model, test);
   auto& net = *lm.model.net;
+  SplitModel sm;
+  if (!o.split.empty()) sm = net.split(o.split);  // ValueError listing the names for an unknown layer
 
   EvalResult whole = evaluate(net, test, device, o.batch, "eval whole");
   nlohmann::json j{{"model", o.model}, {"arch", lm.model.arch}, {"dataset", ds}, {"device", device.str()},
@@ -38,7 +40,6 @@ void run_eval(const EvalOptions& o) {
          ui::fixed(whole.seconds, 2)});
 
   if (!o.split.empty()) {
-    SplitModel sm = net.split(o.split);  // ValueError listing the names for an unknown layer
     int64_t inter = 0;
     EvalResult split = evaluate_with(
         [&](const Tensor& x) {

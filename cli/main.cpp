@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <exception>
+#include <string>
 
 #include "cli/commands.h"
 #include "cli/common.h"
@@ -17,6 +18,18 @@ int main(int argc, char** argv) {
   sl::cli::add_train(app);
   sl::cli::add_eval(app);
   sl::cli::add_info(app);
+  if (argc > 1 && argv[1][0] != '-') {
+    std::string cmd = argv[1], known;
+    bool found = false;
+    for (auto* sub : app.get_subcommands([](CLI::App*) { return true; })) {
+      found = found || sub->get_name() == cmd;
+      known += (known.empty() ? "" : ", ") + sub->get_name();
+    }
+    if (!found) {
+      std::fprintf(stderr, "splitleak: error: unknown command '%s' (commands: %s)\n", cmd.c_str(), known.c_str());
+      return 2;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
