@@ -1,0 +1,148 @@
+#include "datasets/dataset.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "datasets/cifar10.h"
+#include "datasets/mnist.h"
+
+namespace sl::data {
+
+namespace fs = std::filesystem;
+
+Normalization mnist_normalization() { return Normalization{{0.5f}, {0.5f}}; }
+
+Normalization cifar10_normalization() {
+  return Normalization{{0.485f, 0.456f, 0.406f}, {0.229f, 0.224f, 0.225f}};
+}
+
+Normalization normalization_for(const std::string& name) {
+  if (name == "mnist") return mnist_normalization();
+  if (name == "cifar10") return cifar10_normalization();
+  throw ValueError(str("unknown data set '", name, "' (known: mnist, cifar10)"));
+}
+
+namespace {
+
+// Applies y = x * scale[c] + shift[c] over the channel dimension of a [N,C,H,W] or [C,H,W] tensor.
+Tensor per_channel_affine(const Tensor& in, const std::vector<float>& scale, const std::vector<float>& shift,
+                          bool clamp01, const char* what) {
+  SL_CHECK(in.defined(), ValueError, what, ": undefined tensor");
+  SL_CHECK(in.dim() == 3 || in.dim() == 4, ShapeError, what, ": expected [N, C, H, W] or [C, H, W], got ",
+           in.shape().str());
+  const int cdim = in.dim() == 4 ? 1 : 0;
+  const int64_t C = in.size(cdim);
+  SL_CHECK(C == int64_t(scale.size()), ShapeError, what, ": tensor has ", C, " channels, the normalisation has ",
+           scale.size());
+  Tensor x = in.device().is_cpu() ? in : in.to(Device::cpu());
+  x = x.to(DType::f32).contiguous();
+  Tensor out = Tensor::empty(x.shape(), DType::f32);
+  const int64_t N = in.dim() == 4 ? in.size(0) : 1;
+  const int64_t plane = x.size(-1) * x.size(-2);
+  const float* src = x.data<float>();
+  float* dst = out.data<float>();
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t c = 0; c < C; ++c) {
+      const float a = scale[c], b = shift[c];
+      const float* s = src + (n * C + c) * plane;
+      float* d = dst + (n * C + c) * plane;
+      if (clamp01) {
+        for (int64_t i = 0; i < plane; ++i) d[i] = std::clamp(s[i] * a + b, 0.0f, 1.0f);
+      } else {
+        for (int64_t i = 0; i < plane; ++i) d[i] = s[i] * a + b;
+      }
+    }
+  return out;
+}
+
+}  // namespace
+
+Tensor normalize(const Tensor& pixels01, const Normalization& norm) {
+  std::vector<float> scale(norm.mean.size()), shift(norm.mean.size());
+  for (size_t c = 0; c < scale.size(); ++c) {
+    scale[c] = 1.0f / norm.std[c];
+    shift[c] = -norm.mean[c] / norm.std[c];
+  }
+  return per_channel_affine(pixels01, scale, shift, false, "normalize");
+}
+
+Tensor denormalize(const Tensor& normalized, const Normalization& norm, bool clamp01) {
+  return per_channel_affine(normalized, norm.std, norm.mean, clamp01, "denormalize");
+}
+
+Dataset Dataset::slice(int64_t begin, int64_t end) const {
+  SL_CHECK(0 <= begin && begin <= end && end <= size(), ValueError, "Dataset::slice: range [", begin, ", ", end,
+           ") outside the ", size(), " samples of ", name);
+  Dataset d = *this;
+  d.images = images.slice(begin, end);
+  d.labels.assign(labels.begin() + begin, labels.begin() + end);
+  d.source = str(source, ", samples ", begin, "..", end - 1);
+  return d;
+}
+
+Dataset load_dataset(const std::string& name, const std::string& data_dir, bool train, int64_t limit) {
+  if (name == "mnist") return load_mnist(data_dir, train, limit);
+  if (name == "cifar10") {
+    CifarOptions opt;
+    opt.limit = limit;
+    return load_cifar10(data_dir, train, opt);
+  }
+  throw ValueError(str("unknown data set '", name, "' (known: mnist, cifar10)"));
+}
+
+std::vector<uint8_t> read_file_bytes(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) throw IoError(str(path, ": cannot open (", std::strerror(errno), ")"));
+  std::vector<uint8_t> out;
+  std::error_code ec;
+  const auto expected = fs::file_size(path, ec);
+  if (!ec) out.reserve(size_t(expected));
+  uint8_t buf[1 << 16];
+  size_t got;
+  while ((got = std::fread(buf, 1, sizeof buf, f)) > 0) out.insert(out.end(), buf, buf + got);
+  const bool bad = std::ferror(f);
+  std::fclose(f);
+  if (bad) throw IoError(str(path, ": read error at byte ", out.size()));
+  return out;
+}
+
+void write_file_atomic(const std::string& path, const void* bytes, size_t n) {
+  fs::path p(path);
+  std::error_code ec;
+  if (p.has_parent_path()) {
+    fs::create_directories(p.parent_path(), ec);
+    if (ec) throw IoError(str(path, ": cannot create folder ", p.parent_path().string(), " (", ec.message(), ")"));
+  }
+  static std::atomic<uint64_t> serial{0};
+  const std::string tmp = str(path, ".partial-", ::getpid(), "-", serial++);
+  std::FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (!f) throw IoError(str(tmp, ": cannot open for writing (", std::strerror(errno), ")"));
+  const size_t put = n ? std::fwrite(bytes, 1, n, f) : 0;
+  const bool ok = put == n && std::fflush(f) == 0 && ::fsync(fileno(f)) == 0;
+  const int err = errno;
+  const bool closed = std::fclose(f) == 0;
+  if (!ok || !closed) {
+    fs::remove(tmp, ec);
+    throw IoError(str(path, ": write failed after ", put, " of ", n, " bytes (", std::strerror(err), ")"));
+  }
+  fs::rename(tmp, p, ec);
+  if (ec) {
+    std::error_code ec2;
+    fs::remove(tmp, ec2);
+    throw IoError(str(path, ": cannot rename ", tmp, " into place (", ec.message(), ")"));
+  }
+}
+
+std::string fetch_hint(const std::string& name, const std::string& data_dir) {
+  return str("run: splitleak fetch ", name, " --data ", data_dir);
+}
+
+}  // namespace sl::data
