@@ -36,7 +36,9 @@ class NoGradGuard {
 bool needs_grad(std::initializer_list<const Tensor*> inputs);
 
 // Attaches a node to `out` when any input requires grad and grad mode is on; returns out.
-// Op implementations call it as: return record("relu", {x}, y, [=](const Tensor& g){ ... });
+// Op implementations call it as: return record("relu", {x}, y, [y = y.detach()](const Tensor& g){ ... });
+// A backward that needs the output captures y.detach(), never y itself: y owns the node, so that would be a
+// reference cycle and the graph would never be freed.
 Tensor record(const char* name, std::vector<Tensor> inputs, Tensor out,
               std::function<std::vector<Tensor>(const Tensor&)> backward);
 

@@ -63,7 +63,7 @@ Tensor relu(const Tensor& x0) {
   check_float(x0, "relu");
   Tensor x = x0.contiguous(), y = empty_like(x);
   kern::relu_forward(x, y);
-  return record("relu", {x0}, y, [y](const Tensor& g) {
+  return record("relu", {x0}, y, [y = y.detach()](const Tensor& g) {  // detached: no cycle through y
     Tensor d = empty_like(g);
     kern::relu_backward(y, g, d);
     return std::vector<Tensor>{d};
@@ -74,7 +74,7 @@ Tensor sigmoid(const Tensor& x0) {
   check_float(x0, "sigmoid");
   Tensor x = x0.contiguous(), y = empty_like(x);
   kern::sigmoid_forward(x, y);
-  return record("sigmoid", {x0}, y, [y](const Tensor& g) {
+  return record("sigmoid", {x0}, y, [y = y.detach()](const Tensor& g) {
     Tensor d = empty_like(g);
     kern::sigmoid_backward(y, g, d);
     return std::vector<Tensor>{d};
@@ -166,7 +166,7 @@ Tensor softmax(const Tensor& x0) {
   SL_CHECK(x0.dim() >= 1 && x0.numel() > 0, ShapeError, "softmax: needs a non-empty tensor, got ", x0.shape().str());
   Tensor x = x0.contiguous(), y = empty_like(x);
   kern::softmax_forward(x, y);
-  return record("softmax", {x0}, y, [y](const Tensor& g) {
+  return record("softmax", {x0}, y, [y = y.detach()](const Tensor& g) {
     Tensor d = empty_like(y);
     kern::softmax_backward(y, g.contiguous(), d);
     return std::vector<Tensor>{d};

@@ -1,0 +1,94 @@
+// The layers: thin Modules over the differentiable ops of autograd/ops.h. Shapes are NCHW for images and
+// [N, features] for Linear. Parameters are created zero-filled and float32 on the CPU; call
+// reset_parameters(gen) (the model builders do) for PyTorch's default initialisation.
+#pragma once
+#include "nn/module.h"
+
+namespace sl {
+
+class Conv2d : public Module {
+ public:
+  Conv2d(int in_channels, int out_channels, int kernel, int stride = 1, int pad = 0, bool bias = true);
+  Tensor forward(const Tensor& x) override;
+  Shape output_shape(const Shape& in) const override;
+  std::string describe() const override;
+  void reset_parameters(Generator& gen) override;
+
+  Tensor weight;  // [out, in, k, k]
+  Tensor bias;    // [out], undefined without bias
+  const int in_channels, out_channels, kernel, stride, pad;
+};
+
+class ConvTranspose2d : public Module {
+ public:
+  ConvTranspose2d(int in_channels, int out_channels, int kernel, int stride = 1, int pad = 0,
+                  int output_padding = 0, bool bias = true);
+  Tensor forward(const Tensor& x) override;
+  Shape output_shape(const Shape& in) const override;
+  std::string describe() const override;
+  void reset_parameters(Generator& gen) override;
+
+  Tensor weight;  // [in, out, k, k] (PyTorch's layout)
+  Tensor bias;    // [out]
+  const int in_channels, out_channels, kernel, stride, pad, output_padding;
+};
+
+class Linear : public Module {
+ public:
+  Linear(int in_features, int out_features, bool bias = true);
+  Tensor forward(const Tensor& x) override;
+  Shape output_shape(const Shape& in) const override;
+  std::string describe() const override;
+  void reset_parameters(Generator& gen) override;
+
+  Tensor weight;  // [out, in]
+  Tensor bias;    // [out]
+  const int in_features, out_features;
+};
+
+// Max over k x k windows (no padding).
+class MaxPool2d : public Module {
+ public:
+  explicit MaxPool2d(int kernel, int stride = 0);  // stride 0 means stride = kernel
+  Tensor forward(const Tensor& x) override;
+  Shape output_shape(const Shape& in) const override;
+  std::string describe() const override;
+  const int kernel, stride;
+};
+
+class ReLU : public Module {
+ public:
+  Tensor forward(const Tensor& x) override;
+  std::string describe() const override { return "ReLU"; }
+};
+
+class Sigmoid : public Module {
+ public:
+  Tensor forward(const Tensor& x) override;
+  std::string describe() const override { return "Sigmoid"; }
+};
+
+// [N, d1, d2, ...] -> [N, d1·d2·...]
+class Flatten : public Module {
+ public:
+  Tensor forward(const Tensor& x) override;
+  Shape output_shape(const Shape& in) const override;
+  std::string describe() const override { return "Flatten"; }
+};
+
+// Zeroes each element with probability `rate` while training (kept ones scaled by 1/(1-rate) when
+// rescale); the identity in eval mode. The masks are drawn from `gen`, which must outlive the layer.
+class Dropout : public Module {
+ public:
+  Dropout(double rate, bool rescale, Generator& gen);
+  explicit Dropout(double rate, bool rescale = true) : Dropout(rate, rescale, default_generator()) {}
+  Tensor forward(const Tensor& x) override;
+  std::string describe() const override;
+  const double rate;
+  const bool rescale;
+
+ private:
+  Generator* gen_;
+};
+
+}  // namespace sl

@@ -1,0 +1,82 @@
+#include "nn/sequential.h"
+
+#include <sstream>
+
+namespace sl {
+
+Sequential& Sequential::add(std::string name, std::shared_ptr<Module> layer) {
+  register_child(std::move(name), std::move(layer));
+  return *this;
+}
+
+Tensor Sequential::forward(const Tensor& x) {
+  Tensor y = x;
+  for (auto& [name, layer] : children()) y = layer->forward(y);
+  return y;
+}
+
+Tensor Sequential::forward_until(const Tensor& x, const std::string& name) {
+  size_t last = index_of(name);
+  Tensor y = x;
+  for (size_t i = 0; i <= last; ++i) y = children()[i].second->forward(y);
+  return y;
+}
+
+std::vector<std::string> Sequential::layer_names() const {
+  std::vector<std::string> names;
+  for (auto& [name, layer] : children()) names.push_back(name);
+  return names;
+}
+
+size_t Sequential::index_of(const std::string& name) const {
+  for (size_t i = 0; i < children().size(); ++i)
+    if (children()[i].first == name) return i;
+  std::string valid;
+  for (auto& n : layer_names()) valid += (valid.empty() ? "" : ", ") + n;
+  throw ValueError(str("no layer named '", name, "'; the layers are: ", valid.empty() ? "(none)" : valid));
+}
+
+std::shared_ptr<Module> Sequential::layer(const std::string& name) const { return children()[index_of(name)].second; }
+
+SplitModel Sequential::split(const std::string& name) const {
+  size_t last = index_of(name);
+  SplitModel s{std::make_shared<Sequential>(), std::make_shared<Sequential>()};
+  for (size_t i = 0; i < children().size(); ++i) {
+    auto& [n, layer] = children()[i];
+    (i <= last ? s.head : s.tail)->add(n, layer);
+  }
+  s.head->train(is_training());
+  s.tail->train(is_training());
+  return s;
+}
+
+Shape Sequential::output_shape(const Shape& in) const {
+  Shape s = in;
+  for (auto& [name, layer] : children()) s = layer->output_shape(s);
+  return s;
+}
+
+std::vector<std::pair<std::string, Shape>> Sequential::output_shapes(const Shape& in) const {
+  std::vector<std::pair<std::string, Shape>> out;
+  Shape s = in;
+  for (auto& [name, layer] : children()) {
+    s = layer->output_shape(s);
+    out.emplace_back(name, s);
+  }
+  return out;
+}
+
+std::string Sequential::describe() const { return str("Sequential(", size(), " layers)"); }
+
+std::string Sequential::summary(const Shape& in) const {
+  std::ostringstream os;
+  Shape s = in;
+  for (auto& [name, layer] : children()) {
+    s = layer->output_shape(s);
+    os << name << std::string(name.size() < 8 ? 8 - name.size() : 1, ' ') << layer->describe() << "  " << s.str()
+       << "\n";
+  }
+  return os.str();
+}
+
+}  // namespace sl
