@@ -9,7 +9,7 @@
 namespace sl::kern {
 
 namespace {
-[[noreturn]] void no_cuda(const char* fn) {
+[[noreturn, maybe_unused]] void no_cuda(const char* fn) {
   throw DeviceError(str(fn, ": tensor is on a CUDA device but this splitleak was built without CUDA"));
 }
 }  // namespace

@@ -1,0 +1,316 @@
+// conv2d on the GPU as three implicit GEMMs (kernels/cuda/igemm.cuh); the im2col matrix is never stored: each
+// tile load computes its image coordinates on the fly (fast division by the run-time constants) and reads zero
+// for padding taps. Layouts NCHW, weight [Co, C, k, k].
+//
+//   forward          y[n,co,oh,ow]  = b[co] + sum_{ci,kh,kw} w[co,ci,kh,kw] x[n,ci,oh*s-p+kh,ow*s-p+kw]
+//                    GEMM  M = Co, N = batch*OH*OW, K = C*k*k;   A = w (as stored),  B = im2col(x)
+//   backward data    gx[n,ci,ih,iw] = sum_{co,kh,kw} w[co,ci,kh,kw] gy[n,co,(ih+p-kh)/s,(iw+p-kw)/s]  (exact division only)
+//                    GEMM  M = C,  N = batch*H*W,   K = Co*k*k;  A = w regrouped, B = the scattered gy taps
+//   backward weight  gw[co,ci,kh,kw] = sum_{n,oh,ow} gy[n,co,oh,ow] x[n,ci,oh*s-p+kh,ow*s-p+kw]
+//                    GEMM  M = Co, N = C*k*k,       K = batch*OH*OW (long: split-K, slices added in order)
+//   bias gradient    gb[co] = sum_{n,oh,ow} gy[n,co,oh,ow]  (blocks per channel slice, slices added in order, double)
+// Backward data for C <= 4 input channels runs a direct kernel instead (one thread per gx element).
+// Every output element is written by exactly one thread, in a fixed summation order: deterministic, no atomics.
+#include "kernels/cuda/conv_raw.cuh"
+#include "kernels/cuda/igemm.cuh"
+
+namespace sl::cuda {
+
+namespace conv {
+namespace {
+
+template <class T>
+struct Fwd {
+  static constexpr bool kAContigK = true, kBContigN = true;
+  const T* x;
+  const T* w;
+  const T* bias;
+  T* y;
+  int C, H, W, Co, OHW, K, stride, pad;
+  FastDiv d_ohw, d_ow, d_kk, d_ks;
+  __device__ T a(int m, int k) const { return w[m * K + k]; }
+  __device__ T b(int k, int n) const {
+    uint32_t img, r, oh, ow, ci, rr, kh, kw;
+    d_ohw.divmod(n, img, r);
+    d_ow.divmod(r, oh, ow);
+    d_kk.divmod(k, ci, rr);
+    d_ks.divmod(rr, kh, kw);
+    const int ih = int(oh) * stride - pad + int(kh), iw = int(ow) * stride - pad + int(kw);
+    if (unsigned(ih) >= unsigned(H) || unsigned(iw) >= unsigned(W)) return T(0);
+    return x[((int(img) * C + int(ci)) * H + ih) * W + iw];
+  }
+  __device__ void store(int m, int n, T v) const {
+    uint32_t img, r;
+    d_ohw.divmod(n, img, r);
+    y[(int(img) * Co + m) * OHW + int(r)] = bias ? v + bias[m] : v;
+  }
+};
+
+template <class T>
+struct BwdData {
+  static constexpr bool kAContigK = true, kBContigN = true;
+  const T* gy;
+  const T* w;
+  const T* bias;
+  T* gx;
+  int C, HW, Co, OH, OW, KK, stride, pad;
+  FastDiv d_hw, d_w, d_kk, d_ks;
+  __device__ T a(int m, int k) const {  // w[co, ci = m, kh, kw] with k = (co, kh, kw)
+    uint32_t co, r;
+    d_kk.divmod(k, co, r);
+    return w[(int(co) * C + m) * KK + int(r)];
+  }
+  __device__ T b(int k, int n) const {
+    uint32_t img, r, ih, iw, co, rr, kh, kw;
+    d_hw.divmod(n, img, r);
+    d_w.divmod(r, ih, iw);
+    d_kk.divmod(k, co, rr);
+    d_ks.divmod(rr, kh, kw);
+    int th = int(ih) + pad - int(kh), tw = int(iw) + pad - int(kw);
+    if (th < 0 || tw < 0) return T(0);
+    if (stride != 1) {
+      if (th % stride || tw % stride) return T(0);
+      th /= stride;
+      tw /= stride;
+    }
+    if (th >= OH || tw >= OW) return T(0);
+    return gy[((int(img) * Co + int(co)) * OH + th) * OW + tw];
+  }
+  __device__ void store(int m, int n, T v) const {
+    uint32_t img, r;
+    d_hw.divmod(n, img, r);
+    gx[(int(img) * C + m) * HW + int(r)] = bias ? v + bias[m] : v;
+  }
+};
+
+template <class T>
+struct BwdWeight {
+  static constexpr bool kAContigK = true, kBContigN = false;
+  const T* x;
+  const T* gy;
+  T* gw;
+  int C, H, W, Co, OHW, NCOL, stride, pad;
+  FastDiv d_ohw, d_ow, d_kk, d_ks;
+  __device__ T a(int m, int k) const {  // gy[img, co = m, r] with k = (img, r)
+    uint32_t img, r;
+    d_ohw.divmod(k, img, r);
+    return gy[(int(img) * Co + m) * OHW + int(r)];
+  }
+  __device__ T b(int k, int n) const {
+    uint32_t img, r, oh, ow, ci, rr, kh, kw;
+    d_ohw.divmod(k, img, r);
+    d_ow.divmod(r, oh, ow);
+    d_kk.divmod(n, ci, rr);
+    d_ks.divmod(rr, kh, kw);
+    const int ih = int(oh) * stride - pad + int(kh), iw = int(ow) * stride - pad + int(kw);
+    if (unsigned(ih) >= unsigned(H) || unsigned(iw) >= unsigned(W)) return T(0);
+    return x[((int(img) * C + int(ci)) * H + ih) * W + iw];
+  }
+  __device__ void store(int m, int n, T v) const { gw[m * NCOL + n] = v; }
+};
+
+// Bias gradients: slice s of channel c sums a fixed range of the channel's N*HW values (block c, s), then one
+// warp per channel adds the slices in order. The split depends on the shape only: deterministic.
+template <class T>
+__global__ void channel_sums_partial(const T* t, int C, int HW, int total, int per_slice, FastDiv d_hw,
+                                     double* partial) {
+  const int c = blockIdx.x, sl = blockIdx.y;
+  const int beg = sl * per_slice, end = min(total, beg + per_slice);
+  double s = 0;
+  for (int i = beg + int(threadIdx.x); i < end; i += blockDim.x) {
+    uint32_t n, r;
+    d_hw.divmod(uint32_t(i), n, r);
+    s += double(t[(int64_t(n) * C + c) * HW + r]);
+  }
+  s = block_sum(s);
+  if (threadIdx.x == 0) partial[c * gridDim.y + sl] = s;
+}
+template <class T>
+__global__ void channel_sums_finish(const double* partial, int C, int slices, T* out) {
+  const int c = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+  if (c >= C) return;
+  double s = 0;
+  for (int i = lane; i < slices; i += 32) s += partial[c * slices + i];
+  s = warp_sum(s);
+  if (lane == 0) out[c] = T(s);
+}
+
+// Backward data for very few input channels (the image layer: C = 1 or 3), where a GEMM with M = C would waste
+// most of every tile: one thread per input pixel (n, ih, iw) sums the taps of all C <= 4 channels at once, so
+// each gy value is read once for all of them (same math, another summation order). KS_ > 0: the kernel size as a
+// compile-time constant (3 and 5 unroll), 0: read from g.
+template <class T, bool kUnitStride, int KS_>
+__global__ void bwd_data_direct_kernel(const T* __restrict__ gy, const T* __restrict__ w, const T* bias,
+                                       T* __restrict__ gx, Geom g) {
+  constexpr int kMaxC = 4;
+  const int KS = KS_ > 0 ? KS_ : g.KS, KK = KS * KS;
+  const int HW = g.H * g.W, OHW = g.OH * g.OW, C = g.C;
+  const int64_t total = int64_t(g.N) * HW;
+  for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += int64_t(gridDim.x) * blockDim.x) {
+    const int img = int(e / HW), r = int(e - int64_t(img) * HW), ih = r / g.W, iw = r - ih * g.W;
+    T acc[kMaxC] = {T(0), T(0), T(0), T(0)};
+    for (int co = 0; co < g.Co; ++co) {
+      const T* gyp = gy + (int64_t(img) * g.Co + co) * OHW;
+      const T* wp = w + int64_t(co) * C * KK;
+#pragma unroll
+      for (int kh = 0; kh < KS; ++kh) {
+        int oh = ih + g.pad - kh;
+        if (oh < 0) continue;
+        if (!kUnitStride) {
+          if (oh % g.stride) continue;
+          oh /= g.stride;
+        }
+        if (oh >= g.OH) continue;
+#pragma unroll
+        for (int kw = 0; kw < KS; ++kw) {
+          int ow = iw + g.pad - kw;
+          if (ow < 0) continue;
+          if (!kUnitStride) {
+            if (ow % g.stride) continue;
+            ow /= g.stride;
+          }
+          if (ow >= g.OW) continue;
+          const T v = gyp[oh * g.OW + ow];
+#pragma unroll
+          for (int ci = 0; ci < kMaxC; ++ci)
+            if (ci < C) acc[ci] += wp[ci * KK + kh * KS + kw] * v;
+        }
+      }
+    }
+#pragma unroll
+    for (int ci = 0; ci < kMaxC; ++ci)
+      if (ci < C) gx[(int64_t(img) * C + ci) * HW + r] = bias ? acc[ci] + bias[ci] : acc[ci];
+  }
+}
+
+template <class T, bool kUnitStride>
+void launch_bwd_data_direct(const Geom& g, const T* gy, const T* w, const T* bias, T* gx, unsigned blocks,
+                            cudaStream_t st) {
+  if (g.KS == 3) bwd_data_direct_kernel<T, kUnitStride, 3><<<blocks, 256, 0, st>>>(gy, w, bias, gx, g);
+  else if (g.KS == 5) bwd_data_direct_kernel<T, kUnitStride, 5><<<blocks, 256, 0, st>>>(gy, w, bias, gx, g);
+  else bwd_data_direct_kernel<T, kUnitStride, 0><<<blocks, 256, 0, st>>>(gy, w, bias, gx, g);
+}
+
+void check_geom(const Geom& g, const char* op) {
+  SL_CHECK(g.KS > 0 && g.stride > 0 && g.pad >= 0, ValueError, op, ": kernel ", g.KS, ", stride ", g.stride, ", pad ",
+           g.pad, " not supported");
+  check_int32(int64_t(g.N) * g.C * g.H * g.W, op);
+  check_int32(int64_t(g.N) * g.Co * g.OH * g.OW, op);
+  check_int32(int64_t(g.Co) * g.C * g.KS * g.KS, op);
+}
+
+}  // namespace
+
+template <class T>
+void forward(const Geom& g, const T* x, const T* w, const T* bias, T* y, const Tensor& on) {
+  check_geom(g, "conv2d_forward");
+  const int KK = g.KS * g.KS, OHW = g.OH * g.OW;
+  Fwd<T> p{x, w, bias, y, g.C, g.H, g.W, g.Co, OHW, g.C * KK, g.stride, g.pad,
+           FastDiv(uint32_t(OHW)), FastDiv(uint32_t(g.OW)), FastDiv(uint32_t(KK)), FastDiv(uint32_t(g.KS))};
+  igemm::run<T>(p, g.Co, g.N * OHW, g.C * KK, on, "conv2d_forward_igemm");
+}
+
+template <class T>
+void backward_data(const Geom& g, const T* gy, const T* w, const T* bias, T* gx, const Tensor& on) {
+  check_geom(g, "conv2d_backward_data");
+  const int KK = g.KS * g.KS, HW = g.H * g.W;
+  if (g.C <= 4) {
+    const int64_t total = int64_t(g.N) * HW;  // one thread per input pixel
+    if (total == 0 || g.C == 0) return;
+    const unsigned blocks = unsigned(std::min<int64_t>((total + 255) / 256, int64_t(cuda_rt::sm_count(on.device())) * 16));
+    if (g.stride == 1) launch_bwd_data_direct<T, true>(g, gy, w, bias, gx, blocks, stream_of(on));
+    else launch_bwd_data_direct<T, false>(g, gy, w, bias, gx, blocks, stream_of(on));
+    SL_CUDA_LAUNCH("conv2d_backward_data_direct");
+    return;
+  }
+  BwdData<T> p{gy, w, bias, gx, g.C, HW, g.Co, g.OH, g.OW, KK, g.stride, g.pad,
+               FastDiv(uint32_t(HW)), FastDiv(uint32_t(g.W)), FastDiv(uint32_t(KK)), FastDiv(uint32_t(g.KS))};
+  igemm::run<T>(p, g.C, g.N * HW, g.Co * KK, on, "conv2d_backward_data_igemm");
+}
+
+template <class T>
+void backward_weight(const Geom& g, const T* x, const T* gy, T* gw, const Tensor& on) {
+  check_geom(g, "conv2d_backward_weight");
+  const int KK = g.KS * g.KS, OHW = g.OH * g.OW;
+  BwdWeight<T> p{x, gy, gw, g.C, g.H, g.W, g.Co, OHW, g.C * KK, g.stride, g.pad,
+                 FastDiv(uint32_t(OHW)), FastDiv(uint32_t(g.OW)), FastDiv(uint32_t(KK)), FastDiv(uint32_t(g.KS))};
+  if (g.N * OHW == 0) {  // no positions: the gradient is zero
+    SL_CUDA_CHECK(cudaMemsetAsync(gw, 0, size_t(g.Co) * g.C * KK * sizeof(T), stream_of(on)));
+    return;
+  }
+  igemm::run<T>(p, g.Co, g.C * KK, g.N * OHW, on, "conv2d_backward_weight_igemm");
+}
+
+template <class T>
+void channel_sums(const T* t, int N, int C, int HW, T* gb, const Tensor& on) {
+  if (C == 0) return;
+  cudaStream_t st = stream_of(on);
+  const int total = N * HW;
+  if (total == 0) {
+    SL_CUDA_CHECK(cudaMemsetAsync(gb, 0, size_t(C) * sizeof(T), st));
+    return;
+  }
+  // about four blocks per SM over all channels, each slice at least 2048 values
+  const int want = std::max(1, (4 * cuda_rt::sm_count(on.device()) + C - 1) / C);
+  const int slices = std::max(1, std::min({want, (total + 2047) / 2048, 256}));
+  const int per_slice = (total + slices - 1) / slices;
+  DeviceBuffer partial(on.device(), size_t(C) * slices * sizeof(double));
+  channel_sums_partial<T><<<dim3(unsigned(C), unsigned(slices)), 256, 0, st>>>(t, C, HW, total, per_slice,
+                                                                               FastDiv(uint32_t(HW)), partial.as<double>());
+  SL_CUDA_LAUNCH("conv_bias_grad");
+  channel_sums_finish<T><<<(C + 7) / 8, 256, 0, st>>>(partial.as<double>(), C, slices, gb);
+  SL_CUDA_LAUNCH("conv_bias_grad_finish");
+}
+
+template void forward<float>(const Geom&, const float*, const float*, const float*, float*, const Tensor&);
+template void forward<double>(const Geom&, const double*, const double*, const double*, double*, const Tensor&);
+template void backward_data<float>(const Geom&, const float*, const float*, const float*, float*, const Tensor&);
+template void backward_data<double>(const Geom&, const double*, const double*, const double*, double*, const Tensor&);
+template void backward_weight<float>(const Geom&, const float*, const float*, float*, const Tensor&);
+template void backward_weight<double>(const Geom&, const double*, const double*, double*, const Tensor&);
+template void channel_sums<float>(const float*, int, int, int, float*, const Tensor&);
+template void channel_sums<double>(const double*, int, int, int, double*, const Tensor&);
+
+}  // namespace conv
+
+namespace {
+// The conv2d view of x [N, C, H, W], w [Co, C, k, k], y [N, Co, OH, OW].
+conv::Geom geom_of(const Tensor& x, const Tensor& w, const Tensor& y, ConvArgs a, const char* op) {
+  SL_CHECK(x.dim() == 4 && w.dim() == 4 && y.dim() == 4, ShapeError, op, ": expects 4-d x, weight and output, got ",
+           x.shape().str(), ", ", w.shape().str(), ", ", y.shape().str());
+  SL_CHECK(w.size(2) == w.size(3) && w.size(1) == x.size(1) && y.size(1) == w.size(0) && y.size(0) == x.size(0),
+           ShapeError, op, ": x ", x.shape().str(), ", weight ", w.shape().str(), " and output ", y.shape().str(),
+           " do not fit");
+  return {int(x.size(0)), int(x.size(1)), int(x.size(2)), int(x.size(3)), int(w.size(0)), int(w.size(2)),
+          int(y.size(2)), int(y.size(3)), a.stride, a.pad};
+}
+
+template <class T>
+void conv2d_forward_t(const Tensor& x, const Tensor& w, const Tensor& b, ConvArgs a, Tensor& y) {
+  conv::Geom g = geom_of(x, w, y, a, "conv2d_forward");
+  conv::forward<T>(g, x.data<T>(), w.data<T>(), b.defined() ? b.data<T>() : nullptr, y.data<T>(), x);
+}
+template <class T>
+void conv2d_backward_data_t(const Tensor& gy, const Tensor& w, ConvArgs a, Tensor& gx) {
+  conv::Geom g = geom_of(gx, w, gy, a, "conv2d_backward_data");
+  conv::backward_data<T>(g, gy.data<T>(), w.data<T>(), nullptr, gx.data<T>(), gy);
+}
+template <class T>
+void conv2d_backward_weight_t(const Tensor& x, const Tensor& gy, ConvArgs a, Tensor& gw, Tensor& gb) {
+  conv::Geom g = geom_of(x, gw, gy, a, "conv2d_backward_weight");
+  conv::backward_weight<T>(g, x.data<T>(), gy.data<T>(), gw.data<T>(), x);
+  if (gb.defined()) conv::channel_sums<T>(gy.data<T>(), g.N, g.Co, g.OH * g.OW, gb.data<T>(), x);
+}
+}  // namespace
+
+void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& b, ConvArgs a, Tensor& y) {
+  SL_CUDA_DISPATCH(x, "conv2d_forward", conv2d_forward_t, x, w, b, a, y);
+}
+void conv2d_backward_data(const Tensor& gy, const Tensor& w, ConvArgs a, Tensor& gx) {
+  SL_CUDA_DISPATCH(gy, "conv2d_backward_data", conv2d_backward_data_t, gy, w, a, gx);
+}
+void conv2d_backward_weight(const Tensor& x, const Tensor& gy, ConvArgs a, Tensor& gw, Tensor& gb) {
+  SL_CUDA_DISPATCH(x, "conv2d_backward_weight", conv2d_backward_weight_t, x, gy, a, gw, gb);
+}
+
+}  // namespace sl::cuda

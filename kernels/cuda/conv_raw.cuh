@@ -1,0 +1,26 @@
+// Raw convolution entry points shared by conv2d.cu and conv_transpose2d.cu (a transposed convolution is a
+// convolution run backwards: its forward is conv2d's backward-data, and so on).
+#pragma once
+#include "kernels/cuda/common.cuh"
+
+namespace sl::cuda::conv {
+
+// A conv2d: x [N, C, H, W] * w [Co, C, KS, KS] -> y [N, Co, OH, OW] with the given stride and zero padding.
+struct Geom {
+  int N, C, H, W, Co, KS, OH, OW, stride, pad;
+};
+
+// y = conv(x, w) + bias (bias per output channel, may be null)
+template <class T>
+void forward(const Geom& g, const T* x, const T* w, const T* bias, T* y, const Tensor& on);
+// gx = conv^T(gy, w) (+ bias per input channel, may be null: used by conv_transpose2d's forward)
+template <class T>
+void backward_data(const Geom& g, const T* gy, const T* w, const T* bias, T* gx, const Tensor& on);
+// gw = sum over images and positions of gy x (overwritten)
+template <class T>
+void backward_weight(const Geom& g, const T* x, const T* gy, T* gw, const Tensor& on);
+// gb[c] = sum of t[n, c, :, :] over n and the plane (overwritten), t is [N, C, HW]
+template <class T>
+void channel_sums(const T* t, int N, int C, int HW, T* gb, const Tensor& on);
+
+}  // namespace sl::cuda::conv

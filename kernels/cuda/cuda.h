@@ -1,0 +1,19 @@
+// The CUDA backend: hand-written kernels, float32 and float64, all queued on the engine's stream of the tensors'
+// device (tensor/cuda_runtime.cu). One file per op family, named as in kernels/cpu/ (elementwise.cu, random.cu,
+// reduce.cu, loss.cu, optim.cu, gemm.cu, conv2d.cu, conv_transpose2d.cu, pool.cu); the API is kernels/dispatch.h's.
+// Fused multi-tensor optimizer steps: kernels/cuda/optim_multi.h.
+#pragma once
+#include "kernels/dispatch.h"
+
+namespace sl::cuda {
+#include "kernels/backend_api.inc"
+
+// Test hook: launches a kernel with an impossible block size, so the launch check throws
+// DeviceError("debug_invalid_launch: invalid configuration argument").
+void debug_invalid_launch();
+// Test hook: forces the GEMM engine's tile configuration for float (0 .. kGemmConfigs-1, the list in
+// kernels/cuda/igemm.cuh; -1: the cost model's choice) and its split-K factor (0: the cost model's), for every
+// later gemm/linear/conv call.
+constexpr int kGemmConfigs = 7;
+void debug_force_gemm_plan(int cfg, int slices);
+}  // namespace sl::cuda

@@ -1,0 +1,276 @@
+// The tiled, register-blocked (implicit) GEMM engine behind gemm.cu, conv2d.cu and conv_transpose2d.cu.
+//
+//   C[M x N] = A[M x K] . B[K x N]    where a "problem" says how to read A(m, k) and B(k, n) from memory (a plain
+//                                     matrix, or an im2col view of an image computed on the fly) and where C goes.
+//
+// A block computes a BM x BN tile of C with NT = (BM/TM)(BN/TN) threads, each holding a TM x TN sub-tile in
+// registers. K is walked in steps of BK: the next A and B slices are fetched from global memory into registers
+// while the current ones (double-buffered in shared memory) feed the outer products, so one __syncthreads per
+// step suffices. A thread's rows are TM/4 groups of 4 (spaced BM/(TM/4) apart) and likewise its columns, so the
+// fragments are read as 16-byte vectors without bank conflicts and the epilogue writes contiguous runs.
+// Small problems split K over blockIdx.z (split-K): each slice writes a partial tile to a workspace, and a second
+// kernel adds the slices in order and applies the problem's epilogue, so results are deterministic.
+//
+// A problem P provides, for T = float or double:
+//   static constexpr bool kAContigK;          A(m, k) and A(m, k+1) adjacent in memory (else A(m+1, k) is)
+//   static constexpr bool kBContigN;          B(k, n) and B(k, n+1) adjacent in memory (else B(k+1, n) is)
+//   __device__ T a(int m, int k) const;       only called for m < M, k < K
+//   __device__ T b(int k, int n) const;       only called for k < K, n < N (returns 0 for padding taps)
+//   __device__ void store(int m, int n, T v) const;   the final value of C(m, n) (alpha, beta, bias applied there)
+#pragma once
+#include <algorithm>
+#include <climits>
+#include <type_traits>
+
+#include "kernels/cuda/common.cuh"
+
+namespace sl::cuda::igemm {
+
+template <int BM_, int BN_, int BK_, int TM_, int TN_, int MINB_>
+struct Cfg {
+  static constexpr int BM = BM_, BN = BN_, BK = BK_, TM = TM_, TN = TN_;
+  static constexpr int MINB = MINB_;  // blocks per SM the register budget is capped for (__launch_bounds__)
+  static constexpr int NT = (BM / TM) * (BN / TN);
+  static constexpr int PAD = 4;  // keeps rows 16-byte aligned and the transposing stores conflict-free
+  static_assert(TM % 4 == 0 && TN % 4 == 0, "fragments are read 4 at a time");
+  static_assert((BM * BK) % NT == 0 && (BN * BK) % NT == 0, "each thread loads whole elements");
+  static_assert(NT % BM == 0 && NT % BN == 0 && NT % BK == 0, "loads tile the slices in whole rows");
+};
+
+// Four consecutive T from shared memory (16-byte aligned): one LDS.128 for float, two for double.
+template <class T>
+__device__ __forceinline__ void ld4(const T* s, T* d) {
+#pragma unroll
+  for (int i = 0; i < 4; ++i) d[i] = s[i];
+}
+template <>
+__device__ __forceinline__ void ld4<float>(const float* s, float* d) {
+  float4 v = *reinterpret_cast<const float4*>(s);
+  d[0] = v.x; d[1] = v.y; d[2] = v.z; d[3] = v.w;
+}
+
+// ws == nullptr: C is stored through p.store. Otherwise slice z = blockIdx.z writes its partial tile to
+// ws[(z * M + m) * N + n] and splitk_finish applies the epilogue.
+template <class T, class C, class P>
+__global__ void __launch_bounds__(C::NT, C::MINB) igemm_kernel(const P p, int M, int N, int K, int kchunk, T* ws) {
+  constexpr int BM = C::BM, BN = C::BN, BK = C::BK, TM = C::TM, TN = C::TN, NT = C::NT, PAD = C::PAD;
+  constexpr int A_PER = BM * BK / NT, B_PER = BN * BK / NT;
+  constexpr int TX = BN / TN;            // threads along n
+  constexpr int MG = TM / 4, NG = TN / 4;  // row / column groups of 4 per thread
+  constexpr int MSTEP = BM / MG, NSTEP = BN / NG;
+  __shared__ __align__(16) T As[2][BK][BM + PAD];
+  __shared__ __align__(16) T Bs[2][BK][BN + PAD];
+
+  const int tid = threadIdx.x;
+  const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
+  const int kbeg = blockIdx.z * kchunk, kend = min(K, kbeg + kchunk);
+
+  T ra[A_PER], rb[B_PER];
+  // Which element of the A and B slices load j of this thread fetches. Consecutive threads take adjacent
+  // memory; the coordinate along the contiguous direction does not depend on j, so whatever the problem derives
+  // from it (an image position, say) is computed once per thread, outside the K loop.
+  auto a_coord = [&](int j, int& mm, int& kk) {
+    if constexpr (P::kAContigK) { mm = tid / BK + j * (NT / BK); kk = tid % BK; }
+    else { kk = tid / BM + j * (NT / BM); mm = tid % BM; }
+  };
+  auto b_coord = [&](int j, int& kk, int& nn) {
+    if constexpr (P::kBContigN) { kk = tid / BN + j * (NT / BN); nn = tid % BN; }
+    else { nn = tid / BK + j * (NT / BK); kk = tid % BK; }
+  };
+  auto fetch = [&](int k0) {
+#pragma unroll
+    for (int j = 0; j < A_PER; ++j) {
+      int mm, kk;
+      a_coord(j, mm, kk);
+      const int m = m0 + mm, k = k0 + kk;
+      ra[j] = (m < M && k < kend) ? p.a(m, k) : T(0);
+    }
+#pragma unroll
+    for (int j = 0; j < B_PER; ++j) {
+      int kk, nn;
+      b_coord(j, kk, nn);
+      const int n = n0 + nn, k = k0 + kk;
+      rb[j] = (n < N && k < kend) ? p.b(k, n) : T(0);
+    }
+  };
+  auto stash = [&](int buf) {
+#pragma unroll
+    for (int j = 0; j < A_PER; ++j) {
+      int mm, kk;
+      a_coord(j, mm, kk);
+      As[buf][kk][mm] = ra[j];
+    }
+#pragma unroll
+    for (int j = 0; j < B_PER; ++j) {
+      int kk, nn;
+      b_coord(j, kk, nn);
+      Bs[buf][kk][nn] = rb[j];
+    }
+  };
+
+  T acc[TM][TN];
+#pragma unroll
+  for (int i = 0; i < TM; ++i)
+#pragma unroll
+    for (int j = 0; j < TN; ++j) acc[i][j] = T(0);
+
+  const int tx = tid % TX, ty = tid / TX;
+  if (kbeg < kend) {
+    fetch(kbeg);
+    stash(0);
+    __syncthreads();
+    int buf = 0;
+    for (int k0 = kbeg; k0 < kend; k0 += BK) {
+      const bool more = k0 + BK < kend;
+      if (more) fetch(k0 + BK);  // global loads in flight while this step computes
+#pragma unroll
+      for (int kk = 0; kk < BK; ++kk) {
+        T af[TM], bf[TN];
+#pragma unroll
+        for (int g = 0; g < MG; ++g) ld4(&As[buf][kk][g * MSTEP + ty * 4], af + 4 * g);
+#pragma unroll
+        for (int g = 0; g < NG; ++g) ld4(&Bs[buf][kk][g * NSTEP + tx * 4], bf + 4 * g);
+#pragma unroll
+        for (int i = 0; i < TM; ++i)
+#pragma unroll
+          for (int j = 0; j < TN; ++j) acc[i][j] = fma(af[i], bf[j], acc[i][j]);
+      }
+      if (more) {
+        stash(buf ^ 1);  // the other buffer was last read before the previous barrier
+        __syncthreads();
+        buf ^= 1;
+      }
+    }
+  }
+
+#pragma unroll
+  for (int i = 0; i < TM; ++i) {
+    const int m = m0 + (i / 4) * MSTEP + ty * 4 + (i % 4);
+    if (m >= M) continue;
+#pragma unroll
+    for (int j = 0; j < TN; ++j) {
+      const int n = n0 + (j / 4) * NSTEP + tx * 4 + (j % 4);
+      if (n >= N) continue;
+      if (ws) ws[(int64_t(blockIdx.z) * M + m) * N + n] = acc[i][j];
+      else p.store(m, n, acc[i][j]);
+    }
+  }
+}
+
+// C(m, n) = sum over the slices, in slice order, then the problem's epilogue.
+template <class T, class P>
+__global__ void splitk_finish(const P p, int M, int N, int slices, const T* ws) {
+  const int64_t mn = int64_t(M) * N;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < mn; i += int64_t(gridDim.x) * blockDim.x) {
+    T s = ws[i];
+    for (int z = 1; z < slices; ++z) s += ws[z * mn + i];
+    const int m = int(i / N), n = int(i - int64_t(m) * N);
+    p.store(m, n, s);
+  }
+}
+
+// ---- the configurations and the choice between them ---------------------------------------------------------
+//           BM   BN  BK TM TN MINB    threads
+using Big = Cfg<128, 128, 8, 8, 8, 2>;      // 256   <= 128 registers (a few hoisted addresses spill)
+using Wide = Cfg<64, 128, 8, 8, 8, 3>;      // 128   M around 64 (conv channels); <= 168 registers
+using Small = Cfg<64, 64, 8, 4, 4, 4>;      // 256   more, smaller tiles
+using Thin = Cfg<32, 128, 8, 4, 8, 4>;      // 128   M <= 32 (small channel counts, small batches)
+using Narrow = Cfg<64, 32, 8, 4, 4, 4>;     // 128   N <= 32 (weight gradients of thin layers)
+using Big16 = Cfg<128, 128, 16, 8, 8, 2>;   // 256   Big with twice the K per step (half the barriers)
+using Wide16 = Cfg<64, 128, 16, 8, 8, 2>;   // 128
+using SmallF64 = Cfg<64, 64, 8, 4, 4, 2>;   // the float64 path (Small's tile)
+constexpr int kNumCfgs = 7, kSmallCfg = 2;
+static_assert(kNumCfgs == kGemmConfigs, "kernels/cuda/cuda.h lists as many configurations");
+
+struct Plan {
+  int cfg = 0;     // index into kCfgs
+  int slices = 1;  // split-K factor
+  int kchunk = 0;  // K per slice, a multiple of BK
+};
+
+// Test hook (sl::cuda::debug_force_gemm_plan): a forced configuration / split factor for the float path.
+inline int g_forced_cfg = -1, g_forced_slices = 0;
+
+struct CfgInfo {
+  int bm, bn, bk;
+  double rate;  // measured throughput of an SM running this configuration (relative units; H200, see NOTES.md)
+};
+inline constexpr CfgInfo kCfgs[kNumCfgs] = {{128, 128, 8, 3.2},  {64, 128, 8, 2.3},   {64, 64, 8, 2.36}, {32, 128, 8, 1.8},
+                                            {64, 32, 8, 2.2},    {128, 128, 16, 3.25}, {64, 128, 16, 2.3}};
+
+// The cost model: the busiest SM runs ceil(blocks / SMs) blocks of bm x bn x kchunk multiply-adds at the
+// configuration's rate; a split adds the workspace traffic (slices + 1 passes over M x N floats at ~3 TB/s) and
+// a launch. Units: 35700 per microsecond, from the measured rate of the Big tiles.
+// only_cfg >= 0 restricts the choice to that configuration; force_slices > 0 imposes the split.
+inline Plan plan(int M, int N, int K, int sms, int only_cfg, int force_slices) {
+  constexpr double kUnitsPerUs = 35700;
+  Plan best;
+  double best_cost = 1e300;
+  for (int c = 0; c < kNumCfgs; ++c) {
+    if (only_cfg >= 0 && c != only_cfg) continue;
+    const CfgInfo& ci = kCfgs[c];
+    const int64_t tiles = int64_t((M + ci.bm - 1) / ci.bm) * ((N + ci.bn - 1) / ci.bn);
+    const int ksteps = std::max(1, (K + ci.bk - 1) / ci.bk);
+    const int max_s = std::max(1, std::min<int>(ksteps / 4, 256));  // at least 4 steps per slice
+    const int s_first = force_slices > 0 ? force_slices : 1, s_last = force_slices > 0 ? force_slices : max_s;
+    for (int s = s_first; s <= s_last; s = s < 4 ? s + 1 : s * 2) {
+      const int steps = (ksteps + s - 1) / s;
+      const int slices = (ksteps + steps - 1) / steps;
+      const int64_t blocks = tiles * slices;
+      const int64_t per_sm = (blocks + sms - 1) / sms;
+      double cost = double(per_sm) * double(ci.bm) * ci.bn * steps * ci.bk / ci.rate;
+      if (slices > 1) cost += ((slices + 1.0) * M * N * 4 / 3e6 + 4.0) * kUnitsPerUs;
+      if (cost < best_cost) {
+        best_cost = cost;
+        best.cfg = c;
+        best.slices = slices;
+        best.kchunk = steps * ci.bk;
+      }
+    }
+  }
+  return best;
+}
+
+template <class T, class C, class P>
+void launch_cfg(const P& p, int M, int N, int K, const Plan& pl, const Tensor& on, cudaStream_t s, const char* name) {
+  dim3 grid(unsigned((N + C::BN - 1) / C::BN), unsigned((M + C::BM - 1) / C::BM), unsigned(pl.slices));
+  SL_CHECK(grid.y <= 65535u && grid.z <= 65535u, ValueError, name, ": matrix of ", M, " rows is too large");
+  if (pl.slices == 1) {
+    igemm_kernel<T, C, P><<<grid, C::NT, 0, s>>>(p, M, N, K, pl.kchunk, static_cast<T*>(nullptr));
+    SL_CUDA_LAUNCH(name);
+    return;
+  }
+  DeviceBuffer ws(on.device(), size_t(pl.slices) * size_t(M) * size_t(N) * sizeof(T));
+  igemm_kernel<T, C, P><<<grid, C::NT, 0, s>>>(p, M, N, K, pl.kchunk, ws.as<T>());
+  SL_CUDA_LAUNCH(name);
+  const int64_t mn = int64_t(M) * N;
+  const int blocks = int(std::min<int64_t>((mn + 255) / 256, int64_t(cuda_rt::sm_count(on.device())) * 8));
+  splitk_finish<T, P><<<blocks, 256, 0, s>>>(p, M, N, pl.slices, ws.as<T>());
+  SL_CUDA_LAUNCH(name);
+}
+
+// Runs problem p (C is M x N, inner dimension K) on `on`'s device and stream. float: the cost model picks the
+// tile shape and split; double: the Small tiles only (a simple path, still split-K for long K).
+template <class T, class P>
+void run(const P& p, int M, int N, int K, const Tensor& on, const char* name) {
+  if (M <= 0 || N <= 0) return;
+  cudaStream_t s = stream_of(on);
+  constexpr bool f32 = std::is_same_v<T, float>;
+  const int only = f32 ? g_forced_cfg : kSmallCfg;
+  const Plan pl = plan(M, N, K, cuda_rt::sm_count(on.device()), only, g_forced_slices);
+  if constexpr (f32) {
+    switch (pl.cfg) {
+      case 0: return launch_cfg<T, Big>(p, M, N, K, pl, on, s, name);
+      case 1: return launch_cfg<T, Wide>(p, M, N, K, pl, on, s, name);
+      case 3: return launch_cfg<T, Thin>(p, M, N, K, pl, on, s, name);
+      case 4: return launch_cfg<T, Narrow>(p, M, N, K, pl, on, s, name);
+      case 5: return launch_cfg<T, Big16>(p, M, N, K, pl, on, s, name);
+      case 6: return launch_cfg<T, Wide16>(p, M, N, K, pl, on, s, name);
+      default: return launch_cfg<T, Small>(p, M, N, K, pl, on, s, name);
+    }
+  } else {
+    launch_cfg<T, SmallF64>(p, M, N, K, pl, on, s, name);
+  }
+}
+
+}  // namespace sl::cuda::igemm

@@ -1,0 +1,109 @@
+// Max pooling over k x k windows with a stride, no padding. Forward: one thread per output, scanning its window
+// row by row with a strict '>' so ties keep the first position; idx holds the flat h*W+w of the max inside its
+// (n, c) plane. Backward gathers instead of scattering: each input element adds up the gradients of the
+// windows that contain it and chose it (in window order), so overlapping windows need no atomics.
+#include "kernels/cuda/common.cuh"
+
+namespace sl::cuda {
+
+namespace {
+template <class T>
+__global__ void max_pool_forward_kernel(const T* x, T* y, int32_t* idx, int planes, int H, int W, int OH, int OW,
+                                        int k, int stride) {
+  const int64_t total = int64_t(planes) * OH * OW;
+  for (int64_t o = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; o < total; o += int64_t(gridDim.x) * blockDim.x) {
+    const int ow = int(o % OW), oh = int((o / OW) % OH);
+    const int64_t plane = o / (int64_t(OH) * OW);
+    const T* xp = x + plane * H * W;
+    const int h0 = oh * stride, w0 = ow * stride;
+    T best = xp[h0 * W + w0];
+    int bi = h0 * W + w0;
+    for (int i = 0; i < k; ++i)
+      for (int j = 0; j < k; ++j) {
+        const int pos = (h0 + i) * W + (w0 + j);
+        const T v = xp[pos];
+        if (v > best || (v != v && best == best)) { best = v; bi = pos; }  // a NaN wins, as on the CPU
+      }
+    y[o] = best;
+    idx[o] = bi;
+  }
+}
+
+// One warp per (n, c) plane walks the plane's outputs in order, 32 at a time; lanes that chose the same input
+// position are combined in lane order (shuffles) and the first of them adds the sum to gx. gx starts at zero.
+// Same order as a sequential scatter in output order: deterministic, no atomics, and overlapping windows
+// (stride < k: the API passes neither) are handled.
+template <class T>
+__global__ void max_pool_backward_kernel(const T* gy, const int32_t* idx, T* gx, int planes, int HW, int OHW) {
+  const int lane = threadIdx.x & 31;
+  const int warps = (gridDim.x * blockDim.x) >> 5;
+  for (int p = (blockIdx.x * blockDim.x + threadIdx.x) >> 5; p < planes; p += warps) {
+    const T* g = gy + int64_t(p) * OHW;
+    const int32_t* id = idx + int64_t(p) * OHW;
+    T* out = gx + int64_t(p) * HW;
+    for (int base = 0; base < OHW; base += 32) {
+      const int o = base + lane;
+      const bool valid = o < OHW;
+      const int key = valid ? id[o] : -1 - lane;
+      const T v = valid ? g[o] : T(0);
+      T s = T(0);
+      bool first = true;
+#pragma unroll
+      for (int l = 0; l < 32; ++l) {
+        const int kl = __shfl_sync(0xffffffffu, key, l);
+        const T vl = __shfl_sync(0xffffffffu, v, l);
+        if (kl == key) {
+          s += vl;
+          if (l < lane) first = false;
+        }
+      }
+      if (valid && first && key >= 0 && key < HW) out[key] += s;
+      __syncwarp();  // this chunk's writes are seen by the lanes of the next
+    }
+  }
+}
+
+unsigned grid_for(const Tensor& on, int64_t n) {
+  return unsigned(std::max<int64_t>(1, std::min<int64_t>((n + 255) / 256, int64_t(cuda_rt::sm_count(on.device())) * 16)));
+}
+
+template <class T>
+void forward_t(const Tensor& x, int k, int stride, Tensor& y, Tensor& idx) {
+  SL_CHECK(x.dim() == 4 && y.dim() == 4, ShapeError, "max_pool2d: expects [N, C, H, W], got ", x.shape().str());
+  SL_CHECK(k > 0 && stride > 0, ValueError, "max_pool2d: kernel ", k, " and stride ", stride, " must be positive");
+  const int planes = int(x.size(0) * x.size(1)), H = int(x.size(2)), W = int(x.size(3));
+  const int OH = int(y.size(2)), OW = int(y.size(3));
+  SL_CHECK((OH - 1) * stride + k <= H && (OW - 1) * stride + k <= W, ShapeError, "max_pool2d: output ",
+           y.shape().str(), " does not fit input ", x.shape().str());
+  const int64_t total = y.numel();
+  if (total == 0) return;
+  max_pool_forward_kernel<T><<<grid_for(x, total), 256, 0, stream_of(x)>>>(x.data<T>(), y.data<T>(),
+                                                                          idx.data<int32_t>(), planes, H, W, OH, OW, k,
+                                                                          stride);
+  SL_CUDA_LAUNCH("max_pool2d_forward");
+}
+
+template <class T>
+void backward_t(const Tensor& gy, const Tensor& idx, Tensor& gx) {
+  SL_CHECK(gy.dim() == 4 && gx.dim() == 4, ShapeError, "max_pool2d backward: expects [N, C, H, W], got ",
+           gy.shape().str());
+  const int planes = int(gx.size(0) * gx.size(1)), HW = int(gx.size(2) * gx.size(3));
+  const int OHW = int(gy.size(2) * gy.size(3));
+  if (gx.numel() == 0) return;
+  cudaStream_t s = stream_of(gx);
+  SL_CUDA_CHECK(cudaMemsetAsync(gx.data<T>(), 0, gx.nbytes(), s));
+  if (gy.numel() == 0) return;
+  const int blocks = int(std::min<int64_t>((int64_t(planes) + 7) / 8, int64_t(cuda_rt::sm_count(gx.device())) * 16));
+  max_pool_backward_kernel<T><<<blocks, 256, 0, s>>>(gy.data<T>(), idx.data<int32_t>(), gx.data<T>(), planes, HW, OHW);
+  SL_CUDA_LAUNCH("max_pool2d_backward");
+}
+}  // namespace
+
+void max_pool2d_forward(const Tensor& x, int k, int stride, Tensor& y, Tensor& idx) {
+  SL_CUDA_DISPATCH(x, "max_pool2d_forward", forward_t, x, k, stride, y, idx);
+}
+void max_pool2d_backward(const Tensor& gy, const Tensor& idx, Tensor& gx) {
+  SL_CUDA_DISPATCH(gy, "max_pool2d_backward", backward_t, gy, idx, gx);
+}
+
+}  // namespace sl::cuda
