@@ -1,0 +1,190 @@
+// The layer ops of autograd/ops.h: linear, conv2d, conv_transpose2d, max_pool2d. Each validates its
+// inputs (ShapeError / ValueError naming the op and the tensors), runs the kernels of kernels/dispatch.h, and
+// records a backward that computes gradients only for the inputs that require them (an attack that optimises
+// the image gets d/dx without paying for d/dW).
+#include "autograd/node.h"
+#include "autograd/ops.h"
+
+namespace sl {
+
+namespace {
+
+void check_float_input(const Tensor& t, const char* op, const char* name) {
+  SL_CHECK(t.defined(), ValueError, op, ": ", name, " is undefined");
+  SL_CHECK(t.dtype() == DType::f32 || t.dtype() == DType::f64, ValueError, op, ": ", name,
+           " must be float32 or float64, got ", t.str());
+}
+
+void check_bias(const Tensor& b, const Tensor& x, int64_t channels, const char* op) {
+  if (!b.defined()) return;
+  SL_CHECK(b.dim() == 1 && b.size(0) == channels, ShapeError, op, ": bias ", b.str(), " must be 1-d with ", channels,
+           " elements");
+  check_same(x, b, op);
+}
+
+bool wants_grad(const Tensor& t) { return t.defined() && t.requires_grad(); }
+
+}  // namespace
+
+Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in) {
+  const char* op = "linear";
+  check_float_input(x_in, op, "input");
+  check_float_input(w_in, op, "weight");
+  SL_CHECK(x_in.dim() == 2, ShapeError, "linear: input ", x_in.str(),
+           " must be 2-d [batch, features] (flatten it first)");
+  SL_CHECK(w_in.dim() == 2, ShapeError, "linear: weight ", w_in.str(), " must be 2-d [out_features, in_features]");
+  SL_CHECK(x_in.size(1) == w_in.size(1), ShapeError, "linear: input ", x_in.str(), " has ", x_in.size(1),
+           " features but weight ", w_in.str(), " expects ", w_in.size(1));
+  check_same(x_in, w_in, op);
+  check_bias(b_in, x_in, w_in.size(0), op);
+
+  const Tensor x = x_in.contiguous(), w = w_in.contiguous();
+  const Tensor b = b_in.defined() ? b_in.contiguous() : Tensor();
+  Tensor y = Tensor::empty(Shape{x.size(0), w.size(0)}, x.dtype(), x.device());
+  kern::linear_forward(x, w, b, y);
+  if (!needs_grad({&x_in, &w_in, &b_in})) return y;
+
+  const bool need_x = wants_grad(x_in), need_w = wants_grad(w_in), need_b = wants_grad(b_in);
+  return record(op, {x_in, w_in, b_in}, y, [x, w, b, need_x, need_w, need_b](const Tensor& g_out) {
+    const Tensor g = g_out.contiguous();
+    Tensor gx, gw, gb;
+    if (need_x) gx = Tensor::empty(x.shape(), x.dtype(), x.device());
+    if (need_w || need_b) {
+      gw = Tensor::empty(w.shape(), w.dtype(), w.device());
+      if (need_b) gb = Tensor::empty(b.shape(), b.dtype(), b.device());
+      kern::linear_backward(x, w, g, gx, gw, gb);
+      if (!need_w) gw = Tensor();
+    } else if (need_x) {
+      kern::gemm(g, false, w, false, gx, 1.0, 0.0);  // gx = gy W
+    }
+    return std::vector<Tensor>{gx, gw, gb};
+  });
+}
+
+Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, int stride, int pad) {
+  const char* op = "conv2d";
+  check_float_input(x_in, op, "input");
+  check_float_input(w_in, op, "weight");
+  SL_CHECK(x_in.dim() == 4, ShapeError, "conv2d: input ", x_in.str(), " must be 4-d [N, C, H, W]");
+  SL_CHECK(w_in.dim() == 4, ShapeError, "conv2d: weight ", w_in.str(), " must be 4-d [C_out, C_in, k, k]");
+  SL_CHECK(w_in.size(2) == w_in.size(3), ShapeError, "conv2d: weight ", w_in.str(),
+           " has a non-square kernel; only k x k kernels are supported");
+  SL_CHECK(w_in.size(2) >= 1, ShapeError, "conv2d: weight ", w_in.str(), " has an empty kernel");
+  SL_CHECK(x_in.size(1) == w_in.size(1), ShapeError, "conv2d: input ", x_in.str(), " has ", x_in.size(1),
+           " channels but weight ", w_in.str(), " expects ", w_in.size(1));
+  SL_CHECK(stride >= 1, ValueError, "conv2d: stride must be positive, got ", stride);
+  SL_CHECK(pad >= 0, ValueError, "conv2d: padding must be non-negative, got ", pad);
+  const int64_t k = w_in.size(2), H = x_in.size(2), W = x_in.size(3);
+  SL_CHECK(H + 2 * pad >= k && W + 2 * pad >= k, ShapeError, "conv2d: kernel ", k, "x", k,
+           " is larger than the padded input ", H + 2 * pad, "x", W + 2 * pad, " (input ", x_in.str(), ", padding ",
+           pad, ")");
+  check_same(x_in, w_in, op);
+  check_bias(b_in, x_in, w_in.size(0), op);
+
+  const Tensor x = x_in.contiguous(), w = w_in.contiguous();
+  const Tensor b = b_in.defined() ? b_in.contiguous() : Tensor();
+  ConvArgs a;
+  a.stride = stride;
+  a.pad = pad;
+  const Shape ys{x.size(0), w.size(0), conv_out_size(H, int(k), stride, pad), conv_out_size(W, int(k), stride, pad)};
+  Tensor y = Tensor::empty(ys, x.dtype(), x.device());
+  kern::conv2d_forward(x, w, b, a, y);
+  if (!needs_grad({&x_in, &w_in, &b_in})) return y;
+
+  const bool need_x = wants_grad(x_in), need_w = wants_grad(w_in), need_b = wants_grad(b_in);
+  return record(op, {x_in, w_in, b_in}, y, [x, w, b, a, need_x, need_w, need_b](const Tensor& g_out) {
+    const Tensor g = g_out.contiguous();
+    Tensor gx, gw, gb;
+    if (need_x) {
+      gx = Tensor::empty(x.shape(), x.dtype(), x.device());
+      kern::conv2d_backward_data(g, w, a, gx);
+    }
+    if (need_w || need_b) {
+      gw = Tensor::empty(w.shape(), w.dtype(), w.device());
+      if (need_b) gb = Tensor::empty(b.shape(), b.dtype(), b.device());
+      kern::conv2d_backward_weight(x, g, a, gw, gb);
+      if (!need_w) gw = Tensor();
+    }
+    return std::vector<Tensor>{gx, gw, gb};
+  });
+}
+
+Tensor conv_transpose2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, int stride, int pad,
+                        int output_padding) {
+  const char* op = "conv_transpose2d";
+  check_float_input(x_in, op, "input");
+  check_float_input(w_in, op, "weight");
+  SL_CHECK(x_in.dim() == 4, ShapeError, "conv_transpose2d: input ", x_in.str(), " must be 4-d [N, C, H, W]");
+  SL_CHECK(w_in.dim() == 4, ShapeError, "conv_transpose2d: weight ", w_in.str(), " must be 4-d [C_in, C_out, k, k]");
+  SL_CHECK(w_in.size(2) == w_in.size(3), ShapeError, "conv_transpose2d: weight ", w_in.str(),
+           " has a non-square kernel; only k x k kernels are supported");
+  SL_CHECK(w_in.size(2) >= 1, ShapeError, "conv_transpose2d: weight ", w_in.str(), " has an empty kernel");
+  SL_CHECK(x_in.size(1) == w_in.size(0), ShapeError, "conv_transpose2d: input ", x_in.str(), " has ", x_in.size(1),
+           " channels but weight ", w_in.str(), " expects ", w_in.size(0));
+  SL_CHECK(stride >= 1, ValueError, "conv_transpose2d: stride must be positive, got ", stride);
+  SL_CHECK(pad >= 0, ValueError, "conv_transpose2d: padding must be non-negative, got ", pad);
+  SL_CHECK(output_padding >= 0 && output_padding < stride, ValueError,
+           "conv_transpose2d: output_padding must be in [0, stride) = [0, ", stride, "), got ", output_padding);
+  const int64_t k = w_in.size(2), H = x_in.size(2), W = x_in.size(3);
+  const int64_t OH = conv_transpose_out_size(H, int(k), stride, pad, output_padding),
+                OW = conv_transpose_out_size(W, int(k), stride, pad, output_padding);
+  SL_CHECK(OH >= 1 && OW >= 1, ShapeError, "conv_transpose2d: input ", x_in.str(), " with kernel ", k, ", stride ",
+           stride, ", padding ", pad, " gives an empty output (", OH, "x", OW, ")");
+  check_same(x_in, w_in, op);
+  check_bias(b_in, x_in, w_in.size(1), op);
+
+  const Tensor x = x_in.contiguous(), w = w_in.contiguous();
+  const Tensor b = b_in.defined() ? b_in.contiguous() : Tensor();
+  ConvArgs a;
+  a.stride = stride;
+  a.pad = pad;
+  a.output_padding = output_padding;
+  Tensor y = Tensor::empty(Shape{x.size(0), w.size(1), OH, OW}, x.dtype(), x.device());
+  kern::conv_transpose2d_forward(x, w, b, a, y);
+  if (!needs_grad({&x_in, &w_in, &b_in})) return y;
+
+  const bool need_x = wants_grad(x_in), need_w = wants_grad(w_in), need_b = wants_grad(b_in);
+  return record(op, {x_in, w_in, b_in}, y, [x, w, b, a, need_x, need_w, need_b](const Tensor& g_out) {
+    const Tensor g = g_out.contiguous();
+    Tensor gx, gw, gb;
+    if (need_x) {
+      gx = Tensor::empty(x.shape(), x.dtype(), x.device());
+      kern::conv_transpose2d_backward_data(g, w, a, gx);
+    }
+    if (need_w || need_b) {
+      gw = Tensor::empty(w.shape(), w.dtype(), w.device());
+      if (need_b) gb = Tensor::empty(b.shape(), b.dtype(), b.device());
+      kern::conv_transpose2d_backward_weight(x, g, a, gw, gb);
+      if (!need_w) gw = Tensor();
+    }
+    return std::vector<Tensor>{gx, gw, gb};
+  });
+}
+
+Tensor max_pool2d(const Tensor& x_in, int k, int stride) {
+  const char* op = "max_pool2d";
+  check_float_input(x_in, op, "input");
+  SL_CHECK(x_in.dim() == 4, ShapeError, "max_pool2d: input ", x_in.str(), " must be 4-d [N, C, H, W]");
+  SL_CHECK(k >= 1, ValueError, "max_pool2d: window size must be positive, got ", k);
+  SL_CHECK(stride >= 1, ValueError, "max_pool2d: stride must be positive, got ", stride);
+  const int64_t H = x_in.size(2), W = x_in.size(3);
+  SL_CHECK(H >= k && W >= k, ShapeError, "max_pool2d: window ", k, "x", k, " is larger than the input ", x_in.str());
+
+  const Tensor x = x_in.contiguous();
+  const Shape ys{x.size(0), x.size(1), (H - k) / stride + 1, (W - k) / stride + 1};
+  Tensor y = Tensor::empty(ys, x.dtype(), x.device());
+  Tensor idx = Tensor::empty(ys, DType::i32, x.device());
+  kern::max_pool2d_forward(x, k, stride, y, idx);
+  if (!needs_grad({&x_in})) return y;
+
+  const Shape xs = x.shape();
+  const DType dt = x.dtype();
+  const Device dev = x.device();
+  return record(op, {x_in}, y, [idx, xs, dt, dev](const Tensor& g_out) {
+    Tensor gx = Tensor::empty(xs, dt, dev);
+    kern::max_pool2d_backward(g_out.contiguous(), idx, gx);
+    return std::vector<Tensor>{gx};
+  });
+}
+
+}  // namespace sl

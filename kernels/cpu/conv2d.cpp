@@ -1,0 +1,89 @@
+// 2-d convolution on the CPU (NCHW, weight [Cout, Cin, k, k], square kernels, stride s, zero padding p):
+//
+//   y[n, co, oh, ow] = b[co] + sum_{ci, kh, kw} w[co, ci, kh, kw] * x[n, ci, oh*s - p + kh, ow*s - p + kw]
+//   gx[n, ci, ih, iw] = sum over (co, kh, kw, oh, ow) that read (ih, iw) of w[co, ci, kh, kw] * gy[n, co, oh, ow]
+//   gw[co, ci, kh, kw] = sum_{n, oh, ow} gy[n, co, oh, ow] * x[n, ci, oh*s - p + kh, ow*s - p + kw]
+//   gb[co] = sum_{n, oh, ow} gy[n, co, oh, ow]
+//
+// All three are GEMMs over the im2col lowering (kernels/cpu/im2col.h) with the weight as the matrix
+// [Cout, Cin k k]: forward = W . col(x), data gradient = col2im(W^T . gy), weight gradient = gy . col(x)^T.
+#include "kernels/cpu/common.h"
+#include "kernels/cpu/cpu.h"
+#include "kernels/cpu/im2col.h"
+
+namespace sl::cpu {
+
+namespace {
+
+void check_cpu_contig(const Tensor& t, const char* op, const char* name, int rank) {
+  SL_CHECK(t.defined(), ValueError, op, ": ", name, " is undefined");
+  SL_CHECK(t.device().is_cpu(), DeviceError, op, ": ", name, " ", t.str(), " is not on the CPU");
+  SL_CHECK(t.dim() == size_t(rank), ShapeError, op, ": ", name, " must be ", rank, "-d, got ", t.str());
+  SL_CHECK(t.is_contiguous(), ValueError, op, ": ", name, " must be contiguous");
+  SL_CHECK(t.dtype() == DType::f32 || t.dtype() == DType::f64, ValueError, op, ": ", name,
+           " must be float32 or float64, got ", t.str());
+}
+
+// The lowering geometry of a conv2d from x-shaped [N, C, H, W] to y-shaped [N, Cout, OH, OW], checked so a
+// mismatch cannot write out of bounds.
+conv::Geom conv_geom(const Tensor& x, const Tensor& w, const Tensor& y, ConvArgs a, const char* op) {
+  check_cpu_contig(x, op, "input", 4);
+  check_cpu_contig(w, op, "weight", 4);
+  check_cpu_contig(y, op, "output", 4);
+  SL_CHECK(x.dtype() == w.dtype() && x.dtype() == y.dtype(), ValueError, op, ": dtypes differ (", x.str(), ", ",
+           w.str(), ", ", y.str(), ")");
+  SL_CHECK(a.stride >= 1 && a.pad >= 0, ValueError, op, ": stride must be >= 1 and padding >= 0 (got ", a.stride,
+           ", ", a.pad, ")");
+  const int64_t k = w.size(2);
+  SL_CHECK(w.size(3) == k && w.size(1) == x.size(1) && w.size(0) == y.size(1) && y.size(0) == x.size(0), ShapeError,
+           op, ": inconsistent shapes: input ", x.str(), ", weight ", w.str(), ", output ", y.str());
+  conv::Geom g;
+  g.C = x.size(1);
+  g.H = x.size(2);
+  g.W = x.size(3);
+  g.k = int(k);
+  g.stride = a.stride;
+  g.pad = a.pad;
+  g.OH = y.size(2);
+  g.OW = y.size(3);
+  SL_CHECK(g.H + 2 * g.pad >= k && g.W + 2 * g.pad >= k && g.OH == conv_out_size(g.H, g.k, g.stride, g.pad) &&
+               g.OW == conv_out_size(g.W, g.k, g.stride, g.pad),
+           ShapeError, op, ": output ", y.str(), " does not match input ", x.str(), " with kernel ", k, ", stride ",
+           a.stride, ", padding ", a.pad);
+  return g;
+}
+
+}  // namespace
+
+void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& b, ConvArgs a, Tensor& y) {
+  const conv::Geom g = conv_geom(x, w, y, a, "conv2d");
+  const int64_t cout = w.size(0);
+  if (b.defined()) check_shape(b, Shape{cout}, "conv2d bias");
+  dispatch_float(x, "conv2d", [&](auto tag) {
+    using T = decltype(tag);
+    conv::lowered_forward<T>(x.data<T>(), x.size(0), g, w.data<T>(), cout, b.defined() ? b.data<T>() : nullptr,
+                             y.data<T>());
+  });
+}
+
+void conv2d_backward_data(const Tensor& gy, const Tensor& w, ConvArgs a, Tensor& gx) {
+  const conv::Geom g = conv_geom(gx, w, gy, a, "conv2d backward (data)");
+  const int64_t cout = w.size(0);
+  dispatch_float(gy, "conv2d", [&](auto tag) {
+    using T = decltype(tag);
+    conv::lowered_backward_data<T>(gy.data<T>(), gx.size(0), g, w.data<T>(), cout, nullptr, gx.data<T>());
+  });
+}
+
+void conv2d_backward_weight(const Tensor& x, const Tensor& gy, ConvArgs a, Tensor& gw, Tensor& gb) {
+  const conv::Geom g = conv_geom(x, gw, gy, a, "conv2d backward (weight)");
+  const int64_t cout = gw.size(0);
+  if (gb.defined()) check_shape(gb, Shape{cout}, "conv2d bias gradient");
+  dispatch_float(x, "conv2d", [&](auto tag) {
+    using T = decltype(tag);
+    conv::lowered_weight_grad<T>(gy.data<T>(), x.data<T>(), x.size(0), g, cout, gw.data<T>());
+    if (gb.defined()) conv::channel_sums<T>(gy.data<T>(), x.size(0), cout, g.cols(), gb.data<T>());
+  });
+}
+
+}  // namespace sl::cpu
