@@ -8,5 +8,6 @@ void add_fetch(CLI::App& app);
 void add_train(CLI::App& app);
 void add_eval(CLI::App& app);
 void add_info(CLI::App& app);
+void add_attack(CLI::App& app);
 
 }  // namespace sl::cli

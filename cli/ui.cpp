@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <ctime>
@@ -68,9 +69,10 @@ std::string Table::str() const {
   };
   widen(header_);
   for (auto& r : rows_) widen(r);
+  // Cells that start with a number (or a sign and a number) are right-aligned.
   auto numeric = [](const std::string& s) {
-    return !s.empty() && (std::isdigit(static_cast<unsigned char>(s[0])) || s[0] == '-' || s[0] == '+') &&
-           s.find_first_of("abcdfghijklnopqrtuvwxyz") == std::string::npos;
+    size_t i = !s.empty() && (s[0] == '-' || s[0] == '+') ? 1 : 0;
+    return i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]));
   };
   auto line = [&](const std::vector<std::string>& r) {
     std::string out;

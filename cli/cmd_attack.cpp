@@ -1,0 +1,324 @@
+// splitleak attack: the three model-inversion attacks of He, Zhang & Lee against a trained model split at a
+// named layer (white-box rMLE, black-box inverse network, query-free shadow model), scored with PSNR, SSIM
+// and the recovery rate; and `attack table`, which reproduces the paper's MNIST table (SPEC §7) in one go.
+//
+// Outputs in --out: grid.png (originals over reconstructions, labelled "true>predicted"), results.csv and
+// results.json (one row per image, plus the means, the settings, the device, the date and the command).
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <limits>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "cli/common.h"
+#include "cli/ui.h"
+#include "datasets/fetch.h"
+#include "datasets/image_io.h"
+#include "inversion/attack.h"
+
+namespace sl::cli {
+
+namespace {
+
+constexpr double kUnset = std::numeric_limits<double>::quiet_NaN();
+
+struct AttackOptions {
+  std::string model, split, dataset, data, out, device = "cpu", attacker_data = "train", preset = "reference";
+  int64_t images = -1, attacker_limit = -1, batch = 100, fit_batch = 32;
+  bool all = false, json = false, project = false, no_project = false;
+  // Overrides of the per-split defaults (inv::default_config); unset = keep the default.
+  int iters = -1, epochs = -1;
+  double lr = kUnset, tv = kUnset, tv_beta = kUnset, l2 = kUnset, fit_lr = kUnset;
+  std::string optimizer, schedule;
+  uint64_t seed = 1;
+  int threads = 0;
+};
+
+// Everything a run needs once: the model on its device, the victims, the attacker's data.
+struct Scene {
+  LoadedModel lm;
+  Device device;
+  data::Dataset test, victims, attacker;
+  std::vector<int64_t> victim_index;  // positions of the victims in the test set
+};
+
+// Loads the model, the victims and (when the attack learns from data) the attacker's images. Splits are
+// checked first, before any data set is read.
+Scene load_scene(const AttackOptions& o, const std::vector<std::string>& splits, bool need_attacker) {
+  Scene s;
+  s.device = Device::parse(o.device);
+  s.lm = load_model(o.model, s.device);
+  for (auto& split : splits)
+    if (split != "prob" && split != "label") s.lm.model.net->index_of(split);  // ValueError listing the names
+  std::string ds = o.dataset.empty() ? s.lm.dataset : o.dataset;
+  SL_CHECK(!ds.empty(), ValueError, o.model, ": the checkpoint does not say its data set; pass --dataset");
+  std::string dir = data::find_data_dir(o.data);
+  s.test = data::load_dataset(ds, dir, false);
+  inv::check_model_fits_data(s.lm.model, s.test);
+  if (o.all) {
+    for (int64_t i = 0; i < s.test.size(); ++i) s.victim_index.push_back(i);
+  } else if (o.images > 0) {
+    for (int64_t i = 0; i < std::min(o.images, s.test.size()); ++i) s.victim_index.push_back(i);
+  } else {
+    s.victim_index = inv::first_of_each_class(s.test);  // the paper's figures: one image per class
+  }
+  s.victims = inv::select(s.test, s.victim_index);
+  SL_CHECK(o.attacker_data == "train" || o.attacker_data == "test", ValueError,
+           "--attacker-data must be train or test, got '", o.attacker_data, "'");
+  if (!need_attacker) {
+    s.attacker = s.test.slice(0, 0);
+    s.attacker.split = "none";
+  } else if (o.attacker_data == "train") {
+    s.attacker = data::load_dataset(ds, dir, true, o.attacker_limit);
+  } else {  // the test set minus the victims: the attacker never trains on the images it attacks
+    s.attacker = inv::without(s.test, s.victim_index);
+    if (o.attacker_limit >= 0 && o.attacker_limit < s.attacker.size())
+      s.attacker = s.attacker.slice(0, o.attacker_limit);
+  }
+  return s;
+}
+
+inv::AttackConfig make_config(const AttackOptions& o, inv::AttackKind kind, const std::string& arch,
+                              const std::string& split, Device device) {
+  inv::AttackConfig c = inv::default_config(kind, arch, split, o.preset);
+  c.device = device;
+  c.batch = o.batch;
+  c.seed = o.seed;
+  c.fit.seed = o.seed;
+  c.fit.batch = o.fit_batch;
+  if (o.iters >= 0) c.rmle.iters = o.iters;
+  if (!std::isnan(o.lr)) c.rmle.lr = o.lr;
+  if (!std::isnan(o.tv)) c.rmle.tv = o.tv;
+  if (!std::isnan(o.tv_beta)) c.rmle.tv_beta = o.tv_beta;
+  if (!std::isnan(o.l2)) c.rmle.l2 = o.l2;
+  if (!o.optimizer.empty()) c.rmle.optimizer = o.optimizer;
+  if (!o.schedule.empty()) c.rmle.schedule = o.schedule;
+  if (o.project) c.rmle.project = true;
+  if (o.no_project) c.rmle.project = false;
+  if (o.epochs >= 0) c.fit.epochs = o.epochs;
+  if (!std::isnan(o.fit_lr)) c.fit.lr = o.fit_lr;
+  return c;
+}
+
+// A ui::Progress line per phase, created on the phase's first report and finished at its last.
+struct ProgressLines {
+  std::string prefix;
+  std::map<std::string, std::unique_ptr<ui::Progress>> lines;
+  inv::PhaseProgress sink() {
+    return [this](const std::string& phase, int64_t done, int64_t total, const std::string& note) {
+      auto& p = lines[phase];
+      bool rmle = phase.rfind("rMLE", 0) == 0;
+      if (!p) p = std::make_unique<ui::Progress>(prefix + phase, total, rmle ? "it" : "step");
+      if (done == 0) return;  // the phase just started
+      p->update(done, note);
+      if (done >= total) p->finish(note);
+    };
+  }
+};
+
+nlohmann::json config_json(const inv::AttackConfig& c, const std::string& preset) {
+  nlohmann::json j{{"attack", inv::attack_name(c.kind)},
+                   {"split", c.split},
+                   {"preset", preset},
+                   {"batch", c.batch},
+                   {"seed", c.seed}};
+  if (c.kind != inv::AttackKind::blackbox)
+    j["rmle"] = {{"iters", c.rmle.iters},       {"lr", c.rmle.lr},           {"tv", c.rmle.tv},
+                 {"tv_beta", c.rmle.tv_beta},   {"l2", c.rmle.l2},           {"optimizer", c.rmle.optimizer},
+                 {"adam_eps", c.rmle.adam_eps}, {"amsgrad", c.rmle.amsgrad}, {"schedule", c.rmle.schedule},
+                 {"project", c.rmle.project}};
+  if (c.kind != inv::AttackKind::whitebox)
+    j["fit"] = {{"epochs", c.fit.epochs},
+                {"batch", c.fit.batch},
+                {"lr", c.fit.lr},
+                {"schedule", c.fit.schedule},
+                {"limit", c.fit.limit}};
+  return j;
+}
+
+// Writes grid.png, results.csv and results.json for one attack into dir; returns the JSON.
+nlohmann::json write_results(const std::string& dir, const Scene& s, const inv::AttackConfig& c,
+                             const std::string& preset, const inv::AttackResult& r) {
+  std::filesystem::create_directories(dir);
+  const auto n = r.labels.size();
+  data::GridOptions g;
+  g.scale = s.victims.height() < 64 ? 3 : 1;
+  g.row_labels = {"original", inv::attack_name(c.kind) + " " + c.split};
+  if (n <= 32)
+    for (size_t i = 0; i < n; ++i)
+      g.col_labels.push_back(std::to_string(r.labels[i]) + ">" + std::to_string(r.predicted[i]));
+  int64_t shown = std::min<int64_t>(int64_t(n), 32);
+  data::write_grid(dir + "/grid.png", {r.originals.slice(0, shown), r.reconstructions.slice(0, shown)}, g);
+
+  std::ofstream csv(dir + "/results.csv");
+  csv << "image,test_index,label,predicted,psnr,ssim\n";
+  nlohmann::json j{{"model", s.lm.model.arch},
+                   {"dataset", s.test.name},
+                   {"device", s.device.str()},
+                   {"date", ui::now_iso8601()},
+                   {"command", command_line()},
+                   {"config", config_json(c, preset)},
+                   {"attacker_data", s.attacker.split + " (" + std::to_string(s.attacker.size()) + " images)"},
+                   {"detail", r.detail},
+                   {"mean_psnr", r.mean_psnr()},
+                   {"mean_ssim", r.mean_ssim()},
+                   {"recovery_rate", r.recovery_rate},
+                   {"train_seconds", r.train_seconds},
+                   {"invert_seconds", r.invert_seconds},
+                   {"ssim_data_range", 1.0}};
+  for (size_t i = 0; i < n; ++i) {
+    csv << i << ',' << s.victim_index[i] << ',' << r.labels[i] << ',' << r.predicted[i] << ','
+        << ui::fixed(r.psnr[i], 4) << ',' << ui::fixed(r.ssim[i], 4) << '\n';
+    j["images"].push_back({{"test_index", s.victim_index[i]},
+                           {"label", r.labels[i]},
+                           {"predicted", r.predicted[i]},
+                           {"psnr", r.psnr[i]},
+                           {"ssim", r.ssim[i]}});
+  }
+  std::ofstream(dir + "/results.json") << j.dump(2) << "\n";
+  return j;
+}
+
+void run_attack_cmd(const AttackOptions& o, inv::AttackKind kind) {
+  set_threads(o.threads);
+  Scene s = load_scene(o, {o.split}, kind != inv::AttackKind::whitebox);
+  inv::AttackConfig c = make_config(o, kind, s.lm.model.arch, o.split, s.device);
+  std::cerr << "attack: " << inv::attack_name(kind) << " on " << s.lm.model.arch << " split at " << o.split << ", "
+            << s.victims.size() << " victim image(s), " << s.device.str();
+  if (kind != inv::AttackKind::whitebox)
+    std::cerr << ", attacker data " << s.attacker.split << " (" << s.attacker.size() << " images)";
+  std::cerr << "\n";
+  ProgressLines lines;
+  inv::AttackResult r = inv::run_attack(s.lm.model, s.victims, s.attacker, c, lines.sink());
+  nlohmann::json j = write_results(o.out, s, c, o.preset, r);
+  if (o.json) {
+    std::cout << j.dump() << std::endl;
+    return;
+  }
+  ui::Table t({"attack", "split", "images", "PSNR dB", "SSIM", "recovered", "train s", "invert s"});
+  t.add({inv::attack_name(kind), o.split, std::to_string(r.labels.size()), ui::fixed(r.mean_psnr(), 2),
+         ui::fixed(r.mean_ssim(), 3), ui::percent(r.recovery_rate, 0), ui::fixed(r.train_seconds, 1),
+         ui::fixed(r.invert_seconds, 1)});
+  std::cout << "\n";
+  t.print();
+  std::cout << "\n" << r.detail << "\nwritten: " << o.out << "/grid.png, results.csv, results.json\n";
+}
+
+// The paper's numbers (SPEC §7), PSNR / SSIM.
+struct PaperCell {
+  const char* attack;
+  const char* split;
+  double psnr, ssim;
+};
+constexpr PaperCell kPaper[] = {
+    {"whitebox", "conv1", 39.69, 1.00}, {"whitebox", "ReLU2", 15.10, 0.60},  {"blackbox", "conv1", 40.72, 0.99},
+    {"blackbox", "ReLU2", 20.81, 0.80}, {"queryfree", "conv1", 17.86, 0.64}, {"queryfree", "ReLU2", 8.03, 0.38},
+};
+
+void run_table(const AttackOptions& o) {
+  set_threads(o.threads);
+  Scene s = load_scene(o, {"conv1", "ReLU2"}, true);
+  SL_CHECK(s.lm.model.arch == "lenet", ValueError, "attack table reproduces the MNIST LeNet table of SPEC §7; ",
+           o.model, " is a ", s.lm.model.arch, " model");
+  std::string out = o.out.empty() ? "runs/table" : o.out;
+  std::cerr << "attack table (" << o.preset << " preset): 3 attacks x {conv1, ReLU2} on " << s.victims.size()
+            << " images, attacker data " << s.attacker.split << " (" << s.attacker.size() << " images), "
+            << s.device.str() << "\n";
+  ui::Table t(
+      {"attack", "split", "PSNR dB", "paper", "SSIM", "paper", "paper -2 dB/-0.05 or better", "recovered", "seconds"});
+  std::filesystem::create_directories(out);
+  std::ofstream md(out + "/table.md");
+  std::ofstream csv(out + "/table.csv");
+  md << "| attack | split | PSNR dB (paper) | SSIM (paper) | recovered | seconds |\n|---|---|---|---|---|---|\n";
+  csv << "attack,split,psnr,ssim,paper_psnr,paper_ssim,recovery_rate,train_seconds,invert_seconds\n";
+  double total_s = 0;
+  for (const PaperCell& cell : kPaper) {
+    inv::AttackKind kind = inv::attack_kind(cell.attack);
+    inv::AttackConfig c = make_config(o, kind, s.lm.model.arch, cell.split, s.device);
+    ProgressLines lines;
+    lines.prefix = std::string(cell.attack) + " " + cell.split + ": ";
+    inv::AttackResult r = inv::run_attack(s.lm.model, s.victims, s.attacker, c, lines.sink());
+    write_results(out + "/" + cell.attack + "-" + cell.split, s, c, o.preset, r);
+    double secs = r.train_seconds + r.invert_seconds;
+    total_s += secs;
+    bool ok = r.mean_psnr() >= cell.psnr - 2 && r.mean_ssim() >= cell.ssim - 0.05;
+    t.add({cell.attack, cell.split, ui::fixed(r.mean_psnr(), 2), ui::fixed(cell.psnr, 2), ui::fixed(r.mean_ssim(), 3),
+           ui::fixed(cell.ssim, 2), ok ? "yes" : "NO", ui::percent(r.recovery_rate, 0), ui::fixed(secs, 1)});
+    md << "| " << cell.attack << " | " << cell.split << " | " << ui::fixed(r.mean_psnr(), 2) << " ("
+       << ui::fixed(cell.psnr, 2) << ") | " << ui::fixed(r.mean_ssim(), 3) << " (" << ui::fixed(cell.ssim, 2) << ") | "
+       << ui::percent(r.recovery_rate, 0) << " | " << ui::fixed(secs, 1) << " |\n";
+    csv << cell.attack << ',' << cell.split << ',' << r.mean_psnr() << ',' << r.mean_ssim() << ',' << cell.psnr << ','
+        << cell.ssim << ',' << r.recovery_rate << ',' << r.train_seconds << ',' << r.invert_seconds << '\n';
+  }
+  md << "\nPreset " << o.preset << ", " << s.victims.size() << " MNIST test images, " << s.device.str() << ", "
+     << ui::now_iso8601() << ", total " << ui::fixed(total_s, 1) << " s. Command: `" << command_line() << "`\n";
+  std::cout << "\n" << o.preset << " preset, " << s.victims.size() << " images (PSNR/SSIM means)\n";
+  t.print();
+  std::cout << "\ntotal " << ui::duration(total_s) << "; written: " << out
+            << "/table.md, table.csv and one folder per cell\n";
+}
+
+void add_common_options(CLI::App* c, AttackOptions& o) {
+  c->add_option("--model", o.model, "Checkpoint written by `splitleak train`")->required();
+  c->add_option("--images", o.images, "Attack the first N test images (default: the first of each class)");
+  c->add_flag("--all", o.all, "Attack the whole test set");
+  c->add_option("--preset", o.preset, "Settings to start from: reference (SPEC §4) or tuned (better on MNIST)")
+      ->check(CLI::IsMember({"reference", "tuned"}));
+  c->add_option("--iters", o.iters, "rMLE iterations (default 5000; CIFAR query-free 500)");
+  c->add_option("--lr", o.lr, "rMLE learning rate (reference 1e-2, tuned 0.05; CIFAR query-free 0.1)");
+  c->add_option("--tv", o.tv, "λ, weight of total variation (default per preset and split: inversion/NOTES.md)");
+  c->add_option("--tv-beta", o.tv_beta, "β of TV: 2 = the reference's squared TV (reference), else Σ(dh²+dw²)^(β/2) (tuned: 1)");
+  c->add_option("--l2", o.l2, "λ2, weight of mean(x²) (default 0)");
+  c->add_option("--optimizer", o.optimizer, "rMLE optimiser: adam (AMSGrad, eps 1e-3; default) or sgd")
+      ->check(CLI::IsMember({"adam", "sgd"}));
+  c->add_option("--schedule", o.schedule, "rMLE learning rate: constant (reference) or cosine (tuned)")
+      ->check(CLI::IsMember({"constant", "cosine"}));
+  c->add_flag("--project", o.project, "Clamp the image into the valid pixel range after every rMLE step (tuned: on)");
+  c->add_flag("--no-project", o.no_project, "Clamp only the final result (reference)")->excludes("--project");
+  c->add_option("--epochs", o.epochs, "Training epochs of the decoder / shadow (default 2)");
+  c->add_option("--fit-lr", o.fit_lr, "Learning rate of the decoder / shadow (default 2e-2 / 1e-3, cosine decay)");
+  c->add_option("--fit-batch", o.fit_batch, "Batch size of the decoder / shadow training");
+  c->add_option("--attacker-data", o.attacker_data,
+                "The attacker's own images: train (default) or test (minus the victims)")
+      ->check(CLI::IsMember({"train", "test"}));
+  c->add_option("--attacker-limit", o.attacker_limit, "Use only the first N attacker images");
+  c->add_option("--batch", o.batch, "Victims reconstructed at once")->check(CLI::Range(int64_t(1), int64_t(1) << 20));
+  c->add_option("--dataset", o.dataset, "mnist or cifar10 (default: the checkpoint's)");
+  c->add_option("--data", o.data, "Data directory (default: $SPLITLEAK_DATA or data/)");
+  c->add_option("--device", o.device, "cpu or cuda[:N]");
+  c->add_option("--seed", o.seed, "Seed of the decoder / shadow initialisation and shuffling");
+  c->add_option("--threads", o.threads, "CPU threads (default: all cores)");
+  c->add_flag("--json", o.json, "Print one JSON object with the results");
+}
+
+}  // namespace
+
+void add_attack(CLI::App& app) {
+  auto* attack = app.add_subcommand("attack", "Model-inversion attacks on a split model (He, Zhang & Lee)");
+  attack->require_subcommand(1);
+  const std::pair<const char*, const char*> kinds[] = {
+      {"whitebox", "White-box rMLE: optimise an image until the edge model maps it onto the observed features"},
+      {"blackbox", "Black-box inverse network: query the edge with own images, train a decoder features -> image"},
+      {"queryfree", "Query-free: train a shadow edge model through the cloud part, then rMLE through the shadow"}};
+  for (auto [name, help] : kinds) {
+    auto o = std::make_shared<AttackOptions>();
+    auto* c = attack->add_subcommand(name, help);
+    add_common_options(c, *o);
+    c->add_option("--split", o->split, "Split layer (e.g. conv1, ReLU2), or prob / label (white-box)")->required();
+    c->add_option("--out", o->out, "Folder for grid.png, results.csv, results.json")->required();
+    inv::AttackKind kind = inv::attack_kind(name);
+    c->callback([o, kind] { run_attack_cmd(*o, kind); });
+  }
+  auto o = std::make_shared<AttackOptions>();
+  o->preset = "tuned";  // the table shows what the attacks reach; --preset reference for the SPEC settings
+  auto* t = attack->add_subcommand("table", "Reproduce the MNIST table of SPEC §7: 3 attacks x {conv1, ReLU2}");
+  add_common_options(t, *o);
+  t->add_option("--out", o->out, "Folder for table.md, table.csv and one result folder per cell (default runs/table)");
+  t->callback([o] { run_table(*o); });
+}
+
+}  // namespace sl::cli

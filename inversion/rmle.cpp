@@ -1,0 +1,104 @@
+#include "inversion/rmle.h"
+
+#include <cmath>
+#include <memory>
+
+#include "autograd/ops.h"
+#include "nn/optim.h"
+
+namespace sl::inv {
+
+TargetKind target_kind(const std::string& name) {
+  if (name == "feature") return TargetKind::feature;
+  if (name == "prob") return TargetKind::prob;
+  if (name == "label") return TargetKind::label;
+  throw ValueError("unknown inversion target '" + name + "' (targets: feature, prob, label)");
+}
+
+Tensor rmle_objective(Module& f1, const Tensor& x, const Observed& observed, const RmleOptions& o) {
+  // Every term below is a mean over the whole batch; times N it becomes the sum of per-image means.
+  const double n = double(x.size(0));
+  Tensor out = f1(x);
+  Tensor fit;
+  switch (observed.kind) {
+    case TargetKind::feature:
+      fit = mse_loss(out, observed.v);
+      break;
+    case TargetKind::prob:
+      fit = mse_loss(softmax(out), observed.v);
+      break;
+    case TargetKind::label:
+      fit = cross_entropy(out, observed.v);
+      break;  // mean over N of -log p_c
+  }
+  Tensor total = fit;
+  if (o.tv > 0) total = total + o.tv * tv_loss(x, o.tv_beta, o.tv_eps);  // already per image / N
+  if (o.l2 > 0) total = total + o.l2 * mean_sq(x);
+  return n * total;
+}
+
+namespace {
+
+std::unique_ptr<Optimizer> make_optimizer(const Tensor& x, const RmleOptions& o) {
+  if (o.optimizer == "adam") {
+    AdamArgs a;
+    a.lr = o.lr;
+    a.eps = o.adam_eps;
+    a.amsgrad = o.amsgrad;
+    return std::make_unique<Adam>(std::vector<Tensor>{x}, a);
+  }
+  if (o.optimizer == "sgd") {
+    SgdArgs a;
+    a.lr = o.lr;
+    a.momentum = 0.9;
+    return std::make_unique<SGD>(std::vector<Tensor>{x}, a);
+  }
+  throw ValueError("rmle: unknown optimizer '" + o.optimizer + "' (adam, sgd)");
+}
+
+double lr_at(const RmleOptions& o, int t) {
+  if (o.schedule == "constant") return o.lr;
+  if (o.schedule == "cosine") return o.lr * 0.5 * (1.0 + std::cos(M_PI * double(t) / double(o.iters)));
+  throw ValueError("rmle: unknown schedule '" + o.schedule + "' (constant, cosine)");
+}
+
+void check_observed(const Observed& obs, const Shape& input_shape) {
+  SL_CHECK(obs.v.defined(), ValueError, "rmle: the observed target is undefined");
+  SL_CHECK(input_shape.rank() == 4, ShapeError, "rmle: input shape must be [N, C, H, W], got ", input_shape.str());
+  SL_CHECK(obs.v.dim() >= 1 && obs.v.size(0) == input_shape[0], ShapeError, "rmle: ", input_shape[0],
+           " images to reconstruct but the observation is ", obs.v.str());
+  bool is_label = obs.v.dtype() == DType::i32;
+  SL_CHECK(is_label == (obs.kind == TargetKind::label), ValueError,
+           "rmle: a label target takes int32 classes, feature and prob targets take floats; got ", obs.v.str());
+}
+
+}  // namespace
+
+Tensor rmle(Module& f1, const Observed& observed, const Shape& input_shape, const PixelRange& range,
+            const RmleOptions& o, const RmleProgress& progress) {
+  check_observed(observed, input_shape);
+  SL_CHECK(o.iters >= 0 && o.lr > 0, ValueError, "rmle: needs iters >= 0 and lr > 0, got ", o.iters, " and ", o.lr);
+  const Device device = observed.v.device();
+  const DType dtype = observed.v.dtype() == DType::f64 ? DType::f64 : DType::f32;
+  GradModeOn grad_on;
+  FrozenParams frozen(f1);  // gradients flow through f1 to x only
+  PixelBox box(range, input_shape, device);
+
+  Tensor x = Tensor::zeros(input_shape, dtype, device);  // start: all zeros in the normalised space
+  x.requires_grad_();
+  auto opt = make_optimizer(x, o);
+  if (progress.fn) progress.fn(0, 0.0);
+  for (int t = 0; t < o.iters; ++t) {
+    opt->set_lr(lr_at(o, t));
+    opt->zero_grad();
+    Tensor objective = rmle_objective(f1, x, observed, o);
+    objective.backward();
+    opt->step();
+    if (o.project) x.copy_(box.clamp(x));  // in place: the optimizer keeps tracking the same tensor
+    bool report = progress.fn && ((t + 1) % progress.every == 0 || t + 1 == o.iters);
+    if (report) progress.fn(t + 1, objective.item());
+  }
+  return box.clamp(x.detach());
+}
+
+}  // namespace sl::inv
