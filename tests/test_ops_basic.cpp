@@ -124,6 +124,42 @@ TEST_CASE("elementwise ops, reductions and losses pass the op harness", "[ops]")
                        [beta](auto& in) { return tv_loss(in[0], beta, 1e-3); },
                        [beta](auto& in) { return scalar_ref(tv_ref(in[0], beta, 1e-3)); }});
     }
+  // Random ops: each call draws from a fresh generator with a fixed seed, so every run of the op (float64,
+  // float32, finite differences, other backends) sees the same mask / noise.
+  for (Shape s : {Shape{1, 5}, Shape{2, 3, 4, 5}}) {
+    for (bool rescale : {false, true})
+      cases.push_back({"dropout r0.3 " + std::string(rescale ? "rescaled " : "") + s.str(), {randn(s, g)},
+                       [rescale](auto& in) {
+                         Generator d(99);
+                         return dropout(in[0], 0.3, rescale, d);
+                       },
+                       [rescale](auto& in) {
+                         auto v = in[0].to_vector();
+                         for (size_t i = 0; i < v.size(); ++i)
+                           v[i] = rng_uniform(99, i) < 0.3 ? 0.0 : (rescale ? v[i] / 0.7 : v[i]);
+                         return Tensor::from_vector(v, in[0].shape(), DType::f64);
+                       }});
+    cases.push_back({"gaussian noise " + s.str(), {randn(s, g)},
+                     [](auto& in) {
+                       Generator d(5);
+                       return add_gaussian_noise(in[0], 0.7, d);
+                     },
+                     [](auto& in) {
+                       auto v = in[0].to_vector();
+                       for (size_t i = 0; i < v.size(); ++i) v[i] += 0.7 * rng_normal(5, i);
+                       return Tensor::from_vector(v, in[0].shape(), DType::f64);
+                     }});
+    cases.push_back({"laplace noise " + s.str(), {randn(s, g)},
+                     [](auto& in) {
+                       Generator d(6);
+                       return add_laplace_noise(in[0], 0.4, d);
+                     },
+                     [](auto& in) {
+                       auto v = in[0].to_vector();
+                       for (size_t i = 0; i < v.size(); ++i) v[i] += 0.4 * rng_laplace(6, i);
+                       return Tensor::from_vector(v, in[0].shape(), DType::f64);
+                     }});
+  }
   for (auto& c : cases) run_op_case(c);
 }
 
