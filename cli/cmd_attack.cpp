@@ -6,7 +6,7 @@
 // results.json (one row per image, plus the means, the settings, the device, the date and the command).
 #include <cmath>
 #include <filesystem>
-#include <fstream>
+#include <sstream>
 #include <iostream>
 #include <limits>
 #include <map>
@@ -140,6 +140,9 @@ nlohmann::json config_json(const inv::AttackConfig& c, const std::string& preset
   return j;
 }
 
+// Writes a text file atomically (temp file + rename).
+void write_text(const std::string& path, const std::string& text) { data::write_file_atomic(path, text.data(), text.size()); }
+
 // Writes grid.png, results.csv and results.json for one attack into dir; returns the JSON.
 nlohmann::json write_results(const std::string& dir, const Scene& s, const inv::AttackConfig& c,
                              const std::string& preset, const inv::AttackResult& r) {
@@ -154,7 +157,7 @@ nlohmann::json write_results(const std::string& dir, const Scene& s, const inv::
   int64_t shown = std::min<int64_t>(int64_t(n), 32);
   data::write_grid(dir + "/grid.png", {r.originals.slice(0, shown), r.reconstructions.slice(0, shown)}, g);
 
-  std::ofstream csv(dir + "/results.csv");
+  std::ostringstream csv;
   csv << "image,test_index,label,predicted,psnr,ssim\n";
   nlohmann::json j{{"model", s.lm.model.arch},
                    {"dataset", s.test.name},
@@ -179,7 +182,8 @@ nlohmann::json write_results(const std::string& dir, const Scene& s, const inv::
                            {"psnr", r.psnr[i]},
                            {"ssim", r.ssim[i]}});
   }
-  std::ofstream(dir + "/results.json") << j.dump(2) << "\n";
+  write_text(dir + "/results.csv", csv.str());
+  write_text(dir + "/results.json", j.dump(2) + "\n");
   return j;
 }
 
@@ -231,8 +235,9 @@ void run_table(const AttackOptions& o) {
   ui::Table t(
       {"attack", "split", "PSNR dB", "paper", "SSIM", "paper", "paper -2 dB/-0.05 or better", "recovered", "seconds"});
   std::filesystem::create_directories(out);
-  std::ofstream md(out + "/table.md");
-  std::ofstream csv(out + "/table.csv");
+  std::ostringstream md, csv;
+  std::vector<Tensor> grid_rows;  // originals, then each cell's reconstructions
+  std::vector<std::string> grid_labels{"original"};
   md << "| attack | split | PSNR dB (paper) | SSIM (paper) | recovered | seconds |\n|---|---|---|---|---|---|\n";
   csv << "attack,split,psnr,ssim,paper_psnr,paper_ssim,recovery_rate,train_seconds,invert_seconds\n";
   double total_s = 0;
@@ -243,6 +248,9 @@ void run_table(const AttackOptions& o) {
     lines.prefix = std::string(cell.attack) + " " + cell.split + ": ";
     inv::AttackResult r = inv::run_attack(s.lm.model, s.victims, s.attacker, c, lines.sink());
     write_results(out + "/" + cell.attack + "-" + cell.split, s, c, o.preset, r);
+    if (grid_rows.empty()) grid_rows.push_back(r.originals);
+    grid_rows.push_back(r.reconstructions);
+    grid_labels.push_back(std::string(cell.attack) + " " + cell.split);
     double secs = r.train_seconds + r.invert_seconds;
     total_s += secs;
     bool ok = r.mean_psnr() >= cell.psnr - 2 && r.mean_ssim() >= cell.ssim - 0.05;
@@ -256,10 +264,16 @@ void run_table(const AttackOptions& o) {
   }
   md << "\nPreset " << o.preset << ", " << s.victims.size() << " MNIST test images, " << s.device.str() << ", "
      << ui::now_iso8601() << ", total " << ui::fixed(total_s, 1) << " s. Command: `" << command_line() << "`\n";
+  write_text(out + "/table.md", md.str());
+  write_text(out + "/table.csv", csv.str());
+  data::GridOptions g;
+  g.scale = 2;
+  g.row_labels = grid_labels;
+  data::write_grid(out + "/grid.png", grid_rows, g);
   std::cout << "\n" << o.preset << " preset, " << s.victims.size() << " images (PSNR/SSIM means)\n";
   t.print();
   std::cout << "\ntotal " << ui::duration(total_s) << "; written: " << out
-            << "/table.md, table.csv and one folder per cell\n";
+            << "/table.md, table.csv, grid.png and one folder per cell\n";
 }
 
 void add_common_options(CLI::App* c, AttackOptions& o) {
