@@ -74,7 +74,12 @@ void Tensor::backward(const Tensor& seed, bool retain_graph) const {
     Node* n = t->grad_fn.get();
     if (!n) {  // leaf: accumulate
       if (!t->grad) {
-        t->grad = g.clone().impl_ptr();
+        // Adopt the incoming gradient when nothing else can see it (its tensor and storage are referenced only
+        // here, so later in-place accumulation cannot leak into another tensor); otherwise copy it. Saves one
+        // device copy per parameter per step.
+        const bool sole = g.impl_ptr().use_count() == 1 && g.impl()->storage.use_count() == 1 && g.is_contiguous() &&
+                          !g.impl()->grad_fn && !g.requires_grad() && g.offset() == 0;
+        t->grad = sole ? g.impl_ptr() : g.clone().impl_ptr();
       } else {
         Tensor acc(t->grad);
         kern::add_inplace(acc, g);

@@ -219,7 +219,7 @@ def load_cifar_subset(data_dir):
     return norm(torch.cat(xs)), torch.tensor(ys), norm(xt), torch.tensor(test_labels), used
 
 
-def train_cifar(results, data_dir, epochs, batch=32, seed=1):
+def train_cifar(results, data_dir, epochs, batch=32, seed=1, augment="none"):
     xtr, ytr, xte, yte, used = load_cifar_subset(data_dir)
     torch.manual_seed(seed)
     model = cifar10cnn().cuda()
@@ -233,8 +233,9 @@ def train_cifar(results, data_dir, epochs, batch=32, seed=1):
         for i in range(0, len(xtr), batch):
             idx = perm[i:i + batch]
             xb = xtr[idx]
-            flip = torch.rand(len(idx), device="cuda") < 0.5  # horizontal flip (the affine jitter is left out here)
-            xb = torch.where(flip.view(-1, 1, 1, 1), xb.flip(3), xb)
+            if augment == "flip":  # horizontal flip only (the affine jitter is left out here)
+                flip = torch.rand(len(idx), device="cuda") < 0.5
+                xb = torch.where(flip.view(-1, 1, 1, 1), xb.flip(3), xb)
             opt.zero_grad(set_to_none=True)
             F.cross_entropy(model(xb), ytr[idx]).backward()
             opt.step()
@@ -245,7 +246,7 @@ def train_cifar(results, data_dir, epochs, batch=32, seed=1):
         acc = sum((model(xte[i:i + 1000]).argmax(1) == yte[i:i + 1000]).sum().item() for i in range(0, len(xte), 1000))
     results["train_cifar"] = {"train_batches": used, "epochs": epochs, "batch": batch,
                               "test_accuracy": acc / len(xte), "seconds": time.perf_counter() - t0,
-                              "augmentation": "flip only"}
+                              "augmentation": augment}
 
 
 def main():
@@ -253,6 +254,7 @@ def main():
     ap.add_argument("--only", default="lenet_step,cifar_step,conv,gemm,rmle")
     ap.add_argument("--data", default="data")
     ap.add_argument("--cifar-epochs", type=int, default=10)
+    ap.add_argument("--cifar-augment", choices=["none", "flip"], default="none")
     ap.add_argument("--rmle-images", type=int, default=1000)
     ap.add_argument("--rmle-iters", type=int, default=5000)
     ap.add_argument("--json", default="")
@@ -273,7 +275,7 @@ def main():
     if "rmle" in only:
         bench_rmle(results, a.rmle_images, a.rmle_iters)
     if "train_cifar" in only:
-        train_cifar(results, a.data, a.cifar_epochs)
+        train_cifar(results, a.data, a.cifar_epochs, augment=a.cifar_augment)
     text = json.dumps(results, indent=1)
     if a.json:
         with open(a.json + ".tmp", "w") as f:

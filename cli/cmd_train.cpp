@@ -1,6 +1,11 @@
 // splitleak train: trains LeNet or the CIFAR CNN with the reference recipe (Adam, lr 1e-3, eps 1e-3,
 // AMSGrad, lr halved every 20 epochs, cross-entropy), evaluates on the test set after every epoch and
 // writes a checkpoint atomically.
+//
+// The step loop never waits for the GPU: batches are uploaded through pinned staging buffers, loss and hit
+// counts are summed on the device (kern::accumulate_metrics) and read every --sync-every steps, and on CUDA the
+// whole step (zero_grad, forward, loss, backward, fused Adam, metrics) is captured once into a CUDA graph and
+// replayed for every full batch (nn/graph_step.h); the last, partial batch of an epoch runs eagerly.
 #include <cmath>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -11,6 +16,7 @@
 #include "cli/ui.h"
 #include "datasets/fetch.h"
 #include "datasets/loader.h"
+#include "nn/graph_step.h"
 #include "nn/optim.h"
 
 namespace sl::cli {
@@ -19,7 +25,8 @@ namespace {
 
 struct TrainOptions {
   std::string dataset = "mnist", model = "lenet", data, out, device = "cpu", optimizer = "adam";
-  int epochs = 3, threads = 0, lr_step = 20;
+  std::string precision = "fp32", matmul_precision = "fp32";
+  int epochs = 3, threads = 0, lr_step = 20, sync_every = 100;
   int64_t batch = 32, limit = -1, test_limit = -1, max_steps = -1;
   double lr = 1e-3, eps = 1e-3, momentum = 0.9;
   uint64_t seed = 1;
@@ -34,6 +41,8 @@ struct EpochRow {
 void run_train(const TrainOptions& o) {
   set_threads(o.threads);
   Device device = Device::parse(o.device);
+  kern::set_cuda_matmul_precision(
+      MatmulPrecisions{parse_matmul_precision(o.precision), parse_matmul_precision(o.matmul_precision)});
   std::string dir = data::find_data_dir(o.data);
   Generator gen(o.seed);
   default_generator().manual_seed(o.seed);
@@ -67,41 +76,65 @@ void run_train(const TrainOptions& o) {
   if (o.dataset == "cifar10" && !o.no_augment) lo.augment = data::Augment::cifar10();
   data::Loader loader(train, lo);
 
+  // One training step on device tensors {images, labels}; only device work, so it can be captured in a graph.
+  // Loss * N, hits and N are summed into `totals` on the device, and each step's loss goes to a ring of
+  // sync_every slots behind them (kern::accumulate_metrics), read at every synchronisation.
+  Tensor totals = Tensor::zeros(Shape{4 + o.sync_every}, DType::f64, device);
+  ShapedStep stepper(
+      [&](const std::vector<Tensor>& in) {
+        opt->zero_grad();
+        Tensor logits = model.net->forward(in[0]);
+        Tensor loss = cross_entropy(logits, in[1]);
+        loss.backward();
+        opt->step();
+        kern::accumulate_metrics(loss.detach(), logits.detach(), in[1], totals);
+      },
+      device);
+
   std::vector<EpochRow> rows;
+  std::vector<double> step_losses;  // every step's loss, for the first-vs-last comparison
   int64_t steps = 0;
   bool stop = false;
+  bool told_graph = false;
   EvalResult final_eval;
+  double lr_now = opt->lr();
   for (int e = 0; e < o.epochs && !stop; ++e) {
     sched.set_epoch(e);
+    if (opt->lr() != lr_now && !opt->lr_in_graph()) stepper.invalidate();  // the graph baked the old rate in
+    lr_now = opt->lr();
     loader.set_epoch(e);
     model.net->train();
     int64_t nb = loader.batches_per_epoch();
     if (o.max_steps >= 0) nb = std::min(nb, o.max_steps - steps);
     ui::Progress prog("epoch " + std::to_string(e + 1) + "/" + std::to_string(o.epochs), nb, "batch");
+    totals.zero_();
     double loss_sum = 0;
-    int64_t seen = 0, correct = 0;
+    int64_t seen = 0, correct = 0, synced_at = 0, logged = 0;
     data::Batch b;
     for (int64_t i = 0; i < nb; ++i) {
       b = loader.batch(i);
-      Tensor x = b.images.to(device), y = b.labels.to(device);
-      opt->zero_grad();
-      Tensor logits = model.net->forward(x);
-      Tensor loss = cross_entropy(logits, y);
-      loss.backward();
-      opt->step();
-      double l = loss.item();
-      SL_CHECK(std::isfinite(l), ValueError, "training diverged: the loss is ", l, " at epoch ", e + 1, ", batch ",
-               i + 1, " (try a smaller --lr)");
-      Tensor pred = argmax_rows(logits.detach()).to(Device::cpu());
-      const int32_t* p = pred.data<int32_t>();
-      const int32_t* t = b.labels.data<int32_t>();
-      for (int64_t k = 0; k < b.size(); ++k) correct += p[k] == t[k];
-      loss_sum += l * double(b.size());
-      seen += b.size();
+      stepper.run({b.images, b.labels});
       ++steps;
-      prog.update(i + 1, "loss " + ui::fixed(loss_sum / double(seen), 4) + "  acc " +
-                             ui::percent(double(correct) / double(seen)) + "  " +
+      if ((i + 1) % o.sync_every != 0 && i + 1 != nb) continue;
+      // Read the device-side sums (the only synchronisation of the loop).
+      Tensor t = totals.to(Device::cpu());
+      const double* tv = t.data<double>();
+      SL_CHECK(std::isfinite(tv[0]), ValueError, "training diverged: the loss is ", tv[0] - loss_sum,
+               " summed over batches ", synced_at + 1, "..", i + 1, " of epoch ", e + 1, " (try a smaller --lr)");
+      loss_sum = tv[0];
+      correct = int64_t(tv[1]);
+      seen = int64_t(tv[2]);
+      for (int64_t c = logged; c < int64_t(tv[3]); ++c) step_losses.push_back(tv[4 + c % o.sync_every]);
+      logged = int64_t(tv[3]);
+      synced_at = i + 1;
+      prog.update(i + 1, "loss " + ui::fixed(loss_sum / double(std::max<int64_t>(seen, 1)), 4) + "  acc " +
+                             ui::percent(double(correct) / double(std::max<int64_t>(seen, 1))) + "  " +
                              ui::fixed(double(seen) / std::max(prog.elapsed_s(), 1e-9), 0) + " img/s");
+      if (!told_graph && stepper.captured() && stepper.captured()->replaying()) {
+        told_graph = true;
+        std::cerr << "train: step captured into a CUDA graph (" << stepper.captured()->graph_nodes()
+                  << " nodes), replayed for every full batch\n";
+      }
     }
     double secs = prog.elapsed_s();
     prog.finish("loss " + ui::fixed(seen ? loss_sum / double(seen) : 0, 4));
@@ -126,15 +159,33 @@ void run_train(const TrainOptions& o) {
                    {"date", ui::now_iso8601()},
                    {"command", command_line()}});
 
+  // Mean loss of the first and the last few steps: a quick read on whether training is learning.
+  size_t k = std::max<size_t>(1, std::min<size_t>(20, step_losses.size() / 4));
+  auto mean_of = [&](size_t b, size_t e) {
+    double s = 0;
+    for (size_t i = b; i < e; ++i) s += step_losses[i];
+    return e > b ? s / double(e - b) : 0.0;
+  };
+  double first = mean_of(0, std::min(k, step_losses.size()));
+  double last = mean_of(step_losses.size() - std::min(k, step_losses.size()), step_losses.size());
+
   if (o.json) {
     nlohmann::json j;
+    j["loss_first_steps"] = first;
+    j["loss_last_steps"] = last;
     j["model"] = o.model;
     j["dataset"] = o.dataset;
     j["device"] = device.str();
+    if (device.is_cuda()) j["precision"] = {{"conv", o.precision}, {"linear", o.matmul_precision}};
     j["checkpoint"] = out;
     j["steps"] = steps;
     j["test_accuracy"] = final_eval.accuracy;
     j["test_loss"] = final_eval.loss;
+    if (const CapturedStep* cs = stepper.captured()) {
+      j["cuda_graph"] = {{"enabled", cs->graph_enabled()}, {"replays", cs->replays()}, {"captures", cs->captures()},
+                         {"nodes", cs->graph_nodes()}, {"eager_steps", stepper.eager_calls() + cs->calls() - cs->replays()},
+                         {"fallback_reason", cs->fallback_reason()}};
+    }
     for (auto& r : rows)
       j["epochs"].push_back({{"epoch", r.epoch}, {"train_loss", r.train_loss}, {"train_accuracy", r.train_acc},
                              {"test_accuracy", r.test_acc}, {"seconds", r.seconds}, {"images_per_s", r.images_per_s},
@@ -148,7 +199,9 @@ void run_train(const TrainOptions& o) {
            ui::percent(r.test_acc), ui::fixed(r.seconds, 2), ui::fixed(r.images_per_s, 0)});
   std::cout << "\n";
   t.print();
-  std::cout << "\ntest accuracy " << ui::percent(final_eval.accuracy) << " on " << final_eval.count
+  std::cout << "\nloss: mean of the first " << k << " steps " << ui::fixed(first, 4) << ", of the last " << k
+            << " steps " << ui::fixed(last, 4) << " (" << steps << " steps)\n";
+  std::cout << "test accuracy " << ui::percent(final_eval.accuracy) << " on " << final_eval.count
             << " images; checkpoint written to " << out << "\n";
 }
 
@@ -167,12 +220,19 @@ void add_train(CLI::App& app) {
   c->add_option("--optimizer", o->optimizer, "adam (AMSGrad) or sgd")->check(CLI::IsMember({"adam", "sgd"}));
   c->add_option("--seed", o->seed, "Seed for initialisation, shuffling and augmentation");
   c->add_option("--device", o->device, "cpu or cuda[:N]");
+  c->add_option("--precision", o->precision,
+                "CUDA convolutions: fp32 (FFMA, default), tf32 (tensor cores) or 3xtf32 (tensor cores, float32-level error)")
+      ->check(CLI::IsMember({"fp32", "tf32", "3xtf32"}));
+  c->add_option("--matmul-precision", o->matmul_precision, "CUDA linear layers: fp32, tf32 or 3xtf32")
+      ->check(CLI::IsMember({"fp32", "tf32", "3xtf32"}));
   c->add_option("--data", o->data, "Data directory (default: $SPLITLEAK_DATA or data/)");
   c->add_option("--out", o->out, "Checkpoint to write (default runs/MODEL-DATASET.ckpt)");
   c->add_option("--limit", o->limit, "Use only the first N training images");
   c->add_option("--test-limit", o->test_limit, "Use only the first N test images");
   c->add_option("--max-steps", o->max_steps, "Stop after N optimisation steps in all");
   c->add_option("--threads", o->threads, "CPU threads (default: all cores)");
+  c->add_option("--sync-every", o->sync_every, "Read the running loss/accuracy from the device every N steps")
+      ->check(CLI::Range(1, 1 << 30));
   c->add_flag("--no-augment", o->no_augment, "No CIFAR-10 augmentation");
   c->add_flag("--json", o->json, "Print one JSON object with the results at the end");
   c->callback([o] { run_train(*o); });

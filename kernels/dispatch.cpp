@@ -6,7 +6,25 @@
 #include "kernels/cuda/cuda.h"
 #endif
 
+namespace sl {
+MatmulPrecision parse_matmul_precision(const std::string& s) {
+  if (s == "fp32") return MatmulPrecision::fp32;
+  if (s == "tf32") return MatmulPrecision::tf32;
+  if (s == "3xtf32" || s == "tf32x3") return MatmulPrecision::tf32x3;
+  throw ValueError(str("unknown matmul precision '", s, "' (expected fp32, tf32 or 3xtf32)"));
+}
+const char* matmul_precision_name(MatmulPrecision p) {
+  return p == MatmulPrecision::fp32 ? "fp32" : p == MatmulPrecision::tf32 ? "tf32" : "3xtf32";
+}
+}  // namespace sl
+
 namespace sl::kern {
+
+namespace {
+MatmulPrecisions g_precision;
+}
+void set_cuda_matmul_precision(MatmulPrecisions p) { g_precision = p; }
+MatmulPrecisions cuda_matmul_precision() { return g_precision; }
 
 namespace {
 [[noreturn, maybe_unused]] void no_cuda(const char* fn) {
@@ -62,6 +80,7 @@ void conv_transpose2d_backward_data(const Tensor& gy, const Tensor& w, ConvArgs 
 void conv_transpose2d_backward_weight(const Tensor& x, const Tensor& gy, ConvArgs a, Tensor& gw, Tensor& gb) { SL_ROUTE(x.device(), conv_transpose2d_backward_weight, x, gy, a, gw, gb); }
 void max_pool2d_forward(const Tensor& x, int k, int stride, Tensor& y, Tensor& idx) { SL_ROUTE(x.device(), max_pool2d_forward, x, k, stride, y, idx); }
 void max_pool2d_backward(const Tensor& gy, const Tensor& idx, Tensor& gx) { SL_ROUTE(gy.device(), max_pool2d_backward, gy, idx, gx); }
+void accumulate_metrics(const Tensor& loss, const Tensor& logits, const Tensor& labels, Tensor& totals) { SL_ROUTE(logits.device(), accumulate_metrics, loss, logits, labels, totals); }
 void sgd_step(Tensor& param, const Tensor& grad, Tensor& momentum_buf, const SgdArgs& a, bool first_step) { SL_ROUTE(param.device(), sgd_step, param, grad, momentum_buf, a, first_step); }
 void adam_step(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, Tensor& vmax, const AdamArgs& a, int64_t step) { SL_ROUTE(param.device(), adam_step, param, grad, m, v, vmax, a, step); }
 

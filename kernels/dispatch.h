@@ -9,6 +9,7 @@
 // gradient) are 0-d tensors on the same device, so GPU code never has to sync to read them.
 #pragma once
 #include <cstdint>
+#include <string>
 
 #include "tensor/tensor.h"
 
@@ -28,6 +29,25 @@ inline int64_t conv_transpose_out_size(int64_t in, int k, int stride, int pad, i
 
 struct SgdArgs { double lr = 0.01, momentum = 0, dampening = 0, weight_decay = 0; bool nesterov = false; };
 struct AdamArgs { double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0; bool amsgrad = false; };
+
+// Arithmetic of float32 matrix products on CUDA (convolutions and GEMMs; the CPU always computes in float32):
+//   fp32    FFMA in float32 (the default);
+//   tf32    tensor cores on operands rounded to TF32 (10-bit mantissa): ~1e-3 relative error, several times faster;
+//   tf32x3  ("3xtf32") tensor cores, each operand split into TF32 high and low parts, three products per term:
+//           float32-level error (compare PyTorch's allow_tf32 flags and cuBLAS's 3xTF32 mode).
+// Separate settings for convolutions (conv2d and conv_transpose2d) and for GEMMs (gemm, linear), as PyTorch keeps
+// cudnn.allow_tf32 and matmul.allow_tf32. Process-wide; float64 is never affected.
+enum class MatmulPrecision : uint8_t { fp32, tf32, tf32x3 };
+struct MatmulPrecisions {
+  MatmulPrecision conv = MatmulPrecision::fp32, gemm = MatmulPrecision::fp32;
+};
+namespace kern {
+void set_cuda_matmul_precision(MatmulPrecisions p);
+MatmulPrecisions cuda_matmul_precision();
+}  // namespace kern
+// "fp32", "tf32" or "3xtf32" (ValueError otherwise), and back.
+MatmulPrecision parse_matmul_precision(const std::string& s);
+const char* matmul_precision_name(MatmulPrecision p);
 
 namespace kern {
 // The functions, each documented where it is declared:

@@ -4,6 +4,7 @@
 // checked-call helpers of kernels/cuda/check.cuh.
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -209,13 +210,24 @@ class CachingAllocator final : public Allocator {
 
   void* fresh_block(size_t cls) {
     set_device(device_);
+    // During graph capture (nn/graph_step.h) a miss is legal but rare (the capture's warm-up fills the pool):
+    // cudaMalloc is no stream operation, so this thread's capture mode is relaxed around it, and the block simply
+    // belongs to the capturing pool from then on. Out of memory while capturing cannot release the cache (that
+    // needs a stream synchronisation), so it fails at once.
     cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
-    if (cudaStreamIsCapturing(stream_, &cap) == cudaSuccess && cap != cudaStreamCaptureStatusNone)
-      throw DeviceError(str("cuda:", device_, ": allocation of ", cls,
-                            " bytes missed the cache during graph capture (warm up before capturing)"));
+    const bool capturing = cudaStreamIsCapturing(stream_, &cap) == cudaSuccess && cap != cudaStreamCaptureStatusNone;
     void* p = nullptr;
-    cudaError_t e = cudaMalloc(&p, cls);
-    if (e == cudaErrorMemoryAllocation) {  // give the cache back to the driver and try once more
+    cudaError_t e;
+    if (capturing) {
+      cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
+      SL_CUDA_CHECK(cudaThreadExchangeStreamCaptureMode(&mode));
+      e = cudaMalloc(&p, cls);
+      SL_CUDA_CHECK(cudaThreadExchangeStreamCaptureMode(&mode));
+      ++stats_.num_capture_malloc;
+    } else {
+      e = cudaMalloc(&p, cls);
+    }
+    if (e == cudaErrorMemoryAllocation && !capturing) {  // give the cache back to the driver and try once more
       cudaGetLastError();
       release_cached_locked();
       e = cudaMalloc(&p, cls);
@@ -256,10 +268,26 @@ class CachingAllocator final : public Allocator {
 
 // Per-device state, created on first use and never destroyed: storages freed during static destruction still
 // find their allocator (the memory itself goes back to the driver when the process ends).
+// Host -> device copies up to kSlotBytes go through a ring of pinned buffers: the host data is copied into the
+// next slot, the device copy is queued on the engine's stream and an event recorded after it; a slot is reused
+// only once its event has completed. So a training loop that uploads each batch never waits for the GPU to
+// finish the previous step (it waits only when it runs kSlots copies ahead of the GPU).
+struct Staging {
+  static constexpr size_t kSlotBytes = size_t(4) << 20;
+  static constexpr int kSlots = 8;
+  void* host[kSlots] = {};
+  cudaEvent_t done[kSlots] = {};
+  bool pending[kSlots] = {};
+  int next = 0;
+  std::mutex mu;
+};
+
 struct DeviceState {
   cudaStream_t stream = nullptr;
   CachingAllocator* alloc = nullptr;
   int sms = 0;
+  unsigned* counters = nullptr;  // kTileCounters, zero between launches
+  Staging staging;
 };
 
 std::mutex g_state_mu;
@@ -279,6 +307,9 @@ DeviceState& state(int device) {
     SL_CUDA_CHECK(cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking));
     SL_CUDA_CHECK(cudaDeviceGetAttribute(&s->sms, cudaDevAttrMultiProcessorCount, device));
     s->alloc = new CachingAllocator(device, s->stream);
+    SL_CUDA_CHECK(cudaMalloc(&s->counters, sizeof(unsigned) * kTileCounters));
+    SL_CUDA_CHECK(cudaMemset(s->counters, 0, sizeof(unsigned) * kTileCounters));
+    SL_CUDA_CHECK(cudaDeviceSynchronize());
     v[size_t(device)] = s;
   }
   return *v[size_t(device)];
@@ -296,6 +327,7 @@ cudaStream_t stream_for(Device d) {
 }
 
 int sm_count(Device d) { return state(d.index).sms; }
+unsigned* tile_counters(Device d) { return state(d.index).counters; }
 
 AllocatorStats allocator_stats(int device) { return state(device).alloc->stats(); }
 void empty_cache(int device) { state(device).alloc->empty_cache(); }
@@ -305,14 +337,47 @@ int active_pool(int device) { return state(device).alloc->active_pool(); }
 void release_pool(int device, int pool) { state(device).alloc->release_pool(pool); }
 
 // ---- copies ------------------------------------------------------------------------------------------------------
+namespace {
+bool capturing_on(cudaStream_t s) {
+  cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
+  return cudaStreamIsCapturing(s, &cap) == cudaSuccess && cap != cudaStreamCaptureStatusNone;
+}
+
+// Host -> device through the pinned ring (see Staging); false when the copy is too large for a slot.
+bool staged_upload(void* dst, Device dd, const void* src, size_t bytes) {
+  DeviceState& st = state(dd.index);
+  Staging& r = st.staging;
+  if (bytes > Staging::kSlotBytes) return false;
+  std::lock_guard<std::mutex> lock(r.mu);
+  set_device(dd.index);
+  const int k = r.next;
+  r.next = (k + 1) % Staging::kSlots;
+  if (!r.host[k]) {
+    SL_CUDA_CHECK(cudaMallocHost(&r.host[k], Staging::kSlotBytes));
+    SL_CUDA_CHECK(cudaEventCreateWithFlags(&r.done[k], cudaEventDisableTiming));
+  }
+  if (r.pending[k]) SL_CUDA_CHECK(cudaEventSynchronize(r.done[k]));  // the slot's previous copy has been read
+  std::memcpy(r.host[k], src, bytes);
+  SL_CUDA_CHECK(cudaMemcpyAsync(dst, r.host[k], bytes, cudaMemcpyHostToDevice, st.stream));
+  SL_CUDA_CHECK(cudaEventRecord(r.done[k], st.stream));
+  r.pending[k] = true;
+  return true;
+}
+}  // namespace
+
 void copy(void* dst, Device dd, const void* src, Device sd, size_t bytes) {
   if (bytes == 0) return;
-  if (dd.is_cuda() && sd.is_cpu()) {  // host -> device, done when this returns
+  if (dd.is_cuda() && sd.is_cpu()) {  // host -> device: the host buffer is free again when this returns
     cudaStream_t s = stream_for(dd);
+    SL_CHECK(!capturing_on(s), DeviceError, "cuda:", dd.index, ": host-to-device copy of ", bytes,
+             " bytes while a CUDA graph is being captured (copy into the step's static inputs before the step)");
+    if (staged_upload(dst, dd, src, bytes)) return;
     SL_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, s));
     SL_CUDA_CHECK(cudaStreamSynchronize(s));
   } else if (dd.is_cpu() && sd.is_cuda()) {  // device -> host, after all queued work on the source's stream
     cudaStream_t s = stream_for(sd);
+    SL_CHECK(!capturing_on(s), DeviceError, "cuda:", sd.index, ": device-to-host copy of ", bytes,
+             " bytes while a CUDA graph is being captured (a captured step must not read results on the host)");
     SL_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, s));
     SL_CUDA_CHECK(cudaStreamSynchronize(s));
   } else if (dd == sd) {  // same device: queued on its stream
@@ -330,6 +395,94 @@ void zero(void* dst, Device dev, size_t bytes) {
   if (bytes == 0) return;
   SL_CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, stream_for(dev)));
 }
+
+namespace {
+template <class T>
+__global__ void fill_kernel(T* p, int64_t n, T v) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    p[i] = v;
+}
+}  // namespace
+
+void fill(void* dst, Device dev, DType t, int64_t n, double value) {
+  if (n <= 0) return;
+  cudaStream_t s = stream_for(dev);
+  const unsigned blocks = unsigned(std::min<int64_t>((n + 255) / 256, int64_t(sm_count(dev)) * 8));
+  switch (t) {
+    case DType::f32: fill_kernel<float><<<blocks, 256, 0, s>>>(static_cast<float*>(dst), n, float(value)); break;
+    case DType::f64: fill_kernel<double><<<blocks, 256, 0, s>>>(static_cast<double*>(dst), n, value); break;
+    case DType::i32: fill_kernel<int32_t><<<blocks, 256, 0, s>>>(static_cast<int32_t*>(dst), n, int32_t(value)); break;
+  }
+  check_launch("fill");
+}
+
+// ---- CUDA graphs ---------------------------------------------------------------------------------------------------
+struct Graph {
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+  Device device;
+  size_t nodes = 0;
+};
+
+void begin_capture(Device d) {
+  cudaStream_t s = stream_for(d);
+  SL_CHECK(!capturing_on(s), DeviceError, d.str(), ": a CUDA graph capture is already under way");
+  // Thread-local mode: a forbidden call (a synchronisation, a pageable copy) from this thread fails the capture
+  // instead of silently running; other threads (data loading) are unaffected.
+  SL_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+}
+
+Graph* end_capture(Device d) {
+  cudaStream_t s = stream_for(d);
+  cudaGraph_t g = nullptr;
+  SL_CUDA_CHECK(cudaStreamEndCapture(s, &g));
+  auto* r = new Graph();
+  r->graph = g;
+  r->device = d;
+  SL_CUDA_CHECK(cudaGraphGetNodes(g, nullptr, &r->nodes));
+  cudaError_t e = cudaGraphInstantiate(&r->exec, g, 0);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    cudaGraphDestroy(g);
+    delete r;
+    check_call(e, "cudaGraphInstantiate()", __FILE__, __LINE__);
+  }
+  return r;
+}
+
+void abort_capture(Device d) {
+  cudaStream_t s = stream_for(d);
+  if (!capturing_on(s)) {
+    // a capture invalidated by a forbidden call still has to be ended
+    cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
+    if (cudaStreamIsCapturing(s, &cap) != cudaSuccess || cap != cudaStreamCaptureStatusInvalidated) {
+      cudaGetLastError();
+      return;
+    }
+  }
+  cudaGraph_t g = nullptr;
+  cudaStreamEndCapture(s, &g);
+  if (g) cudaGraphDestroy(g);
+  cudaGetLastError();
+}
+
+bool is_capturing(Device d) { return d.is_cuda() && available() && capturing_on(stream_for(d)); }
+
+void replay(Graph* g) {
+  SL_CHECK(g && g->exec, ValueError, "replay of an empty CUDA graph");
+  SL_CUDA_CHECK(cudaGraphLaunch(g->exec, stream_for(g->device)));
+}
+
+void destroy(Graph* g) {
+  if (!g) return;
+  cudaStream_t s = stream_for(g->device);
+  SL_CUDA_CHECK(cudaStreamSynchronize(s));
+  if (g->exec) cudaGraphExecDestroy(g->exec);
+  if (g->graph) cudaGraphDestroy(g->graph);
+  delete g;
+}
+
+size_t graph_nodes(const Graph* g) { return g ? g->nodes : 0; }
 
 void synchronize() {
   if (!available()) return;

@@ -21,6 +21,7 @@ struct AllocatorStats {
   uint64_t num_cache_hits = 0;    // allocate() calls served from the cache
   uint64_t num_cuda_malloc = 0;   // cudaMalloc calls made
   uint64_t num_cuda_free = 0;     // cudaFree calls made (empty_cache, or a retry after out-of-memory)
+  uint64_t num_capture_malloc = 0;  // of num_cuda_malloc, those made while a CUDA graph was being captured
 };
 
 // Current statistics of device `device`'s allocator; throws DeviceError when that device cannot be used.
@@ -30,10 +31,11 @@ void empty_cache(int device = 0);
 // The size class a request of `bytes` is rounded up to.
 size_t size_class(size_t bytes);
 
-// Private pools (for CUDA-graph capture). While a pool is active on a device, its allocations come from and go
-// back to that pool's own free lists, so memory a captured graph uses is never handed to other work; with an
-// empty cache a capture must not call cudaMalloc, so an allocation that misses during capture throws
-// DeviceError ("warm up before capturing"). Pool 0 is the default pool.
+// Private pools (for CUDA-graph capture, nn/graph_step.h). While a pool is active on a device, its allocations
+// come from and go back to that pool's own free lists (a block remembers its pool), so memory a captured graph
+// uses is never handed to other work. A capture's warm-up runs with the pool active, so the capture itself
+// finds every block in the pool; a miss during capture still works (cudaMalloc with the thread's capture mode
+// relaxed) and is counted in num_capture_malloc. Pool 0 is the default pool.
 int create_pool(int device = 0);            // a new, empty private pool id (> 0)
 void set_active_pool(int device, int pool); // 0 returns to the default pool
 int active_pool(int device = 0);

@@ -242,6 +242,10 @@ Tensor& Tensor::fill_(double v) {
     return *this;
   }
   SL_CHECK(is_contiguous(), ValueError, "fill_ on a non-contiguous tensor");
+  if (device().is_cuda()) {  // a kernel: no host round trip, so backward()'s seed can be captured in a CUDA graph
+    cuda_rt::fill(raw_data(), device(), dtype(), numel(), v);
+    return *this;
+  }
   Tensor host = full(shape(), v, dtype());
   copy_bytes(raw_data(), device(), host.raw_data(), Device::cpu(), nbytes());
   return *this;

@@ -5,8 +5,8 @@
 namespace sl::cpu {
 
 void accumulate_metrics(const Tensor& loss, const Tensor& logits, const Tensor& labels, Tensor& totals) {
-  SL_CHECK(totals.dtype() == DType::f64 && totals.numel() == 3, ValueError,
-           "accumulate_metrics: totals must be float64 [3], got ", totals.str());
+  SL_CHECK(totals.dtype() == DType::f64 && (totals.numel() == 3 || totals.numel() >= 5), ValueError,
+           "accumulate_metrics: totals must be float64 [3] or [4 + L], got ", totals.str());
   SL_CHECK(logits.dim() == 2 && labels.numel() == logits.size(0), ShapeError, "accumulate_metrics: logits ",
            logits.str(), " and labels ", labels.str(), " do not fit");
   dispatch_float(logits, "accumulate_metrics", [&](auto t) {
@@ -26,6 +26,11 @@ void accumulate_metrics(const Tensor& loss, const Tensor& logits, const Tensor& 
     acc[0] += double(loss.data<T>()[0]) * double(n);
     acc[1] += correct;
     acc[2] += double(n);
+    if (totals.numel() >= 5) {
+      const int64_t ring = totals.numel() - 4, c = int64_t(acc[3]);
+      acc[4 + c % ring] = double(loss.data<T>()[0]);
+      acc[3] += 1;
+    }
   });
 }
 

@@ -23,6 +23,11 @@ void check_launch(const char* kernel);
 cudaStream_t stream_for(Device d);
 // Multiprocessor count of device d (cached).
 int sm_count(Device d);
+// kTileCounters zeroed 32-bit counters of device d, created with the device's state (never inside a graph
+// capture). Kernels that finish work in the "last block to arrive" pattern take a ticket here and reset their
+// counter to zero before they end, so the buffer is all zero between launches (launches run in stream order).
+constexpr int kTileCounters = 1 << 16;
+unsigned* tile_counters(Device d);
 
 }  // namespace sl::cuda_rt
 

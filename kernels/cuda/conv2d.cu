@@ -19,25 +19,36 @@ namespace sl::cuda {
 namespace conv {
 namespace {
 
+// Each problem reads A(m, k) and B(k, n) through *_src (the element's address, ok = false for a zero tap: the
+// tensor-core path copies from there with cp.async) and a()/b() (the value, for the FFMA path).
 template <class T>
 struct Fwd {
-  static constexpr bool kAContigK = true, kBContigN = true;
+  static constexpr bool kAContigK = true, kBContigN = true, kConv = true;
   const T* x;
   const T* w;
   const T* bias;
   T* y;
   int C, H, W, Co, OHW, K, stride, pad;
   FastDiv d_ohw, d_ow, d_kk, d_ks;
-  __device__ T a(int m, int k) const { return w[m * K + k]; }
-  __device__ T b(int k, int n) const {
+  __device__ const T* a_src(int m, int k, bool& ok) const {
+    ok = true;
+    return w + m * K + k;
+  }
+  __device__ const T* b_src(int k, int n, bool& ok) const {
     uint32_t img, r, oh, ow, ci, rr, kh, kw;
     d_ohw.divmod(n, img, r);
     d_ow.divmod(r, oh, ow);
     d_kk.divmod(k, ci, rr);
     d_ks.divmod(rr, kh, kw);
     const int ih = int(oh) * stride - pad + int(kh), iw = int(ow) * stride - pad + int(kw);
-    if (unsigned(ih) >= unsigned(H) || unsigned(iw) >= unsigned(W)) return T(0);
-    return x[((int(img) * C + int(ci)) * H + ih) * W + iw];
+    ok = unsigned(ih) < unsigned(H) && unsigned(iw) < unsigned(W);
+    return ok ? x + ((int(img) * C + int(ci)) * H + ih) * W + iw : x;
+  }
+  __device__ T a(int m, int k) const { return w[m * K + k]; }
+  __device__ T b(int k, int n) const {
+    bool ok;
+    const T* q = b_src(k, n, ok);
+    return ok ? *q : T(0);
   }
   __device__ void store(int m, int n, T v) const {
     uint32_t img, r;
@@ -48,33 +59,43 @@ struct Fwd {
 
 template <class T>
 struct BwdData {
-  static constexpr bool kAContigK = true, kBContigN = true;
+  static constexpr bool kAContigK = true, kBContigN = true, kConv = true;
   const T* gy;
   const T* w;
   const T* bias;
   T* gx;
   int C, HW, Co, OH, OW, KK, stride, pad;
   FastDiv d_hw, d_w, d_kk, d_ks;
-  __device__ T a(int m, int k) const {  // w[co, ci = m, kh, kw] with k = (co, kh, kw)
+  __device__ const T* a_src(int m, int k, bool& ok) const {  // w[co, ci = m, kh, kw] with k = (co, kh, kw)
     uint32_t co, r;
     d_kk.divmod(k, co, r);
-    return w[(int(co) * C + m) * KK + int(r)];
+    ok = true;
+    return w + (int(co) * C + m) * KK + int(r);
   }
-  __device__ T b(int k, int n) const {
+  __device__ const T* b_src(int k, int n, bool& ok) const {
     uint32_t img, r, ih, iw, co, rr, kh, kw;
     d_hw.divmod(n, img, r);
     d_w.divmod(r, ih, iw);
     d_kk.divmod(k, co, rr);
     d_ks.divmod(rr, kh, kw);
     int th = int(ih) + pad - int(kh), tw = int(iw) + pad - int(kw);
-    if (th < 0 || tw < 0) return T(0);
+    ok = th >= 0 && tw >= 0;
     if (stride != 1) {
-      if (th % stride || tw % stride) return T(0);
+      ok = ok && th % stride == 0 && tw % stride == 0;
       th /= stride;
       tw /= stride;
     }
-    if (th >= OH || tw >= OW) return T(0);
-    return gy[((int(img) * Co + int(co)) * OH + th) * OW + tw];
+    ok = ok && th < OH && tw < OW;
+    return ok ? gy + ((int(img) * Co + int(co)) * OH + th) * OW + tw : gy;
+  }
+  __device__ T a(int m, int k) const {
+    bool ok;
+    return *a_src(m, k, ok);
+  }
+  __device__ T b(int k, int n) const {
+    bool ok;
+    const T* q = b_src(k, n, ok);
+    return ok ? *q : T(0);
   }
   __device__ void store(int m, int n, T v) const {
     uint32_t img, r;
@@ -85,35 +106,168 @@ struct BwdData {
 
 template <class T>
 struct BwdWeight {
-  static constexpr bool kAContigK = true, kBContigN = false;
+  static constexpr bool kAContigK = true, kBContigN = false, kConv = true;
   const T* x;
   const T* gy;
   T* gw;
   int C, H, W, Co, OHW, NCOL, stride, pad;
   FastDiv d_ohw, d_ow, d_kk, d_ks;
-  __device__ T a(int m, int k) const {  // gy[img, co = m, r] with k = (img, r)
+  __device__ const T* a_src(int m, int k, bool& ok) const {  // gy[img, co = m, r] with k = (img, r)
     uint32_t img, r;
     d_ohw.divmod(k, img, r);
-    return gy[(int(img) * Co + m) * OHW + int(r)];
+    ok = true;
+    return gy + (int(img) * Co + m) * OHW + int(r);
   }
-  __device__ T b(int k, int n) const {
+  __device__ const T* b_src(int k, int n, bool& ok) const {
     uint32_t img, r, oh, ow, ci, rr, kh, kw;
     d_ohw.divmod(k, img, r);
     d_ow.divmod(r, oh, ow);
     d_kk.divmod(n, ci, rr);
     d_ks.divmod(rr, kh, kw);
     const int ih = int(oh) * stride - pad + int(kh), iw = int(ow) * stride - pad + int(kw);
-    if (unsigned(ih) >= unsigned(H) || unsigned(iw) >= unsigned(W)) return T(0);
-    return x[((int(img) * C + int(ci)) * H + ih) * W + iw];
+    ok = unsigned(ih) < unsigned(H) && unsigned(iw) < unsigned(W);
+    return ok ? x + ((int(img) * C + int(ci)) * H + ih) * W + iw : x;
+  }
+  __device__ T a(int m, int k) const {
+    bool ok;
+    return *a_src(m, k, ok);
+  }
+  __device__ T b(int k, int n) const {
+    bool ok;
+    const T* q = b_src(k, n, ok);
+    return ok ? *q : T(0);
   }
   __device__ void store(int m, int n, T v) const { gw[m * NCOL + n] = v; }
 };
 
-// Bias gradients: slice s of channel c sums a fixed range of the channel's N*HW values (block c, s), then one
-// warp per channel adds the slices in order. The split depends on the shape only: deterministic.
+// ---- tap-major problems for the tensor-core path (float) ------------------------------------------------------
+// K ordered tap-major, k = tap * G + g (g: the summed channel, G = C for forward, Co for backward-data), with A the
+// weights regrouped so that k is contiguous ([Co][KK][C], resp. [C][KK][Co], regroup_weights). With G % 16 == 0
+// every 16-wide K slice is one filter tap and 16 consecutive channels: a thread's im2col arithmetic (image,
+// position, tap, bounds) is done once per slice for its column, and the slice's elements are a channel plane
+// apart (b_kstride). See kernels/cuda/igemm_mma.cuh (staged B).
+struct FwdT {
+  static constexpr bool kAContigK = true, kBContigN = true, kStagedB = true;
+  const float* x;
+  const float* wt;  // [Co][KK][C]
+  const float* bias;
+  float* y;
+  int C, H, W, Co, OHW, K, stride, pad, b_kstride;  // K = KK * C, b_kstride = H * W
+  FastDiv d_ohw, d_ow, d_c, d_ks;
+  struct BCol {
+    const float* img;
+    int ih0, iw0;
+  };
+  __device__ BCol b_col(int n) const {
+    uint32_t img, r, oh, ow;
+    d_ohw.divmod(uint32_t(n), img, r);
+    d_ow.divmod(r, oh, ow);
+    return {x + int64_t(img) * C * H * W, int(oh) * stride - pad, int(ow) * stride - pad};
+  }
+  __device__ const float* b_slice(const BCol& c, int k0, bool& ok) const {
+    uint32_t tap, ci0, kh, kw;
+    d_c.divmod(uint32_t(k0), tap, ci0);
+    d_ks.divmod(tap, kh, kw);
+    const int ih = c.ih0 + int(kh), iw = c.iw0 + int(kw);
+    ok = unsigned(ih) < unsigned(H) && unsigned(iw) < unsigned(W);
+    return ok ? c.img + (int(ci0) * H + ih) * W + iw : x;
+  }
+  __device__ const float* a_src(int m, int k, bool& ok) const {
+    ok = true;
+    return wt + m * K + k;
+  }
+  __device__ void store(int m, int n, float v) const {
+    uint32_t img, r;
+    d_ohw.divmod(uint32_t(n), img, r);
+    y[(int(img) * Co + m) * OHW + int(r)] = bias ? v + bias[m] : v;
+  }
+};
+
+struct BwdDataT {  // stride 1
+  static constexpr bool kAContigK = true, kBContigN = true, kStagedB = true;
+  const float* gy;
+  const float* wt;  // [C][KK][Co]
+  const float* bias;
+  float* gx;
+  int C, HW, Co, OH, OW, K, pad, b_kstride;  // K = KK * Co, b_kstride = OH * OW
+  FastDiv d_hw, d_w, d_co, d_ks;
+  struct BCol {
+    const float* img;
+    int ih, iw;  // the gx position plus the padding
+  };
+  __device__ BCol b_col(int n) const {
+    uint32_t img, r, ih, iw;
+    d_hw.divmod(uint32_t(n), img, r);
+    d_w.divmod(r, ih, iw);
+    return {gy + int64_t(img) * Co * OH * OW, int(ih) + pad, int(iw) + pad};
+  }
+  __device__ const float* b_slice(const BCol& c, int k0, bool& ok) const {
+    uint32_t tap, co0, kh, kw;
+    d_co.divmod(uint32_t(k0), tap, co0);
+    d_ks.divmod(tap, kh, kw);
+    const int th = c.ih - int(kh), tw = c.iw - int(kw);
+    ok = unsigned(th) < unsigned(OH) && unsigned(tw) < unsigned(OW);
+    return ok ? c.img + (int(co0) * OH + th) * OW + tw : gy;
+  }
+  __device__ const float* a_src(int m, int k, bool& ok) const {
+    ok = true;
+    return wt + m * K + k;
+  }
+  __device__ void store(int m, int n, float v) const {
+    uint32_t img, r;
+    d_hw.divmod(uint32_t(n), img, r);
+    gx[(int(img) * C + m) * HW + int(r)] = bias ? v + bias[m] : v;
+  }
+};
+
+// w [Co][C][KK] -> wt [Co][KK][C] (by_input = false, forward) or [C][KK][Co] (by_input = true, backward-data).
+__global__ void regroup_weights(const float* w, float* wt, int Co, int C, int KK, bool by_input) {
+  const int total = Co * C * KK;
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
+    const int co = i / (C * KK), rem = i - co * C * KK, ci = rem / KK, tap = rem - ci * KK;
+    if (by_input) wt[(ci * KK + tap) * Co + co] = w[i];
+    else wt[(co * KK + tap) * C + ci] = w[i];
+  }
+}
+
+// Runs the regrouped-weight tensor-core path; false when it does not apply (precision fp32, channels not a
+// multiple of 16, or backward-data with a stride).
+bool forward_tap_major(const Geom& g, const float* x, const float* w, const float* bias, float* y, const Tensor& on) {
+  const MatmulPrecision pr = kern::cuda_matmul_precision().conv;
+  if (pr == MatmulPrecision::fp32 || g.C % 16 != 0) return false;
+  const int KK = g.KS * g.KS, K = KK * g.C, OHW = g.OH * g.OW;
+  DeviceBuffer wt(on.device(), size_t(g.Co) * K * sizeof(float));
+  cudaStream_t st = stream_of(on);
+  regroup_weights<<<std::min((g.Co * K + 255) / 256, 1024), 256, 0, st>>>(w, wt.as<float>(), g.Co, g.C, KK, false);
+  SL_CUDA_LAUNCH("conv2d_forward_regroup");
+  FwdT p{x, wt.as<float>(), bias, y, g.C, g.H, g.W, g.Co, OHW, K, g.stride, g.pad, g.H * g.W,
+         FastDiv(uint32_t(OHW)), FastDiv(uint32_t(g.OW)), FastDiv(uint32_t(g.C)), FastDiv(uint32_t(g.KS))};
+  igemm::run_mma(p, g.Co, g.N * OHW, K, on, "conv2d_forward_mma", pr == MatmulPrecision::tf32x3 ? 3 : 1);
+  return true;
+}
+
+bool backward_data_tap_major(const Geom& g, const float* gy, const float* w, const float* bias, float* gx,
+                             const Tensor& on) {
+  const MatmulPrecision pr = kern::cuda_matmul_precision().conv;
+  if (pr == MatmulPrecision::fp32 || g.Co % 16 != 0 || g.stride != 1 || g.C <= 4) return false;
+  const int KK = g.KS * g.KS, K = KK * g.Co, HW = g.H * g.W;
+  DeviceBuffer wt(on.device(), size_t(g.C) * K * sizeof(float));
+  cudaStream_t st = stream_of(on);
+  regroup_weights<<<std::min((g.C * K + 255) / 256, 1024), 256, 0, st>>>(w, wt.as<float>(), g.Co, g.C, KK, true);
+  SL_CUDA_LAUNCH("conv2d_backward_data_regroup");
+  BwdDataT p{gy, wt.as<float>(), bias, gx, g.C, HW, g.Co, g.OH, g.OW, K, g.pad, g.OH * g.OW,
+             FastDiv(uint32_t(HW)), FastDiv(uint32_t(g.W)), FastDiv(uint32_t(g.Co)), FastDiv(uint32_t(g.KS))};
+  igemm::run_mma(p, g.C, g.N * HW, K, on, "conv2d_backward_data_mma", pr == MatmulPrecision::tf32x3 ? 3 : 1);
+  return true;
+}
+
+// Bias gradients: slice s of channel c sums a fixed range of the channel's N*HW values (block c, s); the last
+// slice block of a channel to finish (a ticket in cuda_rt::tile_counters) adds the channel's slices in order
+// with one warp (as channel_sums_finish does when there are more channels than counters). The split depends on
+// the shape only: deterministic. One slice: the block writes the channel's sum directly.
 template <class T>
 __global__ void channel_sums_partial(const T* t, int C, int HW, int total, int per_slice, FastDiv d_hw,
-                                     double* partial) {
+                                     double* partial, T* out, unsigned* counters) {
   const int c = blockIdx.x, sl = blockIdx.y;
   const int beg = sl * per_slice, end = min(total, beg + per_slice);
   double s = 0;
@@ -123,7 +277,27 @@ __global__ void channel_sums_partial(const T* t, int C, int HW, int total, int p
     s += double(t[(int64_t(n) * C + c) * HW + r]);
   }
   s = block_sum(s);
+  if (gridDim.y == 1) {
+    if (threadIdx.x == 0) out[c] = T(s);
+    return;
+  }
   if (threadIdx.x == 0) partial[c * gridDim.y + sl] = s;
+  if (!counters) return;
+  __shared__ unsigned s_last;
+  if (threadIdx.x == 0) {
+    __threadfence();
+    s_last = atomicAdd(&counters[c], 1u) == gridDim.y - 1 ? 1u : 0u;
+  }
+  __syncthreads();
+  if (!s_last || threadIdx.x >= 32) return;
+  __threadfence();
+  double v = 0;
+  for (int i = int(threadIdx.x); i < int(gridDim.y); i += 32) v += __ldcg(&partial[c * gridDim.y + i]);
+  v = warp_sum(v);
+  if (threadIdx.x == 0) {
+    out[c] = T(v);
+    counters[c] = 0u;
+  }
 }
 template <class T>
 __global__ void channel_sums_finish(const double* partial, int C, int slices, T* out) {
@@ -204,6 +378,8 @@ void check_geom(const Geom& g, const char* op) {
 template <class T>
 void forward(const Geom& g, const T* x, const T* w, const T* bias, T* y, const Tensor& on) {
   check_geom(g, "conv2d_forward");
+  if constexpr (std::is_same_v<T, float>)
+    if (forward_tap_major(g, x, w, bias, y, on)) return;
   const int KK = g.KS * g.KS, OHW = g.OH * g.OW;
   Fwd<T> p{x, w, bias, y, g.C, g.H, g.W, g.Co, OHW, g.C * KK, g.stride, g.pad,
            FastDiv(uint32_t(OHW)), FastDiv(uint32_t(g.OW)), FastDiv(uint32_t(KK)), FastDiv(uint32_t(g.KS))};
@@ -223,6 +399,8 @@ void backward_data(const Geom& g, const T* gy, const T* w, const T* bias, T* gx,
     SL_CUDA_LAUNCH("conv2d_backward_data_direct");
     return;
   }
+  if constexpr (std::is_same_v<T, float>)
+    if (backward_data_tap_major(g, gy, w, bias, gx, on)) return;
   BwdData<T> p{gy, w, bias, gx, g.C, HW, g.Co, g.OH, g.OW, KK, g.stride, g.pad,
                FastDiv(uint32_t(HW)), FastDiv(uint32_t(g.W)), FastDiv(uint32_t(KK)), FastDiv(uint32_t(g.KS))};
   igemm::run<T>(p, g.C, g.N * HW, g.Co * KK, on, "conv2d_backward_data_igemm");
@@ -255,9 +433,12 @@ void channel_sums(const T* t, int N, int C, int HW, T* gb, const Tensor& on) {
   const int slices = std::max(1, std::min({want, (total + 2047) / 2048, 256}));
   const int per_slice = (total + slices - 1) / slices;
   DeviceBuffer partial(on.device(), size_t(C) * slices * sizeof(double));
-  channel_sums_partial<T><<<dim3(unsigned(C), unsigned(slices)), 256, 0, st>>>(t, C, HW, total, per_slice,
-                                                                               FastDiv(uint32_t(HW)), partial.as<double>());
+  const bool fused = C <= cuda_rt::kTileCounters;
+  channel_sums_partial<T><<<dim3(unsigned(C), unsigned(slices)), 256, 0, st>>>(
+      t, C, HW, total, per_slice, FastDiv(uint32_t(HW)), partial.as<double>(), gb,
+      fused ? cuda_rt::tile_counters(on.device()) : nullptr);
   SL_CUDA_LAUNCH("conv_bias_grad");
+  if (fused || slices == 1) return;
   channel_sums_finish<T><<<(C + 7) / 8, 256, 0, st>>>(partial.as<double>(), C, slices, gb);
   SL_CUDA_LAUNCH("conv_bias_grad_finish");
 }

@@ -16,4 +16,7 @@ void debug_invalid_launch();
 // later gemm/linear/conv call.
 constexpr int kGemmConfigs = 7;
 void debug_force_gemm_plan(int cfg, int slices);
+// Test hook: forces the tensor-core path's tile (0: 128x128, 1: 64x128; -1: its cost model's choice) and split-K
+// factor (0: 1) while the matmul precision is tf32 or 3xtf32 (kern::set_cuda_matmul_precision).
+void debug_force_mma_plan(int cfg, int slices);
 }  // namespace sl::cuda

@@ -22,6 +22,14 @@ struct GemmProblem {
   const T* bias;  // per column, may be null
   int lda, ldb, ldc;
   T alpha, beta;
+  __device__ const T* a_src(int m, int k, bool& ok) const {
+    ok = true;
+    return TA ? A + int64_t(k) * lda + m : A + int64_t(m) * lda + k;
+  }
+  __device__ const T* b_src(int k, int n, bool& ok) const {
+    ok = true;
+    return TB ? B + int64_t(n) * ldb + k : B + int64_t(k) * ldb + n;
+  }
   __device__ T a(int m, int k) const { return TA ? A[int64_t(k) * lda + m] : A[int64_t(m) * lda + k]; }
   __device__ T b(int k, int n) const { return TB ? B[int64_t(n) * ldb + k] : B[int64_t(k) * ldb + n]; }
   __device__ void store(int m, int n, T v) const {
@@ -129,6 +137,12 @@ void linear_backward(const Tensor& x, const Tensor& w, const Tensor& gy, Tensor&
   check_matrix(w, "linear backward", "weight");
   check_matrix(gy, "linear backward", "grad_out");
   SL_CUDA_DISPATCH(x, "linear backward", linear_backward_t, x, w, gy, gx, gw, gb);
+}
+
+void debug_force_mma_plan(int cfg, int slices) {
+  SL_CHECK(cfg >= -1 && cfg < 2 && slices >= 0, ValueError, "debug_force_mma_plan: cfg ", cfg, ", slices ", slices);
+  igemm::g_forced_mma_cfg = cfg;
+  igemm::g_forced_mma_slices = slices;
 }
 
 void debug_force_gemm_plan(int cfg, int slices) {

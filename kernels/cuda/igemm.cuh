@@ -9,7 +9,9 @@
 // step suffices. A thread's rows are TM/4 groups of 4 (spaced BM/(TM/4) apart) and likewise its columns, so the
 // fragments are read as 16-byte vectors without bank conflicts and the epilogue writes contiguous runs.
 // Small problems split K over blockIdx.z (split-K): each slice writes a partial tile to a workspace, and a second
-// kernel adds the slices in order and applies the problem's epilogue, so results are deterministic.
+// kernel adds the slices in a fixed order and applies the problem's epilogue, so results are deterministic.
+// (Finishing in the last block to arrive at a tile saves that launch but serialises the sum over slices in one
+// block: measured 2-5x slower on the project's split shapes, so the second kernel stays; kernels/cuda/NOTES.md.)
 //
 // A problem P provides, for T = float or double:
 //   static constexpr bool kAContigK;          A(m, k) and A(m, k+1) adjacent in memory (else A(m+1, k) is)
@@ -168,6 +170,40 @@ __global__ void splitk_finish(const P p, int M, int N, int slices, const T* ws) 
     p.store(m, n, s);
   }
 }
+// Many slices (>= kWarpFinishSlices): one warp per element, lane l adds slices l, l + 32, ... in order and the
+// warp tree adds the lanes (a fixed order: deterministic). The 32 lanes' loads are in flight at once, where a
+// thread per element would wait for `slices` dependent loads (tiny problems with long K: LeNet's weight grads).
+constexpr int kWarpFinishSlices = 16;
+template <class T, class P>
+__global__ void splitk_finish_warp(const P p, int M, int N, int slices, const T* ws) {
+  const int64_t mn = int64_t(M) * N;
+  const int lane = threadIdx.x & 31;
+  const int64_t warps = int64_t(gridDim.x) * (blockDim.x >> 5);
+  for (int64_t i = int64_t(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5); i < mn; i += warps) {
+    T s = T(0);
+    for (int z = lane; z < slices; z += 32) s += ws[z * mn + i];
+    s = warp_sum(s);
+    if (lane == 0) {
+      const int m = int(i / N), n = int(i - int64_t(m) * N);
+      p.store(m, n, s);
+    }
+  }
+}
+// Launches the finishing kernel that suits the split.
+template <class T, class P>
+void launch_splitk_finish(const P& p, int M, int N, int slices, const T* ws, Device dev, cudaStream_t s,
+                          const char* name) {
+  const int64_t mn = int64_t(M) * N;
+  const int64_t cap = int64_t(cuda_rt::sm_count(dev)) * 8;
+  if (slices >= kWarpFinishSlices) {
+    const int blocks = int(std::min<int64_t>((mn + 7) / 8, cap));  // 8 warps (elements) per block
+    splitk_finish_warp<T, P><<<blocks, 256, 0, s>>>(p, M, N, slices, ws);
+  } else {
+    const int blocks = int(std::min<int64_t>((mn + 255) / 256, cap));
+    splitk_finish<T, P><<<blocks, 256, 0, s>>>(p, M, N, slices, ws);
+  }
+  SL_CUDA_LAUNCH(name);
+}
 
 // ---- the configurations and the choice between them ---------------------------------------------------------
 //           BM   BN  BK TM TN MINB    threads
@@ -243,19 +279,37 @@ void launch_cfg(const P& p, int M, int N, int K, const Plan& pl, const Tensor& o
   DeviceBuffer ws(on.device(), size_t(pl.slices) * size_t(M) * size_t(N) * sizeof(T));
   igemm_kernel<T, C, P><<<grid, C::NT, 0, s>>>(p, M, N, K, pl.kchunk, ws.as<T>());
   SL_CUDA_LAUNCH(name);
-  const int64_t mn = int64_t(M) * N;
-  const int blocks = int(std::min<int64_t>((mn + 255) / 256, int64_t(cuda_rt::sm_count(on.device())) * 8));
-  splitk_finish<T, P><<<blocks, 256, 0, s>>>(p, M, N, pl.slices, ws.as<T>());
-  SL_CUDA_LAUNCH(name);
+  launch_splitk_finish<T>(p, M, N, pl.slices, ws.as<T>(), on.device(), s, name);
 }
 
-// Runs problem p (C is M x N, inner dimension K) on `on`'s device and stream. float: the cost model picks the
+}  // namespace sl::cuda::igemm
+
+#include "kernels/cuda/igemm_mma.cuh"
+
+namespace sl::cuda::igemm {
+
+// Problems that are convolutions say so (kConv = true): their precision is kern::cuda_matmul_precision().conv,
+// the others' .gemm.
+template <class P, class = void>
+struct is_conv : std::false_type {};
+template <class P>
+struct is_conv<P, std::void_t<decltype(P::kConv)>> : std::bool_constant<P::kConv> {};
+
+// Runs problem p (C is M x N, inner dimension K) on `on`'s device and stream. float: the tensor-core path
+// (kernels/cuda/igemm_mma.cuh) when the precision asks for TF32 or 3xTF32, else the cost model picks the FFMA
 // tile shape and split; double: the Small tiles only (a simple path, still split-K for long K).
 template <class T, class P>
 void run(const P& p, int M, int N, int K, const Tensor& on, const char* name) {
   if (M <= 0 || N <= 0) return;
   cudaStream_t s = stream_of(on);
   constexpr bool f32 = std::is_same_v<T, float>;
+  [[maybe_unused]] constexpr bool conv = is_conv<P>::value;
+  if constexpr (f32) {
+    const MatmulPrecisions pr = kern::cuda_matmul_precision();
+    const MatmulPrecision mine = conv ? pr.conv : pr.gemm;
+    if (mine != MatmulPrecision::fp32 && K > 0)
+      return run_mma(p, M, N, K, on, name, mine == MatmulPrecision::tf32x3 ? 3 : 1);
+  }
   const int only = f32 ? g_forced_cfg : kSmallCfg;
   const Plan pl = plan(M, N, K, cuda_rt::sm_count(on.device()), only, g_forced_slices);
   if constexpr (f32) {

@@ -56,6 +56,7 @@ struct TensorTable {
   T* s1[kMultiTensorMax];  // adam: v
   T* s2[kMultiTensorMax];  // adam: vmax
   int64_t n[kMultiTensorMax];
+  double* step[kMultiTensorMax];  // adam_step_multi_device: the tensor's step count
   int first_block[kMultiTensorMax + 1];
   int count;
 };
@@ -87,6 +88,48 @@ __global__ void __launch_bounds__(kMtThreads) adam_multi_kernel(const __grid_con
   const int64_t end = min(tt.n[t], base + kMtChunk);
   for (int64_t i = base + threadIdx.x; i < end; i += kMtThreads)
     adam_elem(tt.p[t], tt.g[t], tt.s0[t], tt.s1[t], tt.s2[t], i, c);
+}
+
+// Device-state Adam: block b's tensor t runs step steps[t] + 1 with lr[0]; the bias corrections are computed here
+// (thread 0 of each block, shared with the block). Every block reads its count before its thread 0 takes a ticket;
+// the block that draws the last ticket has therefore seen all reads done, bumps every tensor's count once and
+// resets the ticket for the next launch.
+struct AdamDevConst {
+  double beta1, beta2, eps, wd;
+};
+template <class T>
+__global__ void __launch_bounds__(kMtThreads) adam_multi_device_kernel(const __grid_constant__ TensorTable<T> tt,
+                                                                       AdamDevConst d, const double* lr,
+                                                                       unsigned* ticket) {
+  const int t = find_tensor(tt, blockIdx.x);
+  __shared__ double s_step_size, s_bc2_sqrt;
+  if (threadIdx.x == 0) {  // the two pow()s once per block (double pow is slow), shared through shared memory
+    const double step = *tt.step[t] + 1.0;
+    s_step_size = lr[0] / (1.0 - pow(d.beta1, step));
+    s_bc2_sqrt = sqrt(1.0 - pow(d.beta2, step));
+  }
+  __syncthreads();
+  AdamConst c;
+  c.beta1 = d.beta1;
+  c.beta2 = d.beta2;
+  c.eps = d.eps;
+  c.wd = d.wd;
+  c.step_size = s_step_size;
+  c.bc2_sqrt = s_bc2_sqrt;
+  c.amsgrad = tt.s2[t] != nullptr;
+  const int64_t base = int64_t(blockIdx.x - tt.first_block[t]) * kMtChunk;
+  const int64_t end = min(tt.n[t], base + kMtChunk);
+  for (int64_t i = base + threadIdx.x; i < end; i += kMtThreads)
+    adam_elem(tt.p[t], tt.g[t], tt.s0[t], tt.s1[t], tt.s2[t], i, c);
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    __threadfence();
+    if (atomicAdd(ticket, 1u) == gridDim.x - 1) {
+      for (int k = 0; k < tt.count; ++k) *tt.step[k] += 1.0;
+      *ticket = 0u;
+      __threadfence();
+    }
+  }
 }
 
 template <class T>
@@ -201,6 +244,48 @@ void adam_step_multi(const std::vector<Tensor>& params, const std::vector<Tensor
                            adam_multi_kernel<T><<<blocks, kMtThreads, 0, s>>>(tt, c);
                            SL_CUDA_LAUNCH("adam_step_multi");
                          });
+  });
+}
+
+void adam_step_multi_device(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+                            const std::vector<Tensor>& m, const std::vector<Tensor>& v,
+                            const std::vector<Tensor>& vmax, const AdamArgs& a, const Tensor& lr,
+                            const Tensor& steps, const std::vector<int>& slots, const Tensor& ticket) {
+  if (params.empty()) return;
+  const char* op = "adam_step_multi_device";
+  SL_CHECK(m.size() == params.size() && v.size() == params.size() && slots.size() == params.size(), ShapeError, op,
+           ": ", params.size(), " params but ", m.size(), " m, ", v.size(), " v buffers and ", slots.size(),
+           " step slots");
+  if (a.amsgrad)
+    SL_CHECK(vmax.size() == params.size(), ShapeError, op, ": amsgrad needs ", params.size(), " vmax buffers, got ",
+             vmax.size());
+  const Device dev = params[0].device();
+  SL_CHECK(lr.dtype() == DType::f64 && lr.numel() >= 1 && lr.device() == dev, ValueError, op,
+           ": lr must be float64 on ", dev.str(), ", got ", lr.str());
+  SL_CHECK(steps.dtype() == DType::f64 && steps.device() == dev, ValueError, op, ": steps must be float64 on ",
+           dev.str(), ", got ", steps.str());
+  SL_CHECK(ticket.dtype() == DType::i32 && ticket.numel() >= 1 && ticket.device() == dev, ValueError, op,
+           ": ticket must be int32 on ", dev.str());
+  for (int sl : slots)
+    SL_CHECK(sl >= 0 && sl < steps.numel(), ValueError, op, ": step slot ", sl, " outside steps ", steps.str());
+  std::vector<Tensor> none;
+  const AdamDevConst d{a.beta1, a.beta2, a.eps, a.weight_decay};
+  const double* plr = lr.data<double>();
+  double* psteps = steps.data<double>();
+  unsigned* pticket = reinterpret_cast<unsigned*>(ticket.data<int32_t>());
+  dispatch_float(params[0], op, [&](auto tag) {
+    using T = decltype(tag);
+    cudaStream_t s = stream_of(params[0]);
+    // for_tensor_groups skips empty tensors, so map each table entry back to its parameter to find its slot
+    std::vector<size_t> nonempty;
+    for (size_t i = 0; i < params.size(); ++i)
+      if (params[i].numel() > 0) nonempty.push_back(i);
+    size_t next = 0;
+    for_tensor_groups<T>(params, grads, m, v, a.amsgrad ? vmax : none, op, [&](TensorTable<T> tt, int blocks) {
+      for (int k = 0; k < tt.count; ++k) tt.step[k] = psteps + slots[nonempty[next++]];
+      adam_multi_device_kernel<T><<<blocks, kMtThreads, 0, s>>>(tt, d, plr, pticket);
+      SL_CUDA_LAUNCH(op);
+    });
   });
 }
 
