@@ -61,6 +61,35 @@ Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in) {
   });
 }
 
+namespace {
+
+// Records the backward of a convolution-like op y = conv(x, w) + b: the input gradient through `data`, the
+// weight and bias gradients through `weight`, each computed only when that input requires it.
+using ConvDataGrad = void (*)(const Tensor& gy, const Tensor& w, ConvArgs a, Tensor& gx);
+using ConvWeightGrad = void (*)(const Tensor& x, const Tensor& gy, ConvArgs a, Tensor& gw, Tensor& gb);
+Tensor record_conv(const char* op, const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, const Tensor& x,
+                   const Tensor& w, const Tensor& b, ConvArgs a, Tensor y, ConvDataGrad data, ConvWeightGrad weight) {
+  if (!needs_grad({&x_in, &w_in, &b_in})) return y;
+  const bool need_x = wants_grad(x_in), need_w = wants_grad(w_in), need_b = wants_grad(b_in);
+  return record(op, {x_in, w_in, b_in}, y, [=](const Tensor& g_out) {
+    const Tensor g = g_out.contiguous();
+    Tensor gx, gw, gb;
+    if (need_x) {
+      gx = Tensor::empty(x.shape(), x.dtype(), x.device());
+      data(g, w, a, gx);
+    }
+    if (need_w || need_b) {
+      gw = Tensor::empty(w.shape(), w.dtype(), w.device());
+      if (need_b) gb = Tensor::empty(b.shape(), b.dtype(), b.device());
+      weight(x, g, a, gw, gb);
+      if (!need_w) gw = Tensor();
+    }
+    return std::vector<Tensor>{gx, gw, gb};
+  });
+}
+
+}  // namespace
+
 Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, int stride, int pad) {
   const char* op = "conv2d";
   check_float_input(x_in, op, "input");
@@ -89,24 +118,7 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, int st
   const Shape ys{x.size(0), w.size(0), conv_out_size(H, int(k), stride, pad), conv_out_size(W, int(k), stride, pad)};
   Tensor y = Tensor::empty(ys, x.dtype(), x.device());
   kern::conv2d_forward(x, w, b, a, y);
-  if (!needs_grad({&x_in, &w_in, &b_in})) return y;
-
-  const bool need_x = wants_grad(x_in), need_w = wants_grad(w_in), need_b = wants_grad(b_in);
-  return record(op, {x_in, w_in, b_in}, y, [x, w, b, a, need_x, need_w, need_b](const Tensor& g_out) {
-    const Tensor g = g_out.contiguous();
-    Tensor gx, gw, gb;
-    if (need_x) {
-      gx = Tensor::empty(x.shape(), x.dtype(), x.device());
-      kern::conv2d_backward_data(g, w, a, gx);
-    }
-    if (need_w || need_b) {
-      gw = Tensor::empty(w.shape(), w.dtype(), w.device());
-      if (need_b) gb = Tensor::empty(b.shape(), b.dtype(), b.device());
-      kern::conv2d_backward_weight(x, g, a, gw, gb);
-      if (!need_w) gw = Tensor();
-    }
-    return std::vector<Tensor>{gx, gw, gb};
-  });
+  return record_conv(op, x_in, w_in, b_in, x, w, b, a, y, kern::conv2d_backward_data, kern::conv2d_backward_weight);
 }
 
 Tensor conv_transpose2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, int stride, int pad,
@@ -141,24 +153,8 @@ Tensor conv_transpose2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_
   a.output_padding = output_padding;
   Tensor y = Tensor::empty(Shape{x.size(0), w.size(1), OH, OW}, x.dtype(), x.device());
   kern::conv_transpose2d_forward(x, w, b, a, y);
-  if (!needs_grad({&x_in, &w_in, &b_in})) return y;
-
-  const bool need_x = wants_grad(x_in), need_w = wants_grad(w_in), need_b = wants_grad(b_in);
-  return record(op, {x_in, w_in, b_in}, y, [x, w, b, a, need_x, need_w, need_b](const Tensor& g_out) {
-    const Tensor g = g_out.contiguous();
-    Tensor gx, gw, gb;
-    if (need_x) {
-      gx = Tensor::empty(x.shape(), x.dtype(), x.device());
-      kern::conv_transpose2d_backward_data(g, w, a, gx);
-    }
-    if (need_w || need_b) {
-      gw = Tensor::empty(w.shape(), w.dtype(), w.device());
-      if (need_b) gb = Tensor::empty(b.shape(), b.dtype(), b.device());
-      kern::conv_transpose2d_backward_weight(x, g, a, gw, gb);
-      if (!need_w) gw = Tensor();
-    }
-    return std::vector<Tensor>{gx, gw, gb};
-  });
+  return record_conv(op, x_in, w_in, b_in, x, w, b, a, y, kern::conv_transpose2d_backward_data,
+                     kern::conv_transpose2d_backward_weight);
 }
 
 Tensor max_pool2d(const Tensor& x_in, int k, int stride) {

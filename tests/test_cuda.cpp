@@ -55,7 +55,7 @@ bool gpu_ready(const char* what) {
 const Device kGpu = Device::cuda(0);
 
 // max |a - ref| / max |ref| (NaN anywhere: infinity)
-double rel_err(const Tensor& a, const Tensor& ref) {
+[[maybe_unused]] double rel_err(const Tensor& a, const Tensor& ref) {
   auto va = a.to_vector(), vr = ref.to_vector();
   if (va.size() != vr.size()) return INFINITY;
   double m = 0, d = 0;

@@ -23,7 +23,7 @@ using namespace sl;
 namespace {
 const Device kGpu = Device::cuda(0);
 
-double rel(const Tensor& a, const Tensor& ref) {
+[[maybe_unused]] double rel(const Tensor& a, const Tensor& ref) {
   auto va = a.to_vector(), vr = ref.to_vector();
   double m = 0, d = 0;
   for (size_t i = 0; i < va.size(); ++i) {
@@ -34,7 +34,7 @@ double rel(const Tensor& a, const Tensor& ref) {
   return m > 0 ? d / m : d;
 }
 
-Tensor rnd(const Shape& s, uint64_t seed) {
+[[maybe_unused]] Tensor rnd(const Shape& s, uint64_t seed) {
   Tensor x = Tensor::empty(s, DType::f32, kGpu);
   kern::fill_uniform(x, seed, 0, -1.0, 1.0);
   return x;

@@ -192,7 +192,7 @@ TEST_CASE("cuda: a LeNet training step replayed from a CUDA graph equals the eag
   ShapedStep st(step_of(graphed, og, tg), kGpu);
 
   const int kSteps = 12;
-  uint64_t malloc_before_replays = 0;
+  [[maybe_unused]] uint64_t malloc_before_replays = 0;
   for (int k = 0; k < kSteps; ++k) {
     // a partial batch in the middle runs eagerly and must not disturb the graph
     const int64_t n = k == 7 ? 13 : batch;
