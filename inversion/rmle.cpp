@@ -1,5 +1,7 @@
 #include "inversion/rmle.h"
 
+#include "nn/graph_step.h"
+
 #include <cmath>
 #include <memory>
 
@@ -88,13 +90,22 @@ Tensor rmle(Module& f1, const Observed& observed, const Shape& input_shape, cons
   x.requires_grad_();
   auto opt = make_optimizer(x, o);
   if (progress.fn) progress.fn(0, 0.0);
-  for (int t = 0; t < o.iters; ++t) {
-    opt->set_lr(lr_at(o, t));
+  // One iteration. On CUDA it is captured into a graph and replayed (nn/graph_step.h): Adam keeps its lr and
+  // step count on the device, so the schedule's set_lr reaches the replays; SGD bakes its lr in, so a changing
+  // SGD rate runs eagerly.
+  Tensor objective;
+  auto iteration = [&] {
     opt->zero_grad();
-    Tensor objective = rmle_objective(f1, x, observed, o);
+    objective = rmle_objective(f1, x, observed, o);
     objective.backward();
     opt->step();
     if (o.project) x.copy_(box.clamp(x));  // in place: the optimizer keeps tracking the same tensor
+  };
+  const bool lr_on_device = o.optimizer == "adam" || o.schedule == "constant";
+  CapturedStep step(iteration, lr_on_device ? device : Device::cpu());
+  for (int t = 0; t < o.iters; ++t) {
+    opt->set_lr(lr_at(o, t));
+    step();
     bool report = progress.fn && ((t + 1) % progress.every == 0 || t + 1 == o.iters);
     if (report) progress.fn(t + 1, objective.item());
   }
