@@ -7,6 +7,7 @@
 // whole step (zero_grad, forward, loss, backward, fused Adam, metrics) is captured once into a CUDA graph and
 // replayed for every full batch (nn/graph_step.h); the last, partial batch of an epoch runs eagerly.
 #include <cmath>
+#include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -43,6 +44,15 @@ void run_train(const TrainOptions& o) {
   Device device = Device::parse(o.device);
   kern::set_cuda_matmul_precision(
       MatmulPrecisions{parse_matmul_precision(o.precision), parse_matmul_precision(o.matmul_precision)});
+  // Where the checkpoint goes: its folder must exist (or be creatable) before hours of training, not after.
+  const std::string out = o.out.empty() ? "runs/" + o.model + "-" + o.dataset + ".ckpt" : o.out;
+  {
+    std::error_code ec;
+    auto parent = std::filesystem::path(out).parent_path();
+    if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+    SL_CHECK(!ec && (parent.empty() || std::filesystem::is_directory(parent)), IoError, "--out ", out,
+             ": cannot create the folder ", parent.string(), ec ? " (" + ec.message() + ")" : std::string());
+  }
   std::string dir = data::find_data_dir(o.data);
   Generator gen(o.seed);
   default_generator().manual_seed(o.seed);
@@ -147,7 +157,6 @@ void run_train(const TrainOptions& o) {
     if (o.max_steps >= 0 && steps >= o.max_steps) stop = true;
   }
 
-  std::string out = o.out.empty() ? "runs/" + o.model + "-" + o.dataset + ".ckpt" : o.out;
   save_checkpoint(out, model,
                   {{"dataset", o.dataset},
                    {"epochs", std::to_string(rows.size())},

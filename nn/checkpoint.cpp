@@ -8,6 +8,7 @@
 #include <bit>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <set>
 
@@ -202,6 +203,9 @@ void save_checkpoint(const std::string& path, const Checkpoint& ckpt) {
   put_uint(b, crc32(b.data(), b.size()), 4);
 
   // Atomic replace: write a temporary sibling, flush it to disk, then rename it over the target.
+  std::error_code ec;
+  std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  if (!parent.empty()) std::filesystem::create_directories(parent, ec);  // a failure shows at mkstemp below
   std::string tmp = path + ".XXXXXX";
   int fd = ::mkstemp(tmp.data());
   SL_CHECK(fd >= 0, IoError, "cannot create a temporary file next to '", path, "': ", std::strerror(errno));

@@ -121,6 +121,7 @@ TEST_CASE("cli: train, eval --split and info on a tiny data set", "[cli]") {
     expect_clean_failure(run("eval" + data, dir), "--model");
     expect_clean_failure(run("frobnicate", dir), "frobnicate");
     expect_clean_failure(run("train --device tpu" + data, dir), "tpu");
+    expect_clean_failure(run("train --out /proc/no-such-folder/x.ckpt" + data, dir), "cannot create the folder");
   }
   SECTION("unknown split name lists the valid ones") {
     expect_clean_failure(run("eval --model " + ckpt + " --split conv9" + data, dir), "conv9");
