@@ -453,7 +453,11 @@ TEST_CASE("checkpoint round trip is bit-exact", "[nn]") {
 
   save_checkpoint(path, b);  // overwriting an existing file works too
   CHECK(load_checkpoint(path).tensors.size() == pa.size());
-  CHECK_THROWS_AS(save_checkpoint(dir.file("no/such/dir/x.splk"), a), IoError);
+  // Missing folders are created; a folder that cannot exist (its parent is a file) is an IoError.
+  save_checkpoint(dir.file("new/sub/x.splk"), a);
+  CHECK(load_checkpoint(dir.file("new/sub/x.splk")).arch == "lenet");
+  std::ofstream(dir.file("plainfile")) << "x";
+  CHECK_THROWS_AS(save_checkpoint(dir.file("plainfile/x.splk"), a), IoError);
 }
 
 TEST_CASE("corrupt checkpoints are rejected with IoError naming the offset", "[nn]") {
