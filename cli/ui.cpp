@@ -31,8 +31,9 @@ void Progress::update(int64_t done, const std::string& extra) {
     last_draw_ = now;
     draw(done, extra, false);
   } else {
+    // Logs get a line per 10 % of the work, and only once the work has run for a couple of seconds.
     int decile = total_ > 0 ? int(10 * done / total_) : 0;
-    if (decile == last_decile_ || decile >= 10) return;
+    if (decile == last_decile_ || decile >= 10 || elapsed_s() < 2.0) return;
     last_decile_ = decile;
     if (done > 0) draw(done, extra, false);
   }

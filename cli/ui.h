@@ -7,8 +7,8 @@
 
 namespace sl::ui {
 
-// A progress line on stderr. On a terminal it redraws in place (at most ~8 times a second); otherwise
-// (logs, CI) it prints a line at every 10 % so logs stay short.
+// A progress line on stderr. On a terminal it redraws in place (at most ~8 times a second); otherwise, after
+// the first two seconds, (logs, CI) it prints a line at every 10 % so logs stay short.
 class Progress {
  public:
   Progress(std::string label, int64_t total, std::string unit);
