@@ -36,8 +36,8 @@ Tensor softmax(const Tensor& x);                                   // rows of [N
 Tensor tv_loss(const Tensor& x, double beta = 2.0, double eps = 1e-8);  // see kern::tv_forward
 
 // ---- layers -------------------------------------------------------------------
-Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b);  // b may be undefined
-Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int stride = 1, int pad = 0);
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b, bool relu = false);  // b may be undefined
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int stride = 1, int pad = 0, bool relu = false);
 Tensor conv_transpose2d(const Tensor& x, const Tensor& w, const Tensor& b, int stride = 1, int pad = 0,
                         int output_padding = 0);
 Tensor max_pool2d(const Tensor& x, int k, int stride);

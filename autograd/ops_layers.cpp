@@ -24,10 +24,19 @@ void check_bias(const Tensor& b, const Tensor& x, int64_t channels, const char* 
 
 bool wants_grad(const Tensor& t) { return t.defined() && t.requires_grad(); }
 
+// The gradient before a fused ReLU: g * [out > 0]; g itself (contiguous) when there is no ReLU (out undefined).
+Tensor relu_grad(const Tensor& out, const Tensor& g_out) {
+  const Tensor g = g_out.contiguous();
+  if (!out.defined()) return g;
+  Tensor gr = Tensor::empty(g.shape(), g.dtype(), g.device());
+  kern::relu_backward(out, g, gr);
+  return gr;
+}
+
 }  // namespace
 
-Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in) {
-  const char* op = "linear";
+Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, bool relu) {
+  const char* op = relu ? "linear_relu" : "linear";
   check_float_input(x_in, op, "input");
   check_float_input(w_in, op, "weight");
   SL_CHECK(x_in.dim() == 2, ShapeError, "linear: input ", x_in.str(),
@@ -41,12 +50,13 @@ Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in) {
   const Tensor x = x_in.contiguous(), w = w_in.contiguous();
   const Tensor b = b_in.defined() ? b_in.contiguous() : Tensor();
   Tensor y = Tensor::empty(Shape{x.size(0), w.size(0)}, x.dtype(), x.device());
-  kern::linear_forward(x, w, b, y);
+  kern::linear_forward(x, w, b, y, relu);
   if (!needs_grad({&x_in, &w_in, &b_in})) return y;
 
   const bool need_x = wants_grad(x_in), need_w = wants_grad(w_in), need_b = wants_grad(b_in);
-  return record(op, {x_in, w_in, b_in}, y, [x, w, b, need_x, need_w, need_b](const Tensor& g_out) {
-    const Tensor g = g_out.contiguous();
+  const Tensor out = relu ? y.detach() : Tensor();  // the ReLU's mask (detached: no cycle through the node)
+  return record(op, {x_in, w_in, b_in}, y, [x, w, b, out, need_x, need_w, need_b](const Tensor& g_out) {
+    const Tensor g = relu_grad(out, g_out);
     Tensor gx, gw, gb;
     if (need_x) gx = Tensor::empty(x.shape(), x.dtype(), x.device());
     if (need_w || need_b) {
@@ -67,12 +77,15 @@ namespace {
 // weight and bias gradients through `weight`, each computed only when that input requires it.
 using ConvDataGrad = void (*)(const Tensor& gy, const Tensor& w, ConvArgs a, Tensor& gx);
 using ConvWeightGrad = void (*)(const Tensor& x, const Tensor& gy, ConvArgs a, Tensor& gw, Tensor& gb);
+// With a.relu, y went through a fused ReLU: the backward masks the incoming gradient first.
 Tensor record_conv(const char* op, const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, const Tensor& x,
                    const Tensor& w, const Tensor& b, ConvArgs a, Tensor y, ConvDataGrad data, ConvWeightGrad weight) {
   if (!needs_grad({&x_in, &w_in, &b_in})) return y;
   const bool need_x = wants_grad(x_in), need_w = wants_grad(w_in), need_b = wants_grad(b_in);
+  const Tensor out = a.relu ? y.detach() : Tensor();
+  a.relu = false;  // the backward kernels take the plain geometry
   return record(op, {x_in, w_in, b_in}, y, [=](const Tensor& g_out) {
-    const Tensor g = g_out.contiguous();
+    const Tensor g = relu_grad(out, g_out);
     Tensor gx, gw, gb;
     if (need_x) {
       gx = Tensor::empty(x.shape(), x.dtype(), x.device());
@@ -90,8 +103,8 @@ Tensor record_conv(const char* op, const Tensor& x_in, const Tensor& w_in, const
 
 }  // namespace
 
-Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, int stride, int pad) {
-  const char* op = "conv2d";
+Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, int stride, int pad, bool relu) {
+  const char* op = relu ? "conv2d_relu" : "conv2d";
   check_float_input(x_in, op, "input");
   check_float_input(w_in, op, "weight");
   SL_CHECK(x_in.dim() == 4, ShapeError, "conv2d: input ", x_in.str(), " must be 4-d [N, C, H, W]");
@@ -115,6 +128,7 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, int st
   ConvArgs a;
   a.stride = stride;
   a.pad = pad;
+  a.relu = relu;
   const Shape ys{x.size(0), w.size(0), conv_out_size(H, int(k), stride, pad), conv_out_size(W, int(k), stride, pad)};
   Tensor y = Tensor::empty(ys, x.dtype(), x.device());
   kern::conv2d_forward(x, w, b, a, y);
@@ -176,9 +190,9 @@ Tensor max_pool2d(const Tensor& x_in, int k, int stride) {
   const Shape xs = x.shape();
   const DType dt = x.dtype();
   const Device dev = x.device();
-  return record(op, {x_in}, y, [idx, xs, dt, dev](const Tensor& g_out) {
+  return record(op, {x_in}, y, [idx, xs, dt, dev, k, stride](const Tensor& g_out) {
     Tensor gx = Tensor::empty(xs, dt, dev);
-    kern::max_pool2d_backward(g_out.contiguous(), idx, gx);
+    kern::max_pool2d_backward(g_out.contiguous(), idx, k, stride, gx);
     return std::vector<Tensor>{gx};
   });
 }

@@ -244,9 +244,10 @@ def train_cifar(results, data_dir, epochs, batch=32, seed=1, augment="none"):
     model.eval()
     with torch.no_grad():
         acc = sum((model(xte[i:i + 1000]).argmax(1) == yte[i:i + 1000]).sum().item() for i in range(0, len(xte), 1000))
-    results["train_cifar"] = {"train_batches": used, "epochs": epochs, "batch": batch,
-                              "test_accuracy": acc / len(xte), "seconds": time.perf_counter() - t0,
-                              "augmentation": augment}
+    key = "train_cifar" if seed == 1 else f"train_cifar_seed{seed}"
+    results[key] = {"train_batches": used, "epochs": epochs, "batch": batch, "seed": seed,
+                    "test_accuracy": acc / len(xte), "seconds": time.perf_counter() - t0, "augmentation": augment}
+    print(f"train_cifar seed {seed}: test accuracy {100 * acc / len(xte):.2f} %", flush=True)
 
 
 def main():
@@ -255,6 +256,7 @@ def main():
     ap.add_argument("--data", default="data")
     ap.add_argument("--cifar-epochs", type=int, default=10)
     ap.add_argument("--cifar-augment", choices=["none", "flip"], default="none")
+    ap.add_argument("--cifar-seeds", default="1", help="comma-separated seeds, one training run each")
     ap.add_argument("--rmle-images", type=int, default=1000)
     ap.add_argument("--rmle-iters", type=int, default=5000)
     ap.add_argument("--json", default="")
@@ -275,7 +277,8 @@ def main():
     if "rmle" in only:
         bench_rmle(results, a.rmle_images, a.rmle_iters)
     if "train_cifar" in only:
-        train_cifar(results, a.data, a.cifar_epochs, augment=a.cifar_augment)
+        for seed in [int(v) for v in a.cifar_seeds.split(",")]:
+            train_cifar(results, a.data, a.cifar_epochs, seed=seed, augment=a.cifar_augment)
     text = json.dumps(results, indent=1)
     if a.json:
         with open(a.json + ".tmp", "w") as f:

@@ -70,7 +70,9 @@ void softmax_backward(const Tensor& y, const Tensor& gy, Tensor& gx) { SL_ROUTE(
 void tv_forward(const Tensor& x, double beta, double eps, Tensor& out) { SL_ROUTE(x.device(), tv_forward, x, beta, eps, out); }
 void tv_backward(const Tensor& x, double beta, double eps, const Tensor& gout, Tensor& gx) { SL_ROUTE(x.device(), tv_backward, x, beta, eps, gout, gx); }
 void gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor& c, double alpha, double beta) { SL_ROUTE(a.device(), gemm, a, trans_a, b, trans_b, c, alpha, beta); }
-void linear_forward(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y) { SL_ROUTE(x.device(), linear_forward, x, w, b, y); }
+void linear_forward(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, bool relu) {
+  SL_ROUTE(x.device(), linear_forward, x, w, b, y, relu);
+}
 void linear_backward(const Tensor& x, const Tensor& w, const Tensor& gy, Tensor& gx, Tensor& gw, Tensor& gb) { SL_ROUTE(x.device(), linear_backward, x, w, gy, gx, gw, gb); }
 void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& b, ConvArgs a, Tensor& y) { SL_ROUTE(x.device(), conv2d_forward, x, w, b, a, y); }
 void conv2d_backward_data(const Tensor& gy, const Tensor& w, ConvArgs a, Tensor& gx) { SL_ROUTE(gy.device(), conv2d_backward_data, gy, w, a, gx); }
@@ -79,7 +81,9 @@ void conv_transpose2d_forward(const Tensor& x, const Tensor& w, const Tensor& b,
 void conv_transpose2d_backward_data(const Tensor& gy, const Tensor& w, ConvArgs a, Tensor& gx) { SL_ROUTE(gy.device(), conv_transpose2d_backward_data, gy, w, a, gx); }
 void conv_transpose2d_backward_weight(const Tensor& x, const Tensor& gy, ConvArgs a, Tensor& gw, Tensor& gb) { SL_ROUTE(x.device(), conv_transpose2d_backward_weight, x, gy, a, gw, gb); }
 void max_pool2d_forward(const Tensor& x, int k, int stride, Tensor& y, Tensor& idx) { SL_ROUTE(x.device(), max_pool2d_forward, x, k, stride, y, idx); }
-void max_pool2d_backward(const Tensor& gy, const Tensor& idx, Tensor& gx) { SL_ROUTE(gy.device(), max_pool2d_backward, gy, idx, gx); }
+void max_pool2d_backward(const Tensor& gy, const Tensor& idx, int k, int stride, Tensor& gx) {
+  SL_ROUTE(gy.device(), max_pool2d_backward, gy, idx, k, stride, gx);
+}
 void accumulate_metrics(const Tensor& loss, const Tensor& logits, const Tensor& labels, Tensor& totals) { SL_ROUTE(logits.device(), accumulate_metrics, loss, logits, labels, totals); }
 void sgd_step(Tensor& param, const Tensor& grad, Tensor& momentum_buf, const SgdArgs& a, bool first_step) { SL_ROUTE(param.device(), sgd_step, param, grad, momentum_buf, a, first_step); }
 void adam_step(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, Tensor& vmax, const AdamArgs& a, int64_t step) { SL_ROUTE(param.device(), adam_step, param, grad, m, v, vmax, a, step); }

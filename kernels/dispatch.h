@@ -19,6 +19,7 @@ struct ConvArgs {
   int stride = 1;
   int pad = 0;
   int output_padding = 0;  // conv_transpose2d only
+  bool relu = false;       // conv2d_forward only: the output goes through ReLU (max(v, 0); NaN -> 0) in the epilogue
 };
 
 // Output size of a conv2d / max-pool along one axis, and of a conv_transpose2d.

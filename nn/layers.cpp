@@ -40,6 +40,7 @@ Conv2d::Conv2d(int in_ch, int out_ch, int k, int stride_, int pad_, bool has_bia
 }
 
 Tensor Conv2d::forward(const Tensor& x) { return conv2d(x, weight, bias, stride, pad); }
+Tensor Conv2d::forward_relu(const Tensor& x) { return conv2d(x, weight, bias, stride, pad, true); }
 
 Shape Conv2d::output_shape(const Shape& in) const {
   check_image(in, in_channels, describe());
@@ -100,6 +101,7 @@ Linear::Linear(int in_f, int out_f, bool has_bias) : in_features(in_f), out_feat
 }
 
 Tensor Linear::forward(const Tensor& x) { return linear(x, weight, bias); }
+Tensor Linear::forward_relu(const Tensor& x) { return linear(x, weight, bias, true); }
 
 Shape Linear::output_shape(const Shape& in) const {
   SL_CHECK(in.rank() == 2 && in[1] == in_features, ShapeError, describe(), " expects an input of shape [N, ",

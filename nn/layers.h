@@ -10,6 +10,7 @@ class Conv2d : public Module {
  public:
   Conv2d(int in_channels, int out_channels, int kernel, int stride = 1, int pad = 0, bool bias = true);
   Tensor forward(const Tensor& x) override;
+  Tensor forward_relu(const Tensor& x);  // relu(forward(x)) in one op (Sequential fuses Conv2d + ReLU)
   Shape output_shape(const Shape& in) const override;
   std::string describe() const override;
   void reset_parameters(Generator& gen) override;
@@ -37,6 +38,7 @@ class Linear : public Module {
  public:
   Linear(int in_features, int out_features, bool bias = true);
   Tensor forward(const Tensor& x) override;
+  Tensor forward_relu(const Tensor& x);  // relu(forward(x)) in one op (Sequential fuses Linear + ReLU)
   Shape output_shape(const Shape& in) const override;
   std::string describe() const override;
   void reset_parameters(Generator& gen) override;

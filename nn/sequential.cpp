@@ -2,6 +2,8 @@
 
 #include <sstream>
 
+#include "nn/layers.h"
+
 namespace sl {
 
 Sequential& Sequential::add(std::string name, std::shared_ptr<Module> layer) {
@@ -9,18 +11,32 @@ Sequential& Sequential::add(std::string name, std::shared_ptr<Module> layer) {
   return *this;
 }
 
-Tensor Sequential::forward(const Tensor& x) {
+Tensor Sequential::run(const Tensor& x, size_t last) {
   Tensor y = x;
-  for (auto& [name, layer] : children()) y = layer->forward(y);
+  const auto& layers = children();
+  for (size_t i = 0; i <= last && i < layers.size(); ++i) {
+    Module* m = layers[i].second.get();
+    const bool relu_next = i + 1 <= last && i + 1 < layers.size() && dynamic_cast<ReLU*>(layers[i + 1].second.get());
+    if (relu_next) {
+      if (auto* c = dynamic_cast<Conv2d*>(m)) {
+        y = c->forward_relu(y);
+        ++i;
+        continue;
+      }
+      if (auto* l = dynamic_cast<Linear*>(m)) {
+        y = l->forward_relu(y);
+        ++i;
+        continue;
+      }
+    }
+    y = m->forward(y);
+  }
   return y;
 }
 
-Tensor Sequential::forward_until(const Tensor& x, const std::string& name) {
-  size_t last = index_of(name);
-  Tensor y = x;
-  for (size_t i = 0; i <= last; ++i) y = children()[i].second->forward(y);
-  return y;
-}
+Tensor Sequential::forward(const Tensor& x) { return children().empty() ? x : run(x, children().size() - 1); }
+
+Tensor Sequential::forward_until(const Tensor& x, const std::string& name) { return run(x, index_of(name)); }
 
 std::vector<std::string> Sequential::layer_names() const {
   std::vector<std::string> names;

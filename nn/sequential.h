@@ -24,8 +24,11 @@ class Sequential : public Module {
   // Appends a layer; names are unique and contain no '.'. Returns *this for chaining.
   Sequential& add(std::string name, std::shared_ptr<Module> layer);
 
+  // A Conv2d or Linear directly followed by a ReLU runs as one op with the ReLU in the producing kernel's
+  // epilogue (autograd conv2d/linear with relu = true): the same values and gradients, one kernel and one
+  // activation tensor less per pair.
   Tensor forward(const Tensor& x) override;
-  // Runs the layers up to and including `name` and returns that layer's output.
+  // Runs the layers up to and including `name` and returns that layer's output (fused as forward).
   Tensor forward_until(const Tensor& x, const std::string& name);
 
   size_t size() const { return children().size(); }
@@ -42,6 +45,9 @@ class Sequential : public Module {
   std::string describe() const override;  // "Sequential(12 layers)"
   // One line per layer: "conv1  Conv2d(1->8, k5)  [1, 8, 24, 24]" for an input of shape `in`.
   std::string summary(const Shape& in) const;
+
+ private:
+  Tensor run(const Tensor& x, size_t last);  // layers 0..last
 };
 
 }  // namespace sl

@@ -16,6 +16,7 @@
 #include <cmath>
 #include <cstdio>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "autograd/ops.h"
@@ -171,7 +172,7 @@ TEST_CASE("cuda: the caching allocator reuses blocks: no cudaMalloc in a steady 
            gfb = Tensor::empty(fb.shape(), DType::f32, kGpu);
     kern::linear_backward(flat, fw, gl, gflat, gfw, gfb);
     Tensor gr = Tensor::empty(r.shape(), DType::f32, kGpu), gy = Tensor::empty(y.shape(), DType::f32, kGpu);
-    kern::max_pool2d_backward(gflat.reshape(p.shape()), idx, gr);
+    kern::max_pool2d_backward(gflat.reshape(p.shape()), idx, 2, 2, gr);
     kern::relu_backward(r, gr, gy);
     Tensor gw = Tensor::empty(w.shape(), DType::f32, kGpu), gb = Tensor::empty(b.shape(), DType::f32, kGpu);
     kern::conv2d_backward_weight(x, gy, ConvArgs{1, 0, 0}, gw, gb);
@@ -486,18 +487,20 @@ TEST_CASE("cuda: kernels agree with the CPU at the project's shapes and on awkwa
       CHECK(cmp(tgbd, tgb) <= tol);
     }
     // pools: LeNet/CIFAR 2/2, and overlapping 3/2 and 3/1 windows (backward adds overlapping contributions)
-    for (auto [k, st] : {std::pair{2, 2}, std::pair{3, 2}, std::pair{3, 1}}) {
-      INFO("max_pool2d " << k << "/" << st << " " << dtype_name(t));
-      Tensor x = test::randn({4, 16, 16, 15}, g).to(t);
-      const int64_t oh = conv_out_size(16, k, st, 0), ow = conv_out_size(15, k, st, 0);
+    // (2/2 at 16x16: the windows tile the input; 16x15: a column no window covers; 3/3: a row none covers)
+    for (auto [k, st, width] : {std::tuple{2, 2, 15}, std::tuple{2, 2, 16}, std::tuple{3, 3, 15},
+                                std::tuple{3, 2, 15}, std::tuple{3, 1, 15}}) {
+      INFO("max_pool2d " << k << "/" << st << " width " << width << " " << dtype_name(t));
+      Tensor x = test::randn({4, 16, 16, width}, g).to(t);
+      const int64_t oh = conv_out_size(16, k, st, 0), ow = conv_out_size(width, k, st, 0);
       Tensor y = Tensor::empty({4, 16, oh, ow}, t), idx = Tensor::empty(y.shape(), DType::i32);
       kern::max_pool2d_forward(x, k, st, y, idx);
       Tensor gy = test::randn(y.shape(), g).to(t), gx = Tensor::empty(x.shape(), t);
-      kern::max_pool2d_backward(gy, idx, gx);
+      kern::max_pool2d_backward(gy, idx, k, st, gx);
       Tensor yd = Tensor::empty(y.shape(), t, kGpu), idxd = Tensor::empty(y.shape(), DType::i32, kGpu),
              gxd = Tensor::empty(x.shape(), t, kGpu);
       kern::max_pool2d_forward(x.to(kGpu), k, st, yd, idxd);
-      kern::max_pool2d_backward(gy.to(kGpu), idxd, gxd);
+      kern::max_pool2d_backward(gy.to(kGpu), idxd, k, st, gxd);
       CHECK(cmp(yd, y) == 0.0);
       CHECK(idxd.to_vector() == idx.to_vector());
       CHECK(cmp(gxd, gx) <= tol);
@@ -545,6 +548,49 @@ TEST_CASE("cuda: kernels agree with the CPU at the project's shapes and on awkwa
     Tensor bad = Tensor::from_vector(std::vector<double>{1, 2, INFINITY}, Shape{3}).to(kGpu);
     CHECK_FALSE(kern::all_finite(bad));
   }
+}
+
+TEST_CASE("cuda: the direct small-channel convolution matches the CPU for every register block", "[cuda][cuda-configs]") {
+  if (!gpu_ready("direct convolution against the CPU")) return;
+#ifdef SPLITLEAK_WITH_CUDA
+  struct Reset {
+    ~Reset() { cuda::debug_force_conv_direct(-1); }
+  } reset;
+  Generator g(31);
+  struct S { int n, cin, h, w, cout, k, pad; };
+  // LeNet's layers (forward: Co <= 16; backward-data: C <= 16), the image layers (C = 1, 3), odd sizes, padding
+  // up to k - 1, outputs narrower than a 4- or 8-column block, and a batch whose last block is partly empty
+  const std::vector<S> shapes = {{3, 1, 28, 28, 8, 5, 0},  {5, 8, 12, 12, 16, 5, 0}, {2, 3, 9, 7, 6, 3, 1},
+                                 {4, 16, 5, 11, 2, 3, 2},  {7, 2, 6, 6, 1, 5, 4},   {1, 5, 13, 10, 16, 3, 0},
+                                 {3, 16, 8, 8, 16, 5, 2}};
+  for (const auto& sh : shapes) {
+    ConvArgs a{1, sh.pad, 0};
+    const int oh = int(conv_out_size(sh.h, sh.k, 1, sh.pad)), ow = int(conv_out_size(sh.w, sh.k, 1, sh.pad));
+    auto rnd = [&](const Shape& s) { return test::randn(s, g).to(DType::f32); };
+    Tensor x = rnd({sh.n, sh.cin, sh.h, sh.w}), w = rnd({sh.cout, sh.cin, sh.k, sh.k});
+    Tensor b = rnd({sh.cout}), gy = rnd({sh.n, sh.cout, oh, ow});
+    Tensor y = Tensor::empty(gy.shape()), gx = Tensor::empty(x.shape());
+    kern::conv2d_forward(x, w, b, a, y);
+    kern::conv2d_backward_data(gy, w, a, gx);
+    // the transposed convolution's forward is the backward-data with a bias per output channel
+    Tensor wt = rnd({sh.cout, sh.cin, sh.k, sh.k}), bt = rnd({sh.cin});
+    Tensor yt = Tensor::empty(x.shape());
+    kern::conv_transpose2d_forward(gy, wt, bt, a, yt);
+    for (int mode = 0; mode <= 5; ++mode) {
+      INFO("n " << sh.n << " c " << sh.cin << " " << sh.h << "x" << sh.w << " co " << sh.cout << " k " << sh.k
+                << " pad " << sh.pad << " direct mode " << mode);
+      cuda::debug_force_conv_direct(mode);
+      Tensor yd = Tensor::full(gy.shape(), NAN, DType::f32, kGpu), gxd = Tensor::full(x.shape(), NAN, DType::f32, kGpu);
+      Tensor ytd = Tensor::full(x.shape(), NAN, DType::f32, kGpu);
+      kern::conv2d_forward(x.to(kGpu), w.to(kGpu), b.to(kGpu), a, yd);
+      kern::conv2d_backward_data(gy.to(kGpu), w.to(kGpu), a, gxd);
+      kern::conv_transpose2d_forward(gy.to(kGpu), wt.to(kGpu), bt.to(kGpu), a, ytd);
+      CHECK(test::rel_max_diff(yd.to(Device::cpu()), y) <= 1e-5);
+      CHECK(test::rel_max_diff(gxd.to(Device::cpu()), gx) <= 1e-5);
+      CHECK(test::rel_max_diff(ytd.to(Device::cpu()), yt) <= 1e-5);
+    }
+  }
+#endif
 }
 
 TEST_CASE("cuda: every GEMM tile shape and split-K factor gives the CPU's results", "[cuda][cuda-configs]") {

@@ -25,7 +25,7 @@ namespace {
 // True when a and b have the same shape and the very same bits.
 bool bit_equal(const Tensor& a, const Tensor& b) {
   if (a.shape() != b.shape() || a.dtype() != b.dtype()) return false;
-  Tensor ca = a.contiguous(), cb = b.contiguous();
+  Tensor ca = a.to(Device::cpu()).contiguous(), cb = b.to(Device::cpu()).contiguous();
   return std::memcmp(ca.raw_data(), cb.raw_data(), ca.nbytes()) == 0;
 }
 
@@ -175,6 +175,40 @@ TEST_CASE("split at every layer: head then tail equals the whole network bit for
       if (arch == "lenet") CHECK(bit_equal(m.net->forward_until(x, name), v));
     }
   }
+}
+
+TEST_CASE("Sequential fuses Conv2d/Linear + ReLU: same outputs and gradients as layer by layer", "[nn]") {
+  Generator gen(5);
+  std::vector<Device> devices = {Device::cpu()};
+  for (Device d : test::other_backends()) devices.push_back(d);
+  for (Device dev : devices)
+    for (std::string arch : {"lenet", "cifar10cnn"}) {
+      INFO(arch << " on " << dev.str());
+      Model m = make_model(arch, gen);
+      m.net->to(dev);
+      Tensor x = test::randn(m.batch_shape(3), gen).to(DType::f32).to(dev);
+      Tensor labels = Tensor::from_labels(std::vector<int32_t>{1, 7, 3}).to(dev);
+      auto grads = [&] {
+        std::vector<std::vector<double>> out;
+        for (auto& p : m.net->parameters()) out.push_back(p.grad().to_vector());
+        return out;
+      };
+      m.net->zero_grad();
+      Tensor fused = m.net->forward(x);
+      cross_entropy(fused, labels).backward();
+      auto g_fused = grads();
+      m.net->zero_grad();
+      Tensor y = x;
+      int relus = 0;
+      for (auto& [name, layer] : m.net->children()) {
+        y = layer->forward(y);  // one layer at a time: no fusion
+        relus += dynamic_cast<ReLU*>(layer.get()) != nullptr;
+      }
+      cross_entropy(y, labels).backward();
+      CHECK(relus >= 4);
+      CHECK(bit_equal(fused, y));
+      CHECK(grads() == g_fused);
+    }
 }
 
 TEST_CASE("split halves share the parameter tensors", "[nn]") {

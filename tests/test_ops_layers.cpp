@@ -103,6 +103,13 @@ Tensor max_pool2d_ref(const Tensor& x, int k, int s) {
   return Tensor::from_vector(y, Shape{N, C, OH, OW}, DType::f64);
 }
 
+// max(v, 0) elementwise (the reference of the fused ReLU epilogues)
+Tensor relu_ref(const Tensor& t) {
+  auto v = t.to_vector();
+  for (double& e : v) e = e > 0 ? e : 0;
+  return Tensor::from_vector(v, t.shape(), DType::f64);
+}
+
 // Random float32 tensor (via the float64 generator).
 Tensor randn32(const Shape& s, Generator& g) { return randn(s, g).to(DType::f32); }
 
@@ -120,6 +127,13 @@ TEST_CASE("linear passes the op harness", "[layers]") {
   cases.push_back({"linear N9 37->19 bias", {randn({9, 37}, g), randn({19, 37}, g), randn({19}, g)},
                    [](auto& in) { return linear(in[0], in[1], in[2]); },
                    [](auto& in) { return linear_ref(in[0], in[1], in[2]); }});
+  // the fused ReLU epilogue (Sequential's Linear + ReLU)
+  cases.push_back({"linear+relu N9 37->19 bias", {randn({9, 37}, g), randn({19, 37}, g), randn({19}, g)},
+                   [](auto& in) { return linear(in[0], in[1], in[2], true); },
+                   [](auto& in) { return relu_ref(linear_ref(in[0], in[1], in[2])); }});
+  cases.push_back({"linear+relu N3 6->5 no bias", {randn({3, 6}, g), randn({5, 6}, g)},
+                   [](auto& in) { return linear(in[0], in[1], Tensor(), true); },
+                   [](auto& in) { return relu_ref(linear_ref(in[0], in[1], Tensor())); }});
   for (auto& c : cases) run_op_case(c);
 }
 
@@ -144,6 +158,9 @@ TEST_CASE("conv2d passes the op harness", "[layers]") {
                        (c.bias ? " bias" : " no bias");
     run_op_case({name, in, [s, p](auto& v) { return conv2d(v[0], v[1], arg(v, 2), s, p); },
                  [s, p](auto& v) { return conv2d_ref(v[0], v[1], arg(v, 2), s, p); }});
+    // the fused ReLU epilogue (Sequential's Conv2d + ReLU)
+    run_op_case({name + " +relu", in, [s, p](auto& v) { return conv2d(v[0], v[1], arg(v, 2), s, p, true); },
+                 [s, p](auto& v) { return relu_ref(conv2d_ref(v[0], v[1], arg(v, 2), s, p)); }});
   }
 }
 
@@ -224,7 +241,7 @@ TEST_CASE("max_pool2d indices: flat h*W+w in the plane, first of ties, NaN propa
       }
     Tensor gyt = Tensor::from_vector(std::vector<double>(size_t(OH * OW), 1.0), Shape{1, 1, OH, OW}, dt);
     Tensor gxt = Tensor::full({1, 1, H, W}, 7.0, dt);
-    kern::max_pool2d_backward(gyt, it, gxt);
+    kern::max_pool2d_backward(gyt, it, 2, 2, gxt);
     std::vector<double> want(size_t(H * W), 0.0);
     for (double i : vi) want[size_t(i)] += 1.0;
     CHECK(gxt.to_vector() == want);

@@ -63,6 +63,10 @@ void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& b, ConvArgs 
     using T = decltype(tag);
     conv::lowered_forward<T>(x.data<T>(), x.size(0), g, w.data<T>(), cout, b.defined() ? b.data<T>() : nullptr,
                              y.data<T>());
+    if (a.relu) {
+      T* py = y.data<T>();
+      for (int64_t i = 0, n = y.numel(); i < n; ++i) py[i] = py[i] > T(0) ? py[i] : T(0);
+    }
   });
 }
 

@@ -520,7 +520,7 @@ void gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor& 
   });
 }
 
-void linear_forward(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y) {
+void linear_forward(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, bool relu) {
   check_matrix(x, "linear", "x");
   check_matrix(w, "linear", "weight");
   check_matrix(y, "linear", "y");
@@ -539,6 +539,8 @@ void linear_forward(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y
       beta = T(1);
     }
     gemm_raw<T>(false, true, n, out, in, T(1), x.data<T>(), in, w.data<T>(), in, beta, py, out, true);
+    if (relu)
+      for (int64_t i = 0; i < n * out; ++i) py[i] = py[i] > T(0) ? py[i] : T(0);
   });
 }
 

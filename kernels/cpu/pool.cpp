@@ -211,8 +211,9 @@ void max_pool2d_forward(const Tensor& x, int k, int stride, Tensor& y, Tensor& i
     pool_forward(x.data<double>(), N * C, H, W, k, stride, ys[2], ys[3], y.data<double>(), idx.data<int32_t>());
 }
 
-void max_pool2d_backward(const Tensor& gy, const Tensor& idx, Tensor& gx) {
+void max_pool2d_backward(const Tensor& gy, const Tensor& idx, int k, int stride, Tensor& gx) {
   const char* op = "max_pool2d backward";
+  SL_CHECK(k > 0 && stride > 0, ValueError, op, ": kernel ", k, " and stride ", stride, " must be positive");
   check_pool_tensor(gy, op, "grad_out");
   check_pool_tensor(idx, op, "indices");
   check_pool_tensor(gx, op, "grad_input");

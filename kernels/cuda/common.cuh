@@ -147,6 +147,16 @@ void reduce_sum(const Tensor& on, int64_t n, const char* name, F f, Fin fin) {
 
 // ---- fast division by a run-time constant (n < 2^31) ------------------------------------------------------------
 // q = (umulhi(n, m) + n) >> s with s = ceil(log2 d), m = floor(2^32 (2^s - d) / d) + 1.
+// 1 in device memory: the "ones" column of the weight-gradient GEMMs that also produce the bias gradient (the
+// tensor-core path copies every operand element from an address).
+static __device__ float g_one_f = 1.0f;  // one copy per translation unit (no -rdc)
+static __device__ double g_one_d = 1.0;
+template <class T>
+__device__ __forceinline__ const T* one_ptr() {
+  if constexpr (sizeof(T) == 4) return reinterpret_cast<const T*>(&g_one_f);
+  else return reinterpret_cast<const T*>(&g_one_d);
+}
+
 struct FastDiv {
   uint32_t d = 1, m = 0, s = 0;
   FastDiv() = default;

@@ -9,8 +9,11 @@
 //   backward weight  gw[co,ci,kh,kw] = sum_{n,oh,ow} gy[n,co,oh,ow] x[n,ci,oh*s-p+kh,ow*s-p+kw]
 //                    GEMM  M = Co, N = C*k*k,       K = batch*OH*OW (long: split-K, slices added in order)
 //   bias gradient    gb[co] = sum_{n,oh,ow} gy[n,co,oh,ow]  (blocks per channel slice, slices added in order, double)
-// Backward data for C <= 4 input channels runs a direct kernel instead (one thread per gx element).
+// Stride-1 layers with at most 16 output channels (forward) or input channels (backward-data) run a direct
+// kernel instead (kernels/cuda/conv_direct.cuh); backward data for C <= 4 input channels with a stride runs
+// another direct kernel (one thread per gx element).
 // Every output element is written by exactly one thread, in a fixed summation order: deterministic, no atomics.
+#include "kernels/cuda/conv_direct.cuh"
 #include "kernels/cuda/conv_raw.cuh"
 #include "kernels/cuda/igemm.cuh"
 
@@ -30,6 +33,7 @@ struct Fwd {
   T* y;
   int C, H, W, Co, OHW, K, stride, pad;
   FastDiv d_ohw, d_ow, d_kk, d_ks;
+  bool relu;
   __device__ const T* a_src(int m, int k, bool& ok) const {
     ok = true;
     return w + m * K + k;
@@ -53,7 +57,9 @@ struct Fwd {
   __device__ void store(int m, int n, T v) const {
     uint32_t img, r;
     d_ohw.divmod(n, img, r);
-    y[(int(img) * Co + m) * OHW + int(r)] = bias ? v + bias[m] : v;
+    if (bias) v += bias[m];
+    if (relu && !(v > T(0))) v = T(0);
+    y[(int(img) * Co + m) * OHW + int(r)] = v;
   }
 };
 
@@ -104,6 +110,8 @@ struct BwdData {
   }
 };
 
+// With gb, the GEMM has one column more (n = NCOL): B(k, NCOL) = 1, so that column of C is the bias gradient
+// (the sum of gy over images and positions), finished and stored with the weights: no separate reduction.
 template <class T>
 struct BwdWeight {
   static constexpr bool kAContigK = true, kBContigN = false, kConv = true;
@@ -112,6 +120,7 @@ struct BwdWeight {
   T* gw;
   int C, H, W, Co, OHW, NCOL, stride, pad;
   FastDiv d_ohw, d_ow, d_kk, d_ks;
+  T* gb;
   __device__ const T* a_src(int m, int k, bool& ok) const {  // gy[img, co = m, r] with k = (img, r)
     uint32_t img, r;
     d_ohw.divmod(k, img, r);
@@ -119,6 +128,10 @@ struct BwdWeight {
     return gy + (int(img) * Co + m) * OHW + int(r);
   }
   __device__ const T* b_src(int k, int n, bool& ok) const {
+    if (n >= NCOL) {  // the bias column
+      ok = true;
+      return one_ptr<T>();
+    }
     uint32_t img, r, oh, ow, ci, rr, kh, kw;
     d_ohw.divmod(k, img, r);
     d_ow.divmod(r, oh, ow);
@@ -137,7 +150,10 @@ struct BwdWeight {
     const T* q = b_src(k, n, ok);
     return ok ? *q : T(0);
   }
-  __device__ void store(int m, int n, T v) const { gw[m * NCOL + n] = v; }
+  __device__ void store(int m, int n, T v) const {
+    if (n < NCOL) gw[m * NCOL + n] = v;
+    else gb[m] = v;
+  }
 };
 
 // ---- tap-major problems for the tensor-core path (float) ------------------------------------------------------
@@ -154,6 +170,7 @@ struct FwdT {
   float* y;
   int C, H, W, Co, OHW, K, stride, pad, b_kstride;  // K = KK * C, b_kstride = H * W
   FastDiv d_ohw, d_ow, d_c, d_ks;
+  bool relu;
   struct BCol {
     const float* img;
     int ih0, iw0;
@@ -179,7 +196,9 @@ struct FwdT {
   __device__ void store(int m, int n, float v) const {
     uint32_t img, r;
     d_ohw.divmod(uint32_t(n), img, r);
-    y[(int(img) * Co + m) * OHW + int(r)] = bias ? v + bias[m] : v;
+    if (bias) v += bias[m];
+    if (relu && !(v > 0.f)) v = 0.f;
+    y[(int(img) * Co + m) * OHW + int(r)] = v;
   }
 };
 
@@ -241,7 +260,7 @@ bool forward_tap_major(const Geom& g, const float* x, const float* w, const floa
   regroup_weights<<<std::min((g.Co * K + 255) / 256, 1024), 256, 0, st>>>(w, wt.as<float>(), g.Co, g.C, KK, false);
   SL_CUDA_LAUNCH("conv2d_forward_regroup");
   FwdT p{x, wt.as<float>(), bias, y, g.C, g.H, g.W, g.Co, OHW, K, g.stride, g.pad, g.H * g.W,
-         FastDiv(uint32_t(OHW)), FastDiv(uint32_t(g.OW)), FastDiv(uint32_t(g.C)), FastDiv(uint32_t(g.KS))};
+         FastDiv(uint32_t(OHW)), FastDiv(uint32_t(g.OW)), FastDiv(uint32_t(g.C)), FastDiv(uint32_t(g.KS)), g.relu};
   igemm::run_mma(p, g.Co, g.N * OHW, K, on, "conv2d_forward_mma", pr == MatmulPrecision::tf32x3 ? 3 : 1);
   return true;
 }
@@ -378,11 +397,16 @@ void check_geom(const Geom& g, const char* op) {
 template <class T>
 void forward(const Geom& g, const T* x, const T* w, const T* bias, T* y, const Tensor& on) {
   check_geom(g, "conv2d_forward");
-  if constexpr (std::is_same_v<T, float>)
+  if constexpr (std::is_same_v<T, float>) {
+    if (g.stride == 1 &&
+        direct::run({g.N, g.C, g.H, g.W, g.Co, g.OH, g.OW, g.pad, g.relu}, g.KS, false, x, w, bias, y, on,
+                    "conv2d_forward_direct"))
+      return;
     if (forward_tap_major(g, x, w, bias, y, on)) return;
+  }
   const int KK = g.KS * g.KS, OHW = g.OH * g.OW;
   Fwd<T> p{x, w, bias, y, g.C, g.H, g.W, g.Co, OHW, g.C * KK, g.stride, g.pad,
-           FastDiv(uint32_t(OHW)), FastDiv(uint32_t(g.OW)), FastDiv(uint32_t(KK)), FastDiv(uint32_t(g.KS))};
+           FastDiv(uint32_t(OHW)), FastDiv(uint32_t(g.OW)), FastDiv(uint32_t(KK)), FastDiv(uint32_t(g.KS)), g.relu};
   igemm::run<T>(p, g.Co, g.N * OHW, g.C * KK, on, "conv2d_forward_igemm");
 }
 
@@ -390,6 +414,10 @@ template <class T>
 void backward_data(const Geom& g, const T* gy, const T* w, const T* bias, T* gx, const Tensor& on) {
   check_geom(g, "conv2d_backward_data");
   const int KK = g.KS * g.KS, HW = g.H * g.W;
+  if constexpr (std::is_same_v<T, float>)
+    if (g.stride == 1 && direct::run({g.N, g.Co, g.OH, g.OW, g.C, g.H, g.W, g.KS - 1 - g.pad}, g.KS, true, gy, w, bias,
+                                     gx, on, "conv2d_backward_data_direct"))
+      return;
   if (g.C <= 4) {
     const int64_t total = int64_t(g.N) * HW;  // one thread per input pixel
     if (total == 0 || g.C == 0) return;
@@ -407,16 +435,17 @@ void backward_data(const Geom& g, const T* gy, const T* w, const T* bias, T* gx,
 }
 
 template <class T>
-void backward_weight(const Geom& g, const T* x, const T* gy, T* gw, const Tensor& on) {
+void backward_weight(const Geom& g, const T* x, const T* gy, T* gw, T* gb, const Tensor& on) {
   check_geom(g, "conv2d_backward_weight");
   const int KK = g.KS * g.KS, OHW = g.OH * g.OW;
   BwdWeight<T> p{x, gy, gw, g.C, g.H, g.W, g.Co, OHW, g.C * KK, g.stride, g.pad,
-                 FastDiv(uint32_t(OHW)), FastDiv(uint32_t(g.OW)), FastDiv(uint32_t(KK)), FastDiv(uint32_t(g.KS))};
-  if (g.N * OHW == 0) {  // no positions: the gradient is zero
+                 FastDiv(uint32_t(OHW)), FastDiv(uint32_t(g.OW)), FastDiv(uint32_t(KK)), FastDiv(uint32_t(g.KS)), gb};
+  if (g.N * OHW == 0) {  // no positions: the gradients are zero
     SL_CUDA_CHECK(cudaMemsetAsync(gw, 0, size_t(g.Co) * g.C * KK * sizeof(T), stream_of(on)));
+    if (gb) SL_CUDA_CHECK(cudaMemsetAsync(gb, 0, size_t(g.Co) * sizeof(T), stream_of(on)));
     return;
   }
-  igemm::run<T>(p, g.Co, g.C * KK, g.N * OHW, on, "conv2d_backward_weight_igemm");
+  igemm::run<T>(p, g.Co, g.C * KK + (gb ? 1 : 0), g.N * OHW, on, "conv2d_backward_weight_igemm");
 }
 
 template <class T>
@@ -447,12 +476,17 @@ template void forward<float>(const Geom&, const float*, const float*, const floa
 template void forward<double>(const Geom&, const double*, const double*, const double*, double*, const Tensor&);
 template void backward_data<float>(const Geom&, const float*, const float*, const float*, float*, const Tensor&);
 template void backward_data<double>(const Geom&, const double*, const double*, const double*, double*, const Tensor&);
-template void backward_weight<float>(const Geom&, const float*, const float*, float*, const Tensor&);
-template void backward_weight<double>(const Geom&, const double*, const double*, double*, const Tensor&);
+template void backward_weight<float>(const Geom&, const float*, const float*, float*, float*, const Tensor&);
+template void backward_weight<double>(const Geom&, const double*, const double*, double*, double*, const Tensor&);
 template void channel_sums<float>(const float*, int, int, int, float*, const Tensor&);
 template void channel_sums<double>(const double*, int, int, int, double*, const Tensor&);
 
 }  // namespace conv
+
+void debug_force_conv_direct(int mode) {
+  SL_CHECK(mode >= -1 && mode <= 5, ValueError, "debug_force_conv_direct: mode ", mode, " (-1 .. 5)");
+  conv::direct::g_forced = mode;
+}
 
 namespace {
 // The conv2d view of x [N, C, H, W], w [Co, C, k, k], y [N, Co, OH, OW].
@@ -469,6 +503,7 @@ conv::Geom geom_of(const Tensor& x, const Tensor& w, const Tensor& y, ConvArgs a
 template <class T>
 void conv2d_forward_t(const Tensor& x, const Tensor& w, const Tensor& b, ConvArgs a, Tensor& y) {
   conv::Geom g = geom_of(x, w, y, a, "conv2d_forward");
+  g.relu = a.relu;
   conv::forward<T>(g, x.data<T>(), w.data<T>(), b.defined() ? b.data<T>() : nullptr, y.data<T>(), x);
 }
 template <class T>
@@ -479,8 +514,7 @@ void conv2d_backward_data_t(const Tensor& gy, const Tensor& w, ConvArgs a, Tenso
 template <class T>
 void conv2d_backward_weight_t(const Tensor& x, const Tensor& gy, ConvArgs a, Tensor& gw, Tensor& gb) {
   conv::Geom g = geom_of(x, gw, gy, a, "conv2d_backward_weight");
-  conv::backward_weight<T>(g, x.data<T>(), gy.data<T>(), gw.data<T>(), x);
-  if (gb.defined()) conv::channel_sums<T>(gy.data<T>(), g.N, g.Co, g.OH * g.OW, gb.data<T>(), x);
+  conv::backward_weight<T>(g, x.data<T>(), gy.data<T>(), gw.data<T>(), gb.defined() ? gb.data<T>() : nullptr, x);
 }
 }  // namespace
 

@@ -8,6 +8,7 @@ namespace sl::cuda::conv {
 // A conv2d: x [N, C, H, W] * w [Co, C, KS, KS] -> y [N, Co, OH, OW] with the given stride and zero padding.
 struct Geom {
   int N, C, H, W, Co, KS, OH, OW, stride, pad;
+  bool relu = false;  // forward only: ReLU in the epilogue
 };
 
 // y = conv(x, w) + bias (bias per output channel, may be null)
@@ -16,9 +17,10 @@ void forward(const Geom& g, const T* x, const T* w, const T* bias, T* y, const T
 // gx = conv^T(gy, w) (+ bias per input channel, may be null: used by conv_transpose2d's forward)
 template <class T>
 void backward_data(const Geom& g, const T* gy, const T* w, const T* bias, T* gx, const Tensor& on);
-// gw = sum over images and positions of gy x (overwritten)
+// gw = sum over images and positions of gy x (overwritten); gb (may be null) = the sum of gy per output channel,
+// computed in the same GEMM as an extra column
 template <class T>
-void backward_weight(const Geom& g, const T* x, const T* gy, T* gw, const Tensor& on);
+void backward_weight(const Geom& g, const T* x, const T* gy, T* gw, T* gb, const Tensor& on);
 // gb[c] = sum of t[n, c, :, :] over n and the plane (overwritten), t is [N, C, HW]
 template <class T>
 void channel_sums(const T* t, int N, int C, int HW, T* gb, const Tensor& on);

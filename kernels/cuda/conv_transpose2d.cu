@@ -34,7 +34,7 @@ void backward_data_t(const Tensor& gy, const Tensor& w, ConvArgs a, Tensor& gx) 
 template <class T>
 void backward_weight_t(const Tensor& x, const Tensor& gy, ConvArgs a, Tensor& gw, Tensor& gb) {
   conv::Geom g = transposed_geom(x, gw, gy, a, "conv_transpose2d_backward_weight");
-  conv::backward_weight<T>(g, gy.data<T>(), x.data<T>(), gw.data<T>(), x);
+  conv::backward_weight<T>(g, gy.data<T>(), x.data<T>(), gw.data<T>(), static_cast<T*>(nullptr), x);
   if (gb.defined()) conv::channel_sums<T>(gy.data<T>(), g.N, g.C, g.H * g.W, gb.data<T>(), x);
 }
 }  // namespace

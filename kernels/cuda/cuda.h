@@ -19,4 +19,7 @@ void debug_force_gemm_plan(int cfg, int slices);
 // Test hook: forces the tensor-core path's tile (0: 128x128, 1: 64x128; -1: its cost model's choice) and split-K
 // factor (0: 1) while the matmul precision is tf32 or 3xtf32 (kern::set_cuda_matmul_precision).
 void debug_force_mma_plan(int cfg, int slices);
+// Test hook: the direct small-channel convolution (kernels/cuda/conv_direct.cuh): -1 its own choice, 0 never,
+// 1..5 always where it applies, with register block (output channels x output rows) 1x8, 4x1, 4x4, 8x4, 8x8.
+void debug_force_conv_direct(int mode);
 }  // namespace sl::cuda

@@ -22,6 +22,7 @@ struct GemmProblem {
   const T* bias;  // per column, may be null
   int lda, ldb, ldc;
   T alpha, beta;
+  bool relu = false;  // max(r, 0) after alpha, beta and bias (NaN -> 0, as the relu op)
   __device__ const T* a_src(int m, int k, bool& ok) const {
     ok = true;
     return TA ? A + int64_t(k) * lda + m : A + int64_t(m) * lda + k;
@@ -37,18 +38,45 @@ struct GemmProblem {
     T r = alpha * v;
     if (beta != T(0)) r += beta * *c;
     if (bias) r += bias[n];
+    if (relu && !(r > T(0))) r = T(0);
     *c = r;
+  }
+};
+
+// The linear layer's weight and bias gradients in one GEMM: C [out, in + 1] = gy^T [out, n] . [x | 1] [n, in + 1];
+// column `in` (B = 1 there) is the bias gradient, the column sums of gy.
+template <class T>
+struct LinearWeightGrad {
+  static constexpr bool kAContigK = false, kBContigN = true;
+  const T* gy;  // [n, out]
+  const T* x;   // [n, in]
+  T* gw;        // [out, in]
+  T* gb;        // [out]
+  int out, in;
+  __device__ const T* a_src(int m, int k, bool& ok) const {
+    ok = true;
+    return gy + int64_t(k) * out + m;
+  }
+  __device__ const T* b_src(int k, int n, bool& ok) const {
+    ok = true;
+    return n < in ? x + int64_t(k) * in + n : one_ptr<T>();
+  }
+  __device__ T a(int m, int k) const { return gy[int64_t(k) * out + m]; }
+  __device__ T b(int k, int n) const { return n < in ? x[int64_t(k) * in + n] : T(1); }
+  __device__ void store(int m, int n, T v) const {
+    if (n < in) gw[int64_t(m) * in + n] = v;
+    else gb[m] = v;
   }
 };
 
 template <class T>
 void gemm_raw(bool ta, bool tb, int m, int n, int k, T alpha, const T* a, int lda, const T* b, int ldb, T beta, T* c,
-              int ldc, const T* bias, const Tensor& on, const char* name) {
+              int ldc, const T* bias, const Tensor& on, const char* name, bool relu = false) {
   auto go = [&](auto pr) { igemm::run<T>(pr, m, n, k, on, name); };
-  if (!ta && !tb) go(GemmProblem<T, false, false>{a, b, c, bias, lda, ldb, ldc, alpha, beta});
-  else if (!ta && tb) go(GemmProblem<T, false, true>{a, b, c, bias, lda, ldb, ldc, alpha, beta});
-  else if (ta && !tb) go(GemmProblem<T, true, false>{a, b, c, bias, lda, ldb, ldc, alpha, beta});
-  else go(GemmProblem<T, true, true>{a, b, c, bias, lda, ldb, ldc, alpha, beta});
+  if (!ta && !tb) go(GemmProblem<T, false, false>{a, b, c, bias, lda, ldb, ldc, alpha, beta, relu});
+  else if (!ta && tb) go(GemmProblem<T, false, true>{a, b, c, bias, lda, ldb, ldc, alpha, beta, relu});
+  else if (ta && !tb) go(GemmProblem<T, true, false>{a, b, c, bias, lda, ldb, ldc, alpha, beta, relu});
+  else go(GemmProblem<T, true, true>{a, b, c, bias, lda, ldb, ldc, alpha, beta, relu});
 }
 
 void check_matrix(const Tensor& t, const char* op, const char* what) {
@@ -80,14 +108,14 @@ void gemm_t(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor
 }
 
 template <class T>
-void linear_forward_t(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y) {
+void linear_forward_t(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, bool relu) {
   const int n = int(x.size(0)), in = int(x.size(1)), out = int(w.size(0));
   SL_CHECK(w.size(1) == in, ShapeError, "linear: x ", x.str(), " has ", in, " features but weight ", w.str(),
            " expects ", w.size(1));
   check_shape(y, Shape{n, out}, "linear output");
   if (b.defined()) check_shape(b, Shape{out}, "linear bias");
   gemm_raw<T>(false, true, n, out, in, T(1), x.data<T>(), in, w.data<T>(), in, T(0), y.data<T>(), out,
-              b.defined() ? b.data<T>() : nullptr, x, "linear_forward");
+              b.defined() ? b.data<T>() : nullptr, x, "linear_forward", relu);
 }
 
 template <class T>
@@ -99,6 +127,13 @@ void linear_backward_t(const Tensor& x, const Tensor& w, const Tensor& gy, Tenso
     check_shape(gx, Shape{n, in}, "linear backward grad_x");
     gemm_raw<T>(false, false, n, in, out, T(1), pgy, out, w.data<T>(), in, T(0), gx.data<T>(), in, nullptr, x,
                 "linear_backward_data");
+  }
+  if (gw.defined() && gb.defined()) {  // both in one GEMM (LinearWeightGrad)
+    check_shape(gw, Shape{out, in}, "linear backward grad_weight");
+    check_shape(gb, Shape{out}, "linear backward grad_bias");
+    igemm::run<T>(LinearWeightGrad<T>{pgy, x.data<T>(), gw.data<T>(), gb.data<T>(), out, in}, out, in + 1, n, x,
+                  "linear_backward_weight_bias");
+    return;
   }
   if (gw.defined()) {  // gw [out, in] = gy^T [out, n] . x [n, in]
     check_shape(gw, Shape{out, in}, "linear backward grad_weight");
@@ -125,11 +160,11 @@ void gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor& 
   SL_CUDA_DISPATCH(a, "gemm", gemm_t, a, trans_a, b, trans_b, c, alpha, beta);
 }
 
-void linear_forward(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y) {
+void linear_forward(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, bool relu) {
   check_matrix(x, "linear", "x");
   check_matrix(w, "linear", "weight");
   check_matrix(y, "linear", "y");
-  SL_CUDA_DISPATCH(x, "linear", linear_forward_t, x, w, b, y);
+  SL_CUDA_DISPATCH(x, "linear", linear_forward_t, x, w, b, y, relu);
 }
 
 void linear_backward(const Tensor& x, const Tensor& w, const Tensor& gy, Tensor& gx, Tensor& gw, Tensor& gb) {

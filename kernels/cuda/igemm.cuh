@@ -22,6 +22,8 @@
 #pragma once
 #include <algorithm>
 #include <climits>
+#include <cstdlib>
+#include <string>
 #include <type_traits>
 
 #include "kernels/cuda/common.cuh"
@@ -174,6 +176,7 @@ __global__ void splitk_finish(const P p, int M, int N, int slices, const T* ws) 
 // warp tree adds the lanes (a fixed order: deterministic). The 32 lanes' loads are in flight at once, where a
 // thread per element would wait for `slices` dependent loads (tiny problems with long K: LeNet's weight grads).
 constexpr int kWarpFinishSlices = 16;
+constexpr int64_t kWarpFinishMaxElems = 16384;
 template <class T, class P>
 __global__ void splitk_finish_warp(const P p, int M, int N, int slices, const T* ws) {
   const int64_t mn = int64_t(M) * N;
@@ -195,7 +198,9 @@ void launch_splitk_finish(const P& p, int M, int N, int slices, const T* ws, Dev
                           const char* name) {
   const int64_t mn = int64_t(M) * N;
   const int64_t cap = int64_t(cuda_rt::sm_count(dev)) * 8;
-  if (slices >= kWarpFinishSlices) {
+  // The warp finish suits tiny outputs with many slices (one long dependent chain per thread otherwise); for
+  // large outputs the thread finish reads each slice as one coalesced line and is faster (run 2 vs run 4).
+  if (slices >= kWarpFinishSlices && mn <= kWarpFinishMaxElems) {
     const int blocks = int(std::min<int64_t>((mn + 7) / 8, cap));  // 8 warps (elements) per block
     splitk_finish_warp<T, P><<<blocks, 256, 0, s>>>(p, M, N, slices, ws);
   } else {
@@ -230,9 +235,27 @@ inline int g_forced_cfg = -1, g_forced_slices = 0;
 struct CfgInfo {
   int bm, bn, bk;
   double rate;  // measured throughput of an SM running this configuration (relative units; H200, see NOTES.md)
+  int threads, minb;  // threads per block; blocks per SM at which `rate` was measured
 };
-inline constexpr CfgInfo kCfgs[kNumCfgs] = {{128, 128, 8, 3.2},  {64, 128, 8, 2.3},   {64, 64, 8, 2.36}, {32, 128, 8, 1.8},
-                                            {64, 32, 8, 2.2},    {128, 128, 16, 3.25}, {64, 128, 16, 2.3}};
+inline constexpr CfgInfo kCfgs[kNumCfgs] = {
+    {128, 128, 8, 3.2, 256, 2}, {64, 128, 8, 2.3, 128, 3},   {64, 64, 8, 2.36, 256, 4},  {32, 128, 8, 1.8, 128, 4},
+    {64, 32, 8, 2.2, 128, 4},   {128, 128, 16, 3.25, 256, 2}, {64, 128, 16, 2.3, 128, 2}};
+
+// An SM reaches its rate only with enough warps to hide latency (~16, i.e. 512 threads); fewer resident
+// threads run proportionally slower. Relative to the occupancy at which the rate was measured.
+// SPLITLEAK_GEMM_COST=flat turns the term off (the model of device runs 1-4), for A/B measurements.
+inline bool occupancy_term_on() {
+  static const bool on = [] {
+    const char* v = std::getenv("SPLITLEAK_GEMM_COST");
+    return !(v && std::string(v) == "flat");
+  }();
+  return on;
+}
+inline double occupancy_factor(const CfgInfo& ci, int64_t blocks_per_sm) {
+  if (!occupancy_term_on()) return 1.0;
+  auto busy = [&](int64_t b) { return std::min(1.0, double(b) * ci.threads / 512.0); };
+  return busy(std::min<int64_t>(blocks_per_sm, ci.minb)) / busy(ci.minb);
+}
 
 // The cost model: the busiest SM runs ceil(blocks / SMs) blocks of bm x bn x kchunk multiply-adds at the
 // configuration's rate; a split adds the workspace traffic (slices + 1 passes over M x N floats at ~3 TB/s) and
@@ -254,7 +277,7 @@ inline Plan plan(int M, int N, int K, int sms, int only_cfg, int force_slices) {
       const int slices = (ksteps + steps - 1) / steps;
       const int64_t blocks = tiles * slices;
       const int64_t per_sm = (blocks + sms - 1) / sms;
-      double cost = double(per_sm) * double(ci.bm) * ci.bn * steps * ci.bk / ci.rate;
+      double cost = double(per_sm) * double(ci.bm) * ci.bn * steps * ci.bk / (ci.rate * occupancy_factor(ci, per_sm));
       if (slices > 1) cost += ((slices + 1.0) * M * N * 4 / 3e6 + 4.0) * kUnitsPerUs;
       if (cost < best_cost) {
         best_cost = cost;

@@ -149,9 +149,14 @@ void tv_forward_t(const Tensor& x, double beta, double eps, Tensor& out) {
   const bool squared = beta == 2.0;
   const double inv_h = h > 1 ? 1.0 / double(c * (h - 1) * w) : 0.0, inv_w = w > 1 ? 1.0 / double(c * h * (w - 1)) : 0.0;
   const double inv_n = 1.0 / double(n);
+  check_int32(x.numel(), "tv_forward");
+  // 32-bit divisions by multiplication: a 64-bit division per element would dominate the kernel
+  const FastDiv d_hw(uint32_t(std::max<int64_t>(hw, 1))), d_w(uint32_t(std::max<int64_t>(w, 1)));
   reduce_sum(x, x.numel(), "tv_forward",
              [=] __device__(int64_t i) {
-               int64_t r = i % hw, a = r / w, b = r - a * w;
+               uint32_t q, r, a, b;
+               d_hw.divmod(uint32_t(i), q, r);
+               d_w.divmod(r, a, b);
                double v = double(px[i]);
                double dh = a + 1 < h ? double(px[i + w]) - v : 0.0;
                double dw = b + 1 < w ? double(px[i + 1]) - v : 0.0;
@@ -170,9 +175,13 @@ void tv_backward_t(const Tensor& x, double beta, double eps, const Tensor& gout,
   T* pg = gx.data<T>();
   const bool squared = beta == 2.0;
   const double count_h = double(c * (h - 1) * w), count_w = double(c * h * (w - 1));
+  check_int32(x.numel(), "tv_backward");
+  const FastDiv d_hw(uint32_t(std::max<int64_t>(hw, 1))), d_w(uint32_t(std::max<int64_t>(w, 1)));
   for_each(x, x.numel(), "tv_backward", [=] __device__(int64_t i) {
     const double g0 = double(go[0]) / double(n);
-    const int64_t r = i % hw, a = r / w, b = r - a * w;
+    uint32_t q, r, a, b;
+    d_hw.divmod(uint32_t(i), q, r);
+    d_w.divmod(r, a, b);
     auto X = [&](int64_t di, int64_t dj) { return double(px[i + di * w + dj]); };
     double g = 0;
     if (squared) {

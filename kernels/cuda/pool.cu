@@ -9,13 +9,14 @@ namespace sl::cuda {
 namespace {
 template <class T>
 __global__ void max_pool_forward_kernel(const T* x, T* y, int32_t* idx, int planes, int H, int W, int OH, int OW,
-                                        int k, int stride) {
-  const int64_t total = int64_t(planes) * OH * OW;
+                                        int k, int stride, FastDiv d_ohw, FastDiv d_ow) {
+  const int64_t total = int64_t(planes) * OH * OW;  // < 2^31 (checked)
   for (int64_t o = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; o < total; o += int64_t(gridDim.x) * blockDim.x) {
-    const int ow = int(o % OW), oh = int((o / OW) % OH);
-    const int64_t plane = o / (int64_t(OH) * OW);
-    const T* xp = x + plane * H * W;
-    const int h0 = oh * stride, w0 = ow * stride;
+    uint32_t plane, r, oh, ow;
+    d_ohw.divmod(uint32_t(o), plane, r);
+    d_ow.divmod(r, oh, ow);
+    const T* xp = x + int64_t(plane) * H * W;
+    const int h0 = int(oh) * stride, w0 = int(ow) * stride;
     T best = xp[h0 * W + w0];
     int bi = h0 * W + w0;
     for (int i = 0; i < k; ++i)
@@ -63,6 +64,51 @@ __global__ void max_pool_backward_kernel(const T* gy, const int32_t* idx, T* gx,
   }
 }
 
+// Windows that do not overlap (stride >= k, the models' 2 x 2 / 2 pools): each input element belongs to at most
+// one window, so gx is a gather, one thread per input element, no zero-fill pass: gradient if it was its window's
+// max, else 0.
+template <class T>
+__global__ void max_pool_backward_gather_kernel(const T* gy, const int32_t* idx, T* gx, int64_t total, int H, int W,
+                                                int OH, int OW, int k, int stride, FastDiv d_hw, FastDiv d_w,
+                                                FastDiv d_s) {
+  for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += int64_t(gridDim.x) * blockDim.x) {
+    uint32_t plane, upos, uih, uiw;
+    d_hw.divmod(uint32_t(e), plane, upos);
+    d_w.divmod(upos, uih, uiw);
+    const int pos = int(upos), ih = int(uih), iw = int(uiw);
+    const int oh = int(d_s.div(uih)), ow = int(d_s.div(uiw));
+    T v = T(0);
+    if (oh < OH && ow < OW && ih - oh * stride < k && iw - ow * stride < k) {
+      const int64_t o = (int64_t(plane) * OH + oh) * OW + ow;
+      if (idx[o] == pos) v = gy[o];
+    }
+    gx[e] = v;
+  }
+}
+
+// Windows that tile the input exactly (k == stride, H = OH k, W = OW k: LeNet's and CIFAR10CNN's pools): one
+// thread per window reads its index and gradient once and writes all k x k inputs of the window.
+template <class T>
+__global__ void max_pool_backward_window_kernel(const T* gy, const int32_t* idx, T* gx, int64_t total, int k, int OW,
+                                                FastDiv d_ohw, FastDiv d_ow) {
+  for (int64_t o = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; o < total; o += int64_t(gridDim.x) * blockDim.x) {
+    uint32_t plane, r, oh, ow;
+    d_ohw.divmod(uint32_t(o), plane, r);
+    d_ow.divmod(r, oh, ow);
+    const int W = OW * k, HW = int(d_ohw.d) * k * k;
+    const int pos = idx[o];
+    const T g = gy[o];
+    T* base = gx + int64_t(plane) * HW;
+    for (int i = 0; i < k; ++i) {
+      const int row = (int(oh) * k + i) * W;
+      for (int j = 0; j < k; ++j) {
+        const int p = row + int(ow) * k + j;
+        base[p] = p == pos ? g : T(0);
+      }
+    }
+  }
+}
+
 unsigned grid_for(const Tensor& on, int64_t n) {
   return unsigned(std::max<int64_t>(1, std::min<int64_t>((n + 255) / 256, int64_t(cuda_rt::sm_count(on.device())) * 16)));
 }
@@ -77,20 +123,40 @@ void forward_t(const Tensor& x, int k, int stride, Tensor& y, Tensor& idx) {
            y.shape().str(), " does not fit input ", x.shape().str());
   const int64_t total = y.numel();
   if (total == 0) return;
-  max_pool_forward_kernel<T><<<grid_for(x, total), 256, 0, stream_of(x)>>>(x.data<T>(), y.data<T>(),
-                                                                          idx.data<int32_t>(), planes, H, W, OH, OW, k,
-                                                                          stride);
+  check_int32(total, "max_pool2d_forward");
+  max_pool_forward_kernel<T><<<grid_for(x, total), 256, 0, stream_of(x)>>>(
+      x.data<T>(), y.data<T>(), idx.data<int32_t>(), planes, H, W, OH, OW, k, stride, FastDiv(uint32_t(OH * OW)),
+      FastDiv(uint32_t(OW)));
   SL_CUDA_LAUNCH("max_pool2d_forward");
 }
 
 template <class T>
-void backward_t(const Tensor& gy, const Tensor& idx, Tensor& gx) {
+void backward_t(const Tensor& gy, const Tensor& idx, int k, int stride, Tensor& gx) {
   SL_CHECK(gy.dim() == 4 && gx.dim() == 4, ShapeError, "max_pool2d backward: expects [N, C, H, W], got ",
            gy.shape().str());
   const int planes = int(gx.size(0) * gx.size(1)), HW = int(gx.size(2) * gx.size(3));
   const int OHW = int(gy.size(2) * gy.size(3));
   if (gx.numel() == 0) return;
   cudaStream_t s = stream_of(gx);
+  const bool tiles = k == stride && gx.size(2) == gy.size(2) * k && gx.size(3) == gy.size(3) * k;
+  if (tiles && gy.numel() > 0) {
+    check_int32(gx.numel(), "max_pool2d_backward");
+    const int OH = int(gy.size(2)), OW = int(gy.size(3));
+    max_pool_backward_window_kernel<T><<<grid_for(gx, gy.numel()), 256, 0, s>>>(
+        gy.data<T>(), idx.data<int32_t>(), gx.data<T>(), gy.numel(), k, OW, FastDiv(uint32_t(OH * OW)),
+        FastDiv(uint32_t(OW)));
+    SL_CUDA_LAUNCH("max_pool2d_backward_window");
+    return;
+  }
+  if (stride >= k && gy.numel() > 0) {
+    check_int32(gx.numel(), "max_pool2d_backward");
+    const int H = int(gx.size(2)), W = int(gx.size(3));
+    max_pool_backward_gather_kernel<T><<<grid_for(gx, gx.numel()), 256, 0, s>>>(
+        gy.data<T>(), idx.data<int32_t>(), gx.data<T>(), gx.numel(), H, W, int(gy.size(2)), int(gy.size(3)), k, stride,
+        FastDiv(uint32_t(H * W)), FastDiv(uint32_t(W)), FastDiv(uint32_t(stride)));
+    SL_CUDA_LAUNCH("max_pool2d_backward_gather");
+    return;
+  }
   SL_CUDA_CHECK(cudaMemsetAsync(gx.data<T>(), 0, gx.nbytes(), s));
   if (gy.numel() == 0) return;
   const int blocks = int(std::min<int64_t>((int64_t(planes) + 7) / 8, int64_t(cuda_rt::sm_count(gx.device())) * 16));
@@ -102,8 +168,8 @@ void backward_t(const Tensor& gy, const Tensor& idx, Tensor& gx) {
 void max_pool2d_forward(const Tensor& x, int k, int stride, Tensor& y, Tensor& idx) {
   SL_CUDA_DISPATCH(x, "max_pool2d_forward", forward_t, x, k, stride, y, idx);
 }
-void max_pool2d_backward(const Tensor& gy, const Tensor& idx, Tensor& gx) {
-  SL_CUDA_DISPATCH(gy, "max_pool2d_backward", backward_t, gy, idx, gx);
+void max_pool2d_backward(const Tensor& gy, const Tensor& idx, int k, int stride, Tensor& gx) {
+  SL_CUDA_DISPATCH(gy, "max_pool2d_backward", backward_t, gy, idx, k, stride, gx);
 }
 
 }  // namespace sl::cuda
