@@ -632,6 +632,21 @@ TEST_CASE("cuda: every GEMM tile shape and split-K factor gives the CPU's result
       CHECK(cmp(gxd, gx) <= 1e-5);
       CHECK(cmp(gwd, gw) <= 1e-5);
       CHECK(cmp(gbd, gb) <= 1e-5);
+      // tap-major FFMA path (C and Co multiples of 16, stride 1): staged B slices, forward and backward-data
+      for (int ks : {3, 5}) {
+        INFO("tap-major k" << ks);
+        ConvArgs ta{1, ks / 2, 0};
+        Tensor tx = test::randn({2, 16, 7, 6}, g).to(DType::f32), tw = test::randn({32, 16, ks, ks}, g).to(DType::f32);
+        Tensor tb = test::randn({32}, g).to(DType::f32), tgy = test::randn({2, 32, 7, 6}, g).to(DType::f32);
+        Tensor ty = Tensor::empty(tgy.shape()), tgx = Tensor::empty(tx.shape());
+        kern::conv2d_forward(tx, tw, tb, ta, ty);
+        kern::conv2d_backward_data(tgy, tw, ta, tgx);
+        Tensor tyd = Tensor::empty(tgy.shape(), DType::f32, kGpu), tgxd = Tensor::empty(tx.shape(), DType::f32, kGpu);
+        kern::conv2d_forward(tx.to(kGpu), tw.to(kGpu), tb.to(kGpu), ta, tyd);
+        kern::conv2d_backward_data(tgy.to(kGpu), tw.to(kGpu), ta, tgxd);
+        CHECK(cmp(tyd, ty) <= 1e-5);
+        CHECK(cmp(tgxd, tgx) <= 1e-5);
+      }
     }
   // the direct backward-data kernel (C <= 4), strided and not
   for (int st : {1, 2}) {

@@ -163,7 +163,7 @@ struct BwdWeight {
 // position, tap, bounds) is done once per slice for its column, and the slice's elements are a channel plane
 // apart (b_kstride). See kernels/cuda/igemm_mma.cuh (staged B).
 struct FwdT {
-  static constexpr bool kAContigK = true, kBContigN = true, kStagedB = true;
+  static constexpr bool kAContigK = true, kBContigN = true, kStagedB = true, kConv = true;
   const float* x;
   const float* wt;  // [Co][KK][C]
   const float* bias;
@@ -193,6 +193,7 @@ struct FwdT {
     ok = true;
     return wt + m * K + k;
   }
+  __device__ float a(int m, int k) const { return wt[m * K + k]; }
   __device__ void store(int m, int n, float v) const {
     uint32_t img, r;
     d_ohw.divmod(uint32_t(n), img, r);
@@ -203,7 +204,7 @@ struct FwdT {
 };
 
 struct BwdDataT {  // stride 1
-  static constexpr bool kAContigK = true, kBContigN = true, kStagedB = true;
+  static constexpr bool kAContigK = true, kBContigN = true, kStagedB = true, kConv = true;
   const float* gy;
   const float* wt;  // [C][KK][Co]
   const float* bias;
@@ -232,6 +233,7 @@ struct BwdDataT {  // stride 1
     ok = true;
     return wt + m * K + k;
   }
+  __device__ float a(int m, int k) const { return wt[m * K + k]; }
   __device__ void store(int m, int n, float v) const {
     uint32_t img, r;
     d_hw.divmod(uint32_t(n), img, r);
@@ -249,11 +251,22 @@ __global__ void regroup_weights(const float* w, float* wt, int Co, int C, int KK
   }
 }
 
-// Runs the regrouped-weight tensor-core path; false when it does not apply (precision fp32, channels not a
-// multiple of 16, or backward-data with a stride).
+// SPLITLEAK_FFMA_TAPMAJOR=0: the FP32 (FFMA) path reads B element by element through the generic im2col view
+// instead of tap-major slices (for A/B measurements).
+bool ffma_tap_major() {
+  static const bool on = [] {
+    const char* v = std::getenv("SPLITLEAK_FFMA_TAPMAJOR");
+    return !(v && v[0] == '0');
+  }();
+  return on;
+}
+
+// Runs the regrouped-weight (tap-major) path: the tensor cores when the precision asks for TF32/3xTF32, else the
+// FFMA tiles with staged B slices (igemm.cuh); false when it does not apply (channels not a multiple of 16, or
+// backward-data with a stride).
 bool forward_tap_major(const Geom& g, const float* x, const float* w, const float* bias, float* y, const Tensor& on) {
   const MatmulPrecision pr = kern::cuda_matmul_precision().conv;
-  if (pr == MatmulPrecision::fp32 || g.C % 16 != 0) return false;
+  if (g.C % 16 != 0 || (pr == MatmulPrecision::fp32 && !ffma_tap_major())) return false;
   const int KK = g.KS * g.KS, K = KK * g.C, OHW = g.OH * g.OW;
   DeviceBuffer wt(on.device(), size_t(g.Co) * K * sizeof(float));
   cudaStream_t st = stream_of(on);
@@ -261,14 +274,15 @@ bool forward_tap_major(const Geom& g, const float* x, const float* w, const floa
   SL_CUDA_LAUNCH("conv2d_forward_regroup");
   FwdT p{x, wt.as<float>(), bias, y, g.C, g.H, g.W, g.Co, OHW, K, g.stride, g.pad, g.H * g.W,
          FastDiv(uint32_t(OHW)), FastDiv(uint32_t(g.OW)), FastDiv(uint32_t(g.C)), FastDiv(uint32_t(g.KS)), g.relu};
-  igemm::run_mma(p, g.Co, g.N * OHW, K, on, "conv2d_forward_mma", pr == MatmulPrecision::tf32x3 ? 3 : 1);
+  if (pr == MatmulPrecision::fp32) igemm::run<float>(p, g.Co, g.N * OHW, K, on, "conv2d_forward_tapmajor");
+  else igemm::run_mma(p, g.Co, g.N * OHW, K, on, "conv2d_forward_mma", pr == MatmulPrecision::tf32x3 ? 3 : 1);
   return true;
 }
 
 bool backward_data_tap_major(const Geom& g, const float* gy, const float* w, const float* bias, float* gx,
                              const Tensor& on) {
   const MatmulPrecision pr = kern::cuda_matmul_precision().conv;
-  if (pr == MatmulPrecision::fp32 || g.Co % 16 != 0 || g.stride != 1 || g.C <= 4) return false;
+  if (g.Co % 16 != 0 || g.stride != 1 || g.C <= 4 || (pr == MatmulPrecision::fp32 && !ffma_tap_major())) return false;
   const int KK = g.KS * g.KS, K = KK * g.Co, HW = g.H * g.W;
   DeviceBuffer wt(on.device(), size_t(g.C) * K * sizeof(float));
   cudaStream_t st = stream_of(on);
@@ -276,7 +290,8 @@ bool backward_data_tap_major(const Geom& g, const float* gy, const float* w, con
   SL_CUDA_LAUNCH("conv2d_backward_data_regroup");
   BwdDataT p{gy, wt.as<float>(), bias, gx, g.C, HW, g.Co, g.OH, g.OW, K, g.pad, g.OH * g.OW,
              FastDiv(uint32_t(HW)), FastDiv(uint32_t(g.W)), FastDiv(uint32_t(g.Co)), FastDiv(uint32_t(g.KS))};
-  igemm::run_mma(p, g.C, g.N * HW, K, on, "conv2d_backward_data_mma", pr == MatmulPrecision::tf32x3 ? 3 : 1);
+  if (pr == MatmulPrecision::fp32) igemm::run<float>(p, g.C, g.N * HW, K, on, "conv2d_backward_data_tapmajor");
+  else igemm::run_mma(p, g.C, g.N * HW, K, on, "conv2d_backward_data_mma", pr == MatmulPrecision::tf32x3 ? 3 : 1);
   return true;
 }
 

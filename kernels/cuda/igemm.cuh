@@ -53,6 +53,21 @@ __device__ __forceinline__ void ld4<float>(const float* s, float* d) {
   d[0] = v.x; d[1] = v.y; d[2] = v.z; d[3] = v.w;
 }
 
+// Staged B (a problem with kStagedB = true, see igemm_mma.cuh): the thread's column is described once (b_col), each
+// BK-slice once (b_slice: its base address, one filter tap), and element kk of the slice is base + kk * b_kstride.
+template <class P, bool kStaged>
+struct BColOf {
+  struct type {};
+};
+template <class P>
+struct BColOf<P, true> {
+  using type = typename P::BCol;
+};
+template <class P, class = void>
+struct is_staged_b : std::false_type {};
+template <class P>
+struct is_staged_b<P, std::void_t<decltype(P::kStagedB)>> : std::bool_constant<P::kStagedB> {};
+
 // ws == nullptr: C is stored through p.store. Otherwise slice z = blockIdx.z writes its partial tile to
 // ws[(z * M + m) * N + n] and splitk_finish applies the epilogue.
 template <class T, class C, class P>
@@ -70,6 +85,13 @@ __global__ void __launch_bounds__(C::NT, C::MINB) igemm_kernel(const P p, int M,
   const int kbeg = blockIdx.z * kchunk, kend = min(K, kbeg + kchunk);
 
   T ra[A_PER], rb[B_PER];
+  constexpr bool kStaged = is_staged_b<P>::value;
+  static_assert(!kStaged || (P::kBContigN && std::is_same_v<T, float>), "staged B: float, columns fixed per thread");
+  const int my_n = n0 + tid % BN;  // staged: the one column this thread loads
+  typename BColOf<P, kStaged>::type bcol{};
+  if constexpr (kStaged) {
+    if (my_n < N) bcol = p.b_col(my_n);
+  }
   // Which element of the A and B slices load j of this thread fetches. Consecutive threads take adjacent
   // memory; the coordinate along the contiguous direction does not depend on j, so whatever the problem derives
   // from it (an image position, say) is computed once per thread, outside the K loop.
@@ -89,12 +111,23 @@ __global__ void __launch_bounds__(C::NT, C::MINB) igemm_kernel(const P p, int M,
       const int m = m0 + mm, k = k0 + kk;
       ra[j] = (m < M && k < kend) ? p.a(m, k) : T(0);
     }
+    if constexpr (kStaged) {
+      bool sok = my_n < N;
+      const T* base = nullptr;
+      if (sok) base = p.b_slice(bcol, k0, sok);
 #pragma unroll
-    for (int j = 0; j < B_PER; ++j) {
-      int kk, nn;
-      b_coord(j, kk, nn);
-      const int n = n0 + nn, k = k0 + kk;
-      rb[j] = (n < N && k < kend) ? p.b(k, n) : T(0);
+      for (int j = 0; j < B_PER; ++j) {
+        const int kk = tid / BN + j * (NT / BN);
+        rb[j] = sok && k0 + kk < kend ? base[kk * p.b_kstride] : T(0);
+      }
+    } else {
+#pragma unroll
+      for (int j = 0; j < B_PER; ++j) {
+        int kk, nn;
+        b_coord(j, kk, nn);
+        const int n = n0 + nn, k = k0 + kk;
+        rb[j] = (n < N && k < kend) ? p.b(k, n) : T(0);
+      }
     }
   };
   auto stash = [&](int buf) {

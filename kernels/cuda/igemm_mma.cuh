@@ -21,18 +21,6 @@
 //   struct BCol;  __device__ BCol b_col(int n) const;                 once per thread (its column n is fixed)
 //   __device__ const float* b_slice(const BCol&, int k0, bool& ok) const;   once per BK-slice (one filter tap)
 //   int b_kstride;                                                    element kk of the slice: base + kk * b_kstride
-template <class P, bool kStaged>
-struct BColOf {
-  struct type {};
-};
-template <class P>
-struct BColOf<P, true> {
-  using type = typename P::BCol;
-};
-template <class P, class = void>
-struct is_staged_b : std::false_type {};
-template <class P>
-struct is_staged_b<P, std::void_t<decltype(P::kStagedB)>> : std::bool_constant<P::kStagedB> {};
 #pragma once
 #include <cstdint>
 
