@@ -112,15 +112,48 @@ struct BwdData {
 
 // With gb, the GEMM has one column more (n = NCOL): B(k, NCOL) = 1, so that column of C is the bias gradient
 // (the sum of gy over images and positions), finished and stored with the weights: no separate reduction.
+// Loaded "staged along K" (igemm.cuh): a position k is decomposed once per slice (k_pos), a column n once per
+// thread (n_col), so an element costs an add and a bounds check.
 template <class T>
 struct BwdWeight {
-  static constexpr bool kAContigK = true, kBContigN = false, kConv = true;
+  static constexpr bool kAContigK = true, kBContigN = false, kConv = true, kStagedK = true;
   const T* x;
   const T* gy;
   T* gw;
   int C, H, W, Co, OHW, NCOL, stride, pad;
   FastDiv d_ohw, d_ow, d_kk, d_ks;
   T* gb;
+  struct KPos {
+    const T* gy_at;  // gy[img, 0, oh, ow]
+    const T* x_at;   // x[img, 0, ih0, iw0] (an address only: may lie outside x)
+    int ih0, iw0;    // the window's corner in x
+  };
+  __device__ KPos k_pos(int k) const {
+    uint32_t img, r, oh, ow;
+    d_ohw.divmod(uint32_t(k), img, r);
+    d_ow.divmod(r, oh, ow);
+    const int ih0 = int(oh) * stride - pad, iw0 = int(ow) * stride - pad;
+    return {gy + int64_t(img) * Co * OHW + r, x + int64_t(img) * C * H * W + (ih0 * W + iw0), ih0, iw0};
+  }
+  __device__ const T* a_at(const KPos& kp, int m) const { return kp.gy_at + m * OHW; }
+  struct NCol {
+    int off, kh, kw;  // off = ci H W + kh W + kw; off < 0: the bias column
+  };
+  __device__ NCol n_col(int n) const {
+    if (n >= NCOL) return {-1, 0, 0};
+    uint32_t ci, rr, kh, kw;
+    d_kk.divmod(uint32_t(n), ci, rr);
+    d_ks.divmod(rr, kh, kw);
+    return {(int(ci) * H + int(kh)) * W + int(kw), int(kh), int(kw)};
+  }
+  __device__ const T* b_at(const KPos& kp, const NCol& c, bool& ok) const {
+    if (c.off < 0) {
+      ok = true;
+      return one_ptr<T>();
+    }
+    ok = unsigned(kp.ih0 + c.kh) < unsigned(H) && unsigned(kp.iw0 + c.kw) < unsigned(W);
+    return kp.x_at + c.off;
+  }
   __device__ const T* a_src(int m, int k, bool& ok) const {  // gy[img, co = m, r] with k = (img, r)
     uint32_t img, r;
     d_ohw.divmod(k, img, r);

@@ -63,6 +63,28 @@ template <class P>
 struct BColOf<P, true> {
   using type = typename P::BCol;
 };
+// Staged K (kStagedK = true, with kAContigK and !kBContigN: the weight gradient, K = image positions): a thread
+// loads one k per slice (kk = tid % BK) for all its A rows and B columns, so the position is decomposed once per
+// slice (k_pos), each B column once per thread (n_col), and an element is an add and a bounds check:
+//   struct KPos;  __device__ KPos k_pos(int k) const;
+//   __device__ const T* a_at(const KPos&, int m) const;                    address of A(m, k)
+//   struct NCol;  __device__ NCol n_col(int n) const;
+//   __device__ const T* b_at(const KPos&, const NCol&, bool& ok) const;    address of B(k, n); ok = false: zero
+template <class P, class = void>
+struct is_staged_k : std::false_type {};
+template <class P>
+struct is_staged_k<P, std::void_t<decltype(P::kStagedK)>> : std::bool_constant<P::kStagedK> {};
+template <class P, bool kStaged>
+struct KTypes {
+  struct KPos {};
+  struct NCol {};
+};
+template <class P>
+struct KTypes<P, true> {
+  using KPos = typename P::KPos;
+  using NCol = typename P::NCol;
+};
+
 template <class P, class = void>
 struct is_staged_b : std::false_type {};
 template <class P>
@@ -92,6 +114,17 @@ __global__ void __launch_bounds__(C::NT, C::MINB) igemm_kernel(const P p, int M,
   if constexpr (kStaged) {
     if (my_n < N) bcol = p.b_col(my_n);
   }
+  constexpr bool kStagedK = is_staged_k<P>::value;
+  static_assert(!kStagedK || (P::kAContigK && !P::kBContigN), "staged K: one k per thread and slice");
+  using NColT = typename KTypes<P, kStagedK>::NCol;
+  NColT ncol[kStagedK ? B_PER : 1];
+  if constexpr (kStagedK) {
+#pragma unroll
+    for (int j = 0; j < B_PER; ++j) {
+      const int n = n0 + tid / BK + j * (NT / BK);
+      if (n < N) ncol[j] = p.n_col(n);
+    }
+  }
   // Which element of the A and B slices load j of this thread fetches. Consecutive threads take adjacent
   // memory; the coordinate along the contiguous direction does not depend on j, so whatever the problem derives
   // from it (an image position, say) is computed once per thread, outside the K loop.
@@ -104,6 +137,26 @@ __global__ void __launch_bounds__(C::NT, C::MINB) igemm_kernel(const P p, int M,
     else { nn = tid / BK + j * (NT / BK); kk = tid % BK; }
   };
   auto fetch = [&](int k0) {
+    if constexpr (kStagedK) {
+      const int k = k0 + tid % BK;
+      const bool kok = k < kend;
+      typename KTypes<P, true>::KPos kp{};
+      if (kok) kp = p.k_pos(k);
+#pragma unroll
+      for (int j = 0; j < A_PER; ++j) {
+        const int m = m0 + tid / BK + j * (NT / BK);
+        ra[j] = kok && m < M ? *p.a_at(kp, m) : T(0);
+      }
+#pragma unroll
+      for (int j = 0; j < B_PER; ++j) {
+        const int n = n0 + tid / BK + j * (NT / BK);
+        bool ok = kok && n < N;
+        const T* src = nullptr;
+        if (ok) src = p.b_at(kp, ncol[j], ok);
+        rb[j] = ok ? *src : T(0);
+      }
+      return;
+    }
 #pragma unroll
     for (int j = 0; j < A_PER; ++j) {
       int mm, kk;

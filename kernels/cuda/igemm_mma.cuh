@@ -92,12 +92,44 @@ __global__ void __launch_bounds__(C::NT, C::MINB) igemm_mma_kernel(const P p, in
   if constexpr (kStaged) {
     if (my_n < N) bcol = p.b_col(my_n);
   }
+  constexpr bool kStagedK = is_staged_k<P>::value;
+  static_assert(!kStagedK || (P::kAContigK && !P::kBContigN), "staged K: one k per thread and slice");
+  using NColT = typename KTypes<P, kStagedK>::NCol;
+  NColT ncol[kStagedK ? B_PER : 1];
+  if constexpr (kStagedK) {
+#pragma unroll
+    for (int j = 0; j < B_PER; ++j) {
+      const int n = n0 + tid / BK + j * (NT / BK);
+      if (n < N) ncol[j] = p.n_col(n);
+    }
+  }
 
   // Same element -> thread mapping as igemm_kernel: consecutive threads take adjacent memory.
   auto issue = [&](int step, int buf) {
     const int k0 = kbeg + step * BK;
     float* as = smem + buf * C::STAGE_FLOATS;
     float* bs = as + BK * LDA;
+    if constexpr (kStagedK) {
+      const int kk = tid % BK, k = k0 + kk;
+      const bool kok = k < kend;
+      typename KTypes<P, true>::KPos kp{};
+      if (kok) kp = p.k_pos(k);
+#pragma unroll
+      for (int j = 0; j < A_PER; ++j) {
+        const int mm = tid / BK + j * (NT / BK), m = m0 + mm;
+        const bool ok = kok && m < M;
+        cp_async4(&as[kk * LDA + mm], ok ? p.a_at(kp, m) : safe, ok);
+      }
+#pragma unroll
+      for (int j = 0; j < B_PER; ++j) {
+        const int nn = tid / BK + j * (NT / BK), n = n0 + nn;
+        bool ok = kok && n < N;
+        const float* src = safe;
+        if (ok) src = p.b_at(kp, ncol[j], ok);
+        cp_async4(&bs[kk * LDB + nn], ok ? src : safe, ok);
+      }
+      return;
+    }
 #pragma unroll
     for (int j = 0; j < A_PER; ++j) {
       int mm, kk;
