@@ -149,7 +149,10 @@ TEST_CASE("conv2d passes the op harness", "[layers]") {
       {1, 2, 4, 4, 2, 5, 1, 1, true},   // kernel wider than the input, fits the padding
   };
   for (const auto& c : cfgs) {
-    std::vector<Tensor> in = {randn({c.n, c.cin, c.h, c.w}, g), randn({c.cout, c.cin, c.k, c.k}, g)};
+    std::vector<Tensor> in;
+    in.reserve(3);
+    in.push_back(randn({c.n, c.cin, c.h, c.w}, g));
+    in.push_back(randn({c.cout, c.cin, c.k, c.k}, g));
     if (c.bias) in.push_back(randn({c.cout}, g));
     const int s = c.s, p = c.p;
     std::string name = "conv2d N" + std::to_string(c.n) + " " + std::to_string(c.cin) + "->" +

@@ -119,15 +119,17 @@ __global__ void __launch_bounds__(128) direct_conv_kernel(const float* __restric
 // Test hook (sl::cuda::debug_force_conv_direct): -1 the choice below, 0 off, 1..5 the blocks of kBlocks.
 inline int g_forced = -1;
 
-// SPLITLEAK_CONV_DIRECT=0 turns the direct path off (every conv through the implicit GEMM), for A/B runs.
-inline bool enabled() {
-  if (g_forced >= 0) return g_forced > 0;
-  static const bool on = [] {
+// SPLITLEAK_CONV_DIRECT=0 turns the direct path off (every conv through the implicit GEMM), 1..5 forces a block
+// of kBlocks wherever the kernel applies: for A/B runs. The test hook takes precedence.
+inline int mode() {
+  if (g_forced >= 0) return g_forced;
+  static const int env = [] {
     const char* v = std::getenv("SPLITLEAK_CONV_DIRECT");
-    return !(v && v[0] == '0');
+    return v && v[0] >= '0' && v[0] <= '5' && v[1] == 0 ? v[0] - '0' : -1;
   }();
-  return on;
+  return env;
 }
+inline bool enabled() { return mode() != 0; }
 
 // The register block: COT output channels x TH output rows per thread.
 struct Block {
@@ -141,7 +143,7 @@ inline int64_t threads_of(const Shape& s, const Block& b) {
 // The largest block that still gives every SM about 12 warps; {0, 0} when even the smallest leaves the GPU
 // mostly idle (small batches: the implicit GEMM with split-K does better there).
 inline Block choose(const Shape& s, int sms) {
-  if (g_forced > 0) return kBlocks[g_forced - 1];
+  if (mode() > 0) return kBlocks[mode() - 1];
   const int64_t want = int64_t(sms) * 128 * 3;
   const Block order[] = {{8, 8}, {8, 4}, {4, 4}, {4, 1}};
   const Block* pick = nullptr;

@@ -155,31 +155,31 @@ __global__ void __launch_bounds__(C::NT, C::MINB) igemm_kernel(const P p, int M,
         if (ok) src = p.b_at(kp, ncol[j], ok);
         rb[j] = ok ? *src : T(0);
       }
-      return;
-    }
-#pragma unroll
-    for (int j = 0; j < A_PER; ++j) {
-      int mm, kk;
-      a_coord(j, mm, kk);
-      const int m = m0 + mm, k = k0 + kk;
-      ra[j] = (m < M && k < kend) ? p.a(m, k) : T(0);
-    }
-    if constexpr (kStaged) {
-      bool sok = my_n < N;
-      const T* base = nullptr;
-      if (sok) base = p.b_slice(bcol, k0, sok);
-#pragma unroll
-      for (int j = 0; j < B_PER; ++j) {
-        const int kk = tid / BN + j * (NT / BN);
-        rb[j] = sok && k0 + kk < kend ? base[kk * p.b_kstride] : T(0);
-      }
     } else {
 #pragma unroll
-      for (int j = 0; j < B_PER; ++j) {
-        int kk, nn;
-        b_coord(j, kk, nn);
-        const int n = n0 + nn, k = k0 + kk;
-        rb[j] = (n < N && k < kend) ? p.b(k, n) : T(0);
+      for (int j = 0; j < A_PER; ++j) {
+        int mm, kk;
+        a_coord(j, mm, kk);
+        const int m = m0 + mm, k = k0 + kk;
+        ra[j] = (m < M && k < kend) ? p.a(m, k) : T(0);
+      }
+      if constexpr (kStaged) {
+        bool sok = my_n < N;
+        const T* base = nullptr;
+        if (sok) base = p.b_slice(bcol, k0, sok);
+#pragma unroll
+        for (int j = 0; j < B_PER; ++j) {
+          const int kk = tid / BN + j * (NT / BN);
+          rb[j] = sok && k0 + kk < kend ? base[kk * p.b_kstride] : T(0);
+        }
+      } else {
+#pragma unroll
+        for (int j = 0; j < B_PER; ++j) {
+          int kk, nn;
+          b_coord(j, kk, nn);
+          const int n = n0 + nn, k = k0 + kk;
+          rb[j] = (n < N && k < kend) ? p.b(k, n) : T(0);
+        }
       }
     }
   };

@@ -128,40 +128,40 @@ __global__ void __launch_bounds__(C::NT, C::MINB) igemm_mma_kernel(const P p, in
         if (ok) src = p.b_at(kp, ncol[j], ok);
         cp_async4(&bs[kk * LDB + nn], ok ? src : safe, ok);
       }
-      return;
-    }
-#pragma unroll
-    for (int j = 0; j < A_PER; ++j) {
-      int mm, kk;
-      if constexpr (P::kAContigK) { mm = tid / BK + j * (NT / BK); kk = tid % BK; }
-      else { kk = tid / BM + j * (NT / BM); mm = tid % BM; }
-      const int m = m0 + mm, k = k0 + kk;
-      bool ok = m < M && k < kend;
-      const float* src = safe;
-      if (ok) src = p.a_src(m, k, ok);
-      cp_async4(&as[kk * LDA + mm], src, ok);
-    }
-    if constexpr (kStaged) {
-      bool sok = my_n < N;
-      const float* base = safe;
-      if (sok) base = p.b_slice(bcol, k0, sok);
-#pragma unroll
-      for (int j = 0; j < B_PER; ++j) {
-        const int kk = tid / BN + j * (NT / BN), nn = tid % BN;
-        const bool ok = sok && k0 + kk < kend;
-        cp_async4(&bs[kk * LDB + nn], ok ? base + kk * p.b_kstride : safe, ok);
-      }
     } else {
 #pragma unroll
-      for (int j = 0; j < B_PER; ++j) {
-        int kk, nn;
-        if constexpr (P::kBContigN) { kk = tid / BN + j * (NT / BN); nn = tid % BN; }
-        else { nn = tid / BK + j * (NT / BK); kk = tid % BK; }
-        const int n = n0 + nn, k = k0 + kk;
-        bool ok = n < N && k < kend;
+      for (int j = 0; j < A_PER; ++j) {
+        int mm, kk;
+        if constexpr (P::kAContigK) { mm = tid / BK + j * (NT / BK); kk = tid % BK; }
+        else { kk = tid / BM + j * (NT / BM); mm = tid % BM; }
+        const int m = m0 + mm, k = k0 + kk;
+        bool ok = m < M && k < kend;
         const float* src = safe;
-        if (ok) src = p.b_src(k, n, ok);
-        cp_async4(&bs[kk * LDB + nn], src, ok);
+        if (ok) src = p.a_src(m, k, ok);
+        cp_async4(&as[kk * LDA + mm], src, ok);
+      }
+      if constexpr (kStaged) {
+        bool sok = my_n < N;
+        const float* base = safe;
+        if (sok) base = p.b_slice(bcol, k0, sok);
+#pragma unroll
+        for (int j = 0; j < B_PER; ++j) {
+          const int kk = tid / BN + j * (NT / BN), nn = tid % BN;
+          const bool ok = sok && k0 + kk < kend;
+          cp_async4(&bs[kk * LDB + nn], ok ? base + kk * p.b_kstride : safe, ok);
+        }
+      } else {
+#pragma unroll
+        for (int j = 0; j < B_PER; ++j) {
+          int kk, nn;
+          if constexpr (P::kBContigN) { kk = tid / BN + j * (NT / BN); nn = tid % BN; }
+          else { nn = tid / BK + j * (NT / BK); kk = tid % BK; }
+          const int n = n0 + nn, k = k0 + kk;
+          bool ok = n < N && k < kend;
+          const float* src = safe;
+          if (ok) src = p.b_src(k, n, ok);
+          cp_async4(&bs[kk * LDB + nn], src, ok);
+        }
       }
     }
   };
