@@ -142,9 +142,18 @@ inline int64_t threads_of(const Shape& s, const Block& b) {
 }
 // The largest block that still gives every SM about 12 warps; {0, 0} when even the smallest leaves the GPU
 // mostly idle (small batches: the implicit GEMM with split-K does better there).
+// SPLITLEAK_CONV_DIRECT_WARPS: the warps per SM the choice aims at (default 12), for tuning runs.
+inline int target_warps() {
+  static const int w = [] {
+    const char* v = std::getenv("SPLITLEAK_CONV_DIRECT_WARPS");
+    const int x = v ? std::atoi(v) : 0;
+    return x > 0 && x <= 64 ? x : 12;
+  }();
+  return w;
+}
 inline Block choose(const Shape& s, int sms) {
   if (mode() > 0) return kBlocks[mode() - 1];
-  const int64_t want = int64_t(sms) * 128 * 3;
+  const int64_t want = int64_t(sms) * 32 * target_warps();
   const Block order[] = {{8, 8}, {8, 4}, {4, 4}, {4, 1}};
   const Block* pick = nullptr;
   if (s.Cout <= 2) {
