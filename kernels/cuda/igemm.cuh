@@ -22,7 +22,9 @@
 #pragma once
 #include <algorithm>
 #include <climits>
+#include <cstdio>
 #include <cstdlib>
+#include <utility>
 #include <string>
 #include <type_traits>
 
@@ -305,8 +307,9 @@ using Thin = Cfg<32, 128, 8, 4, 8, 4>;      // 128   M <= 32 (small channel coun
 using Narrow = Cfg<64, 32, 8, 4, 4, 4>;     // 128   N <= 32 (weight gradients of thin layers)
 using Big16 = Cfg<128, 128, 16, 8, 8, 2>;   // 256   Big with twice the K per step (half the barriers)
 using Wide16 = Cfg<64, 128, 16, 8, 8, 2>;   // 128
+using Long = Cfg<64, 256, 8, 8, 8, 2>;      // 256   M around 64 with Big's 8x8 thread tile (conv12's 64 channels)
 using SmallF64 = Cfg<64, 64, 8, 4, 4, 2>;   // the float64 path (Small's tile)
-constexpr int kNumCfgs = 7, kSmallCfg = 2;
+constexpr int kNumCfgs = 8, kSmallCfg = 2;
 static_assert(kNumCfgs == kGemmConfigs, "kernels/cuda/cuda.h lists as many configurations");
 
 struct Plan {
@@ -317,6 +320,19 @@ struct Plan {
 
 // Test hook (sl::cuda::debug_force_gemm_plan): a forced configuration / split factor for the float path.
 inline int g_forced_cfg = -1, g_forced_slices = 0;
+// SPLITLEAK_GEMM_PLAN="cfg[,slices]" forces the same for every float GEMM of the process (tuning runs).
+inline void env_plan(int& cfg, int& slices) {
+  static const std::pair<int, int> forced = [] {
+    const char* v = std::getenv("SPLITLEAK_GEMM_PLAN");
+    int c = -1, sl = 0;
+    if (v && std::sscanf(v, "%d,%d", &c, &sl) < 1) c = -1;
+    return std::pair<int, int>{c >= 0 && c < kNumCfgs ? c : -1, sl > 0 ? sl : 0};
+  }();
+  if (forced.first >= 0) {
+    cfg = forced.first;
+    slices = forced.second;
+  }
+}
 
 struct CfgInfo {
   int bm, bn, bk;
@@ -325,7 +341,8 @@ struct CfgInfo {
 };
 inline constexpr CfgInfo kCfgs[kNumCfgs] = {
     {128, 128, 8, 3.2, 256, 2}, {64, 128, 8, 2.3, 128, 3},   {64, 64, 8, 2.36, 256, 4},  {32, 128, 8, 1.8, 128, 4},
-    {64, 32, 8, 2.2, 128, 4},   {128, 128, 16, 3.25, 256, 2}, {64, 128, 16, 2.3, 128, 2}};
+    {64, 32, 8, 2.2, 128, 4},   {128, 128, 16, 3.25, 256, 2}, {64, 128, 16, 2.3, 128, 2},
+    {64, 256, 8, 3.0, 256, 2}};
 
 // An SM reaches its rate only with enough warps to hide latency (~16, i.e. 512 threads); fewer resident
 // threads run proportionally slower. Relative to the occupancy at which the rate was measured.
@@ -419,8 +436,9 @@ void run(const P& p, int M, int N, int K, const Tensor& on, const char* name) {
     if (mine != MatmulPrecision::fp32 && K > 0)
       return run_mma(p, M, N, K, on, name, mine == MatmulPrecision::tf32x3 ? 3 : 1);
   }
-  const int only = f32 ? g_forced_cfg : kSmallCfg;
-  const Plan pl = plan(M, N, K, cuda_rt::sm_count(on.device()), only, g_forced_slices);
+  int only = f32 ? g_forced_cfg : kSmallCfg, force_slices = g_forced_slices;
+  if (f32 && only < 0) env_plan(only, force_slices);
+  const Plan pl = plan(M, N, K, cuda_rt::sm_count(on.device()), only, force_slices);
   if constexpr (f32) {
     switch (pl.cfg) {
       case 0: return launch_cfg<T, Big>(p, M, N, K, pl, on, s, name);
@@ -429,6 +447,7 @@ void run(const P& p, int M, int N, int K, const Tensor& on, const char* name) {
       case 4: return launch_cfg<T, Narrow>(p, M, N, K, pl, on, s, name);
       case 5: return launch_cfg<T, Big16>(p, M, N, K, pl, on, s, name);
       case 6: return launch_cfg<T, Wide16>(p, M, N, K, pl, on, s, name);
+      case 7: return launch_cfg<T, Long>(p, M, N, K, pl, on, s, name);
       default: return launch_cfg<T, Small>(p, M, N, K, pl, on, s, name);
     }
   } else {
