@@ -131,14 +131,14 @@ Tensor mean_sq(const Tensor& x0) {
   });
 }
 
-Tensor mse_loss(const Tensor& a0, const Tensor& b0) {
+Tensor mse_loss(const Tensor& a0, const Tensor& b0, double weight) {
   check_pair(a0, b0, "mse_loss");
   Tensor a = a0.contiguous(), b = b0.contiguous(), y = scalar_like(a);
-  kern::mse_forward(a, b, y);
+  kern::mse_forward(a, b, y, weight);
   bool gb = b0.requires_grad();
-  return record("mse_loss", {a0, b0}, y, [a, b, gb](const Tensor& g) {
+  return record("mse_loss", {a0, b0}, y, [a, b, gb, weight](const Tensor& g) {
     Tensor da = empty_like(a), db;
-    kern::mse_backward(a, b, g, da);
+    kern::mse_backward(a, b, g, da, weight);
     if (gb) { db = empty_like(a); kern::scale(da, -1.0, db); }
     return std::vector<Tensor>{da, db};
   });
@@ -173,16 +173,16 @@ Tensor softmax(const Tensor& x0) {
   });
 }
 
-Tensor tv_loss(const Tensor& x0, double beta, double eps) {
+Tensor tv_loss(const Tensor& x0, double beta, double eps, double weight) {
   check_float(x0, "tv_loss");
   SL_CHECK(x0.dim() == 4, ShapeError, "tv_loss: needs an image batch [N, C, H, W], got ", x0.shape().str());
   SL_CHECK(beta > 0 && eps >= 0, ValueError, "tv_loss: needs beta > 0 and eps >= 0, got beta ", beta, ", eps ", eps);
   SL_CHECK(beta >= 2 || eps > 0, ValueError, "tv_loss: beta ", beta, " < 2 needs a smoothing eps > 0");
   Tensor x = x0.contiguous(), y = scalar_like(x);
-  kern::tv_forward(x, beta, eps, y);
-  return record("tv_loss", {x0}, y, [x, beta, eps](const Tensor& g) {
+  kern::tv_forward(x, beta, eps, y, weight);
+  return record("tv_loss", {x0}, y, [x, beta, eps, weight](const Tensor& g) {
     Tensor d = empty_like(x);
-    kern::tv_backward(x, beta, eps, g, d);
+    kern::tv_backward(x, beta, eps, g, d, weight);
     return std::vector<Tensor>{d};
   });
 }

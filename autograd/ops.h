@@ -30,10 +30,11 @@ Tensor mean(const Tensor& x);      // 0-d
 Tensor mean_sq(const Tensor& x);   // mean(x^2), 0-d
 
 // ---- losses (0-d results) -----------------------------------------------------
-Tensor mse_loss(const Tensor& a, const Tensor& b);                 // mean((a - b)^2)
+Tensor mse_loss(const Tensor& a, const Tensor& b, double weight = 1.0);  // weight * mean((a - b)^2)
 Tensor cross_entropy(const Tensor& logits, const Tensor& labels);  // logits [N,C], labels int32 [N]
 Tensor softmax(const Tensor& x);                                   // rows of [N, C]
-Tensor tv_loss(const Tensor& x, double beta = 2.0, double eps = 1e-8);  // see kern::tv_forward
+// weight * TV(x), see kern::tv_forward
+Tensor tv_loss(const Tensor& x, double beta = 2.0, double eps = 1e-8, double weight = 1.0);
 
 // ---- layers -------------------------------------------------------------------
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b, bool relu = false);  // b may be undefined

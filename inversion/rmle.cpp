@@ -18,25 +18,25 @@ TargetKind target_kind(const std::string& name) {
 }
 
 Tensor rmle_objective(Module& f1, const Tensor& x, const Observed& observed, const RmleOptions& o) {
-  // Every term below is a mean over the whole batch; times N it becomes the sum of per-image means.
+  // N (fit + tv λ TV + λ2 mean(x²)): every term is a mean over the whole batch, so times N it is the sum of the
+  // per-image objectives. The factors go into the loss kernels (their weight argument): no scalar kernels.
   const double n = double(x.size(0));
   Tensor out = f1(x);
-  Tensor fit;
+  Tensor total;
   switch (observed.kind) {
     case TargetKind::feature:
-      fit = mse_loss(out, observed.v);
+      total = mse_loss(out, observed.v, n);
       break;
     case TargetKind::prob:
-      fit = mse_loss(softmax(out), observed.v);
+      total = mse_loss(softmax(out), observed.v, n);
       break;
     case TargetKind::label:
-      fit = cross_entropy(out, observed.v);
+      total = n * cross_entropy(out, observed.v);
       break;  // mean over N of -log p_c
   }
-  Tensor total = fit;
-  if (o.tv > 0) total = total + o.tv * tv_loss(x, o.tv_beta, o.tv_eps);  // already per image / N
-  if (o.l2 > 0) total = total + o.l2 * mean_sq(x);
-  return n * total;
+  if (o.tv > 0) total = total + tv_loss(x, o.tv_beta, o.tv_eps, n * o.tv);  // TV is already per image / N
+  if (o.l2 > 0) total = total + (n * o.l2) * mean_sq(x);
+  return total;
 }
 
 namespace {

@@ -61,14 +61,22 @@ void fill_from_scalar(const Tensor& s, double factor, Tensor& out) { SL_ROUTE(s.
 void mean_sq_forward(const Tensor& x, Tensor& out) { SL_ROUTE(x.device(), mean_sq_forward, x, out); }
 void mean_sq_backward(const Tensor& x, const Tensor& gout, Tensor& gx) { SL_ROUTE(x.device(), mean_sq_backward, x, gout, gx); }
 void argmax_rows(const Tensor& x, Tensor& idx) { SL_ROUTE(x.device(), argmax_rows, x, idx); }
-void mse_forward(const Tensor& a, const Tensor& b, Tensor& out) { SL_ROUTE(a.device(), mse_forward, a, b, out); }
-void mse_backward(const Tensor& a, const Tensor& b, const Tensor& gout, Tensor& ga) { SL_ROUTE(a.device(), mse_backward, a, b, gout, ga); }
+void mse_forward(const Tensor& a, const Tensor& b, Tensor& out, double weight) {
+  SL_ROUTE(a.device(), mse_forward, a, b, out, weight);
+}
+void mse_backward(const Tensor& a, const Tensor& b, const Tensor& gout, Tensor& ga, double weight) {
+  SL_ROUTE(a.device(), mse_backward, a, b, gout, ga, weight);
+}
 void cross_entropy_forward(const Tensor& logits, const Tensor& labels, Tensor& loss, Tensor& probs) { SL_ROUTE(logits.device(), cross_entropy_forward, logits, labels, loss, probs); }
 void cross_entropy_backward(const Tensor& probs, const Tensor& labels, const Tensor& gout, Tensor& glogits) { SL_ROUTE(probs.device(), cross_entropy_backward, probs, labels, gout, glogits); }
 void softmax_forward(const Tensor& x, Tensor& y) { SL_ROUTE(x.device(), softmax_forward, x, y); }
 void softmax_backward(const Tensor& y, const Tensor& gy, Tensor& gx) { SL_ROUTE(y.device(), softmax_backward, y, gy, gx); }
-void tv_forward(const Tensor& x, double beta, double eps, Tensor& out) { SL_ROUTE(x.device(), tv_forward, x, beta, eps, out); }
-void tv_backward(const Tensor& x, double beta, double eps, const Tensor& gout, Tensor& gx) { SL_ROUTE(x.device(), tv_backward, x, beta, eps, gout, gx); }
+void tv_forward(const Tensor& x, double beta, double eps, Tensor& out, double weight) {
+  SL_ROUTE(x.device(), tv_forward, x, beta, eps, out, weight);
+}
+void tv_backward(const Tensor& x, double beta, double eps, const Tensor& gout, Tensor& gx, double weight) {
+  SL_ROUTE(x.device(), tv_backward, x, beta, eps, gout, gx, weight);
+}
 void gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor& c, double alpha, double beta) { SL_ROUTE(a.device(), gemm, a, trans_a, b, trans_b, c, alpha, beta); }
 void linear_forward(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, bool relu) {
   SL_ROUTE(x.device(), linear_forward, x, w, b, y, relu);

@@ -88,6 +88,15 @@ TEST_CASE("elementwise ops, reductions and losses pass the op harness", "[ops]")
                        for (size_t i = 0; i < a.size(); ++i) t += (a[i] - b[i]) * (a[i] - b[i]);
                        return scalar_ref(t / double(a.size()));
                      }});
+    // the weight argument (a loss scale folded into the kernels)
+    cases.push_back({"mse_loss weight -2.5 " + sn, {randn(s, g), randn(s, g)},
+                     [](auto& in) { return mse_loss(in[0], in[1], -2.5); },
+                     [](auto& in) {
+                       auto a = in[0].to_vector(), b = in[1].to_vector();
+                       double t = 0;
+                       for (size_t i = 0; i < a.size(); ++i) t += (a[i] - b[i]) * (a[i] - b[i]);
+                       return scalar_ref(-2.5 * t / double(a.size()));
+                     }});
     cases.push_back({"reshape+flatten " + sn, {randn(s, g)},
                      [](auto& in) { return flatten(reshape(in[0], Shape{-1, 1}), 0); },
                      [](auto& in) { return in[0].reshape(Shape{-1}); }});
@@ -123,6 +132,9 @@ TEST_CASE("elementwise ops, reductions and losses pass the op harness", "[ops]")
       cases.push_back({"tv_loss beta " + std::to_string(beta) + " " + s.str(), {randn(s, g)},
                        [beta](auto& in) { return tv_loss(in[0], beta, 1e-3); },
                        [beta](auto& in) { return scalar_ref(tv_ref(in[0], beta, 1e-3)); }});
+      cases.push_back({"tv_loss weight 7 beta " + std::to_string(beta) + " " + s.str(), {randn(s, g)},
+                       [beta](auto& in) { return tv_loss(in[0], beta, 1e-3, 7.0); },
+                       [beta](auto& in) { return scalar_ref(7.0 * tv_ref(in[0], beta, 1e-3)); }});
     }
   // Random ops: each call draws from a fresh generator with a fixed seed, so every run of the op (float64,
   // float32, finite differences, other backends) sees the same mask / noise.

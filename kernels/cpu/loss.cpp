@@ -11,7 +11,7 @@
 
 namespace sl::cpu {
 
-void mse_forward(const Tensor& a, const Tensor& b, Tensor& out) {
+void mse_forward(const Tensor& a, const Tensor& b, Tensor& out, double weight) {
   dispatch_float(a, "mse", [&](auto t) {
     using T = decltype(t);
     const T* pa = a.data<T>();
@@ -23,18 +23,18 @@ void mse_forward(const Tensor& a, const Tensor& b, Tensor& out) {
       double d = double(pa[i]) - double(pb[i]);
       s += d * d;
     }
-    out.data<T>()[0] = T(n ? s / double(n) : 0.0);
+    out.data<T>()[0] = T(n ? weight * s / double(n) : 0.0);
   });
 }
 
-void mse_backward(const Tensor& a, const Tensor& b, const Tensor& gout, Tensor& ga) {
+void mse_backward(const Tensor& a, const Tensor& b, const Tensor& gout, Tensor& ga, double weight) {
   dispatch_float(a, "mse_backward", [&](auto t) {
     using T = decltype(t);
     const T* pa = a.data<T>();
     const T* pb = b.data<T>();
     T* g = ga.data<T>();
     int64_t n = a.numel();
-    T k = T(2.0 * double(gout.data<T>()[0]) / double(n));
+    T k = T(2.0 * weight * double(gout.data<T>()[0]) / double(n));
 #pragma omp parallel for if (n > kParallelGrain) schedule(static)
     for (int64_t i = 0; i < n; ++i) g[i] = k * (pa[i] - pb[i]);
   });
@@ -148,21 +148,21 @@ double tv_sum(const T* x, int64_t planes, int64_t h, int64_t w, double beta, dou
 }
 }  // namespace
 
-void tv_forward(const Tensor& x, double beta, double eps, Tensor& out) {
+void tv_forward(const Tensor& x, double beta, double eps, Tensor& out, double weight) {
   dispatch_float(x, "tv_loss", [&](auto t) {
     using T = decltype(t);
     int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
-    out.data<T>()[0] = T(tv_sum(x.data<T>(), n * c, h, w, beta, eps, n, c));
+    out.data<T>()[0] = T(weight * tv_sum(x.data<T>(), n * c, h, w, beta, eps, n, c));
   });
 }
 
-void tv_backward(const Tensor& x, double beta, double eps, const Tensor& gout, Tensor& gx) {
+void tv_backward(const Tensor& x, double beta, double eps, const Tensor& gout, Tensor& gx, double weight) {
   dispatch_float(x, "tv_loss_backward", [&](auto t) {
     using T = decltype(t);
     int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
     const T* px = x.data<T>();
     T* pg = gx.data<T>();
-    double go = double(gout.data<T>()[0]) / double(n);
+    double go = weight * double(gout.data<T>()[0]) / double(n);
     double count_h = double(c * (h - 1) * w), count_w = double(c * h * (w - 1));
     bool squared = beta == 2.0;
 #pragma omp parallel for if (n * c * h * w > kParallelGrain) schedule(static)

@@ -68,12 +68,12 @@ unsigned row_blocks(int64_t rows) { return unsigned((rows + kRowWarps - 1) / kRo
 
 namespace {
 template <class T>
-void mse_forward_t(const Tensor& a, const Tensor& b, Tensor& out) {
+void mse_forward_t(const Tensor& a, const Tensor& b, Tensor& out, double weight) {
   const T* pa = a.data<T>();
   const T* pb = b.data<T>();
   T* o = out.data<T>();
   int64_t n = a.numel();
-  double inv = n ? 1.0 / double(n) : 0.0;
+  double inv = n ? weight / double(n) : 0.0;
   reduce_sum(a, n, "mse_forward",
              [=] __device__(int64_t i) {
                double d = double(pa[i]) - double(pb[i]);
@@ -83,14 +83,13 @@ void mse_forward_t(const Tensor& a, const Tensor& b, Tensor& out) {
 }
 
 template <class T>
-void mse_backward_t(const Tensor& a, const Tensor& b, const Tensor& gout, Tensor& ga) {
+void mse_backward_t(const Tensor& a, const Tensor& b, const Tensor& gout, Tensor& ga, double weight) {
   const T* pa = a.data<T>();
   const T* pb = b.data<T>();
   const T* go = gout.data<T>();
   T* g = ga.data<T>();
-  double n = double(a.numel());
-  for_each(a, a.numel(), "mse_backward",
-           [=] __device__(int64_t i) { g[i] = T(2.0 * double(go[0]) / n) * (pa[i] - pb[i]); });
+  const double k2 = 2.0 * weight / double(a.numel());
+  for_each(a, a.numel(), "mse_backward", [=] __device__(int64_t i) { g[i] = T(k2 * double(go[0])) * (pa[i] - pb[i]); });
 }
 
 template <class T>
@@ -142,13 +141,13 @@ void softmax_backward_t(const Tensor& y, const Tensor& gy, Tensor& gx) {
 }
 
 template <class T>
-void tv_forward_t(const Tensor& x, double beta, double eps, Tensor& out) {
+void tv_forward_t(const Tensor& x, double beta, double eps, Tensor& out, double weight) {
   const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3), hw = h * w;
   const T* px = x.data<T>();
   T* o = out.data<T>();
   const bool squared = beta == 2.0;
   const double inv_h = h > 1 ? 1.0 / double(c * (h - 1) * w) : 0.0, inv_w = w > 1 ? 1.0 / double(c * h * (w - 1)) : 0.0;
-  const double inv_n = 1.0 / double(n);
+  const double inv_n = weight / double(n);
   check_int32(x.numel(), "tv_forward");
   // 32-bit divisions by multiplication: a 64-bit division per element would dominate the kernel
   const FastDiv d_hw(uint32_t(std::max<int64_t>(hw, 1))), d_w(uint32_t(std::max<int64_t>(w, 1)));
@@ -168,7 +167,7 @@ void tv_forward_t(const Tensor& x, double beta, double eps, Tensor& out) {
 }
 
 template <class T>
-void tv_backward_t(const Tensor& x, double beta, double eps, const Tensor& gout, Tensor& gx) {
+void tv_backward_t(const Tensor& x, double beta, double eps, const Tensor& gout, Tensor& gx, double weight) {
   const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3), hw = h * w;
   const T* px = x.data<T>();
   const T* go = gout.data<T>();
@@ -178,7 +177,7 @@ void tv_backward_t(const Tensor& x, double beta, double eps, const Tensor& gout,
   check_int32(x.numel(), "tv_backward");
   const FastDiv d_hw(uint32_t(std::max<int64_t>(hw, 1))), d_w(uint32_t(std::max<int64_t>(w, 1)));
   for_each(x, x.numel(), "tv_backward", [=] __device__(int64_t i) {
-    const double g0 = double(go[0]) / double(n);
+    const double g0 = weight * double(go[0]) / double(n);
     uint32_t q, r, a, b;
     d_hw.divmod(uint32_t(i), q, r);
     d_w.divmod(r, a, b);
@@ -211,12 +210,12 @@ void tv_backward_t(const Tensor& x, double beta, double eps, const Tensor& gout,
 }
 }  // namespace
 
-void mse_forward(const Tensor& a, const Tensor& b, Tensor& out) {
-  SL_CUDA_DISPATCH(a, "mse", mse_forward_t, a, b, out);
+void mse_forward(const Tensor& a, const Tensor& b, Tensor& out, double weight) {
+  SL_CUDA_DISPATCH(a, "mse", mse_forward_t, a, b, out, weight);
 }
 
-void mse_backward(const Tensor& a, const Tensor& b, const Tensor& gout, Tensor& ga) {
-  SL_CUDA_DISPATCH(a, "mse_backward", mse_backward_t, a, b, gout, ga);
+void mse_backward(const Tensor& a, const Tensor& b, const Tensor& gout, Tensor& ga, double weight) {
+  SL_CUDA_DISPATCH(a, "mse_backward", mse_backward_t, a, b, gout, ga, weight);
 }
 
 
@@ -236,12 +235,12 @@ void softmax_backward(const Tensor& y, const Tensor& gy, Tensor& gx) {
   SL_CUDA_DISPATCH(y, "softmax_backward", softmax_backward_t, y, gy, gx);
 }
 
-void tv_forward(const Tensor& x, double beta, double eps, Tensor& out) {
-  SL_CUDA_DISPATCH(x, "tv_loss", tv_forward_t, x, beta, eps, out);
+void tv_forward(const Tensor& x, double beta, double eps, Tensor& out, double weight) {
+  SL_CUDA_DISPATCH(x, "tv_loss", tv_forward_t, x, beta, eps, out, weight);
 }
 
-void tv_backward(const Tensor& x, double beta, double eps, const Tensor& gout, Tensor& gx) {
-  SL_CUDA_DISPATCH(x, "tv_loss_backward", tv_backward_t, x, beta, eps, gout, gx);
+void tv_backward(const Tensor& x, double beta, double eps, const Tensor& gout, Tensor& gx, double weight) {
+  SL_CUDA_DISPATCH(x, "tv_loss_backward", tv_backward_t, x, beta, eps, gout, gx, weight);
 }
 
 }  // namespace sl::cuda
