@@ -92,6 +92,29 @@ struct is_staged_b : std::false_type {};
 template <class P>
 struct is_staged_b<P, std::void_t<decltype(P::kStagedB)>> : std::bool_constant<P::kStagedB> {};
 
+// A thread's staged-loader state, set up once before the K loop (both engines, the same element -> thread map):
+// its B column (staged B) or its B_PER columns (staged K).
+template <class P, int B_PER, int BK, int BN, int NT>
+struct StagedSetup {
+  static constexpr bool kB = is_staged_b<P>::value, kK = is_staged_k<P>::value;
+  static_assert(!kB || P::kBContigN, "staged B columns are fixed per thread");
+  static_assert(!kK || (P::kAContigK && !P::kBContigN), "staged K: one k per thread and slice");
+  typename BColOf<P, kB>::type bcol{};
+  typename KTypes<P, kK>::NCol ncol[kK ? B_PER : 1];
+  __device__ StagedSetup(const P& p, int tid, int n0, int N) {
+    if constexpr (kB) {
+      if (n0 + tid % BN < N) bcol = p.b_col(n0 + tid % BN);
+    }
+    if constexpr (kK) {
+#pragma unroll
+      for (int j = 0; j < B_PER; ++j) {
+        const int n = n0 + tid / BK + j * (NT / BK);
+        if (n < N) ncol[j] = p.n_col(n);
+      }
+    }
+  }
+};
+
 // ws == nullptr: C is stored through p.store. Otherwise slice z = blockIdx.z writes its partial tile to
 // ws[(z * M + m) * N + n] and splitk_finish applies the epilogue.
 template <class T, class C, class P>
@@ -109,24 +132,11 @@ __global__ void __launch_bounds__(C::NT, C::MINB) igemm_kernel(const P p, int M,
   const int kbeg = blockIdx.z * kchunk, kend = min(K, kbeg + kchunk);
 
   T ra[A_PER], rb[B_PER];
-  constexpr bool kStaged = is_staged_b<P>::value;
-  static_assert(!kStaged || (P::kBContigN && std::is_same_v<T, float>), "staged B: float, columns fixed per thread");
-  const int my_n = n0 + tid % BN;  // staged: the one column this thread loads
-  typename BColOf<P, kStaged>::type bcol{};
-  if constexpr (kStaged) {
-    if (my_n < N) bcol = p.b_col(my_n);
-  }
-  constexpr bool kStagedK = is_staged_k<P>::value;
-  static_assert(!kStagedK || (P::kAContigK && !P::kBContigN), "staged K: one k per thread and slice");
-  using NColT = typename KTypes<P, kStagedK>::NCol;
-  NColT ncol[kStagedK ? B_PER : 1];
-  if constexpr (kStagedK) {
-#pragma unroll
-    for (int j = 0; j < B_PER; ++j) {
-      const int n = n0 + tid / BK + j * (NT / BK);
-      if (n < N) ncol[j] = p.n_col(n);
-    }
-  }
+  using Staged = StagedSetup<P, B_PER, BK, BN, NT>;
+  constexpr bool kStaged = Staged::kB, kStagedK = Staged::kK;
+  static_assert(!kStaged || std::is_same_v<T, float>, "staged B: float only");
+  const int my_n = n0 + tid % BN;  // staged B: the one column this thread loads
+  const Staged st(p, tid, n0, N);
   // Which element of the A and B slices load j of this thread fetches. Consecutive threads take adjacent
   // memory; the coordinate along the contiguous direction does not depend on j, so whatever the problem derives
   // from it (an image position, say) is computed once per thread, outside the K loop.
@@ -154,7 +164,7 @@ __global__ void __launch_bounds__(C::NT, C::MINB) igemm_kernel(const P p, int M,
         const int n = n0 + tid / BK + j * (NT / BK);
         bool ok = kok && n < N;
         const T* src = nullptr;
-        if (ok) src = p.b_at(kp, ncol[j], ok);
+        if (ok) src = p.b_at(kp, st.ncol[j], ok);
         rb[j] = ok ? *src : T(0);
       }
     } else {
@@ -168,7 +178,7 @@ __global__ void __launch_bounds__(C::NT, C::MINB) igemm_kernel(const P p, int M,
       if constexpr (kStaged) {
         bool sok = my_n < N;
         const T* base = nullptr;
-        if (sok) base = p.b_slice(bcol, k0, sok);
+        if (sok) base = p.b_slice(st.bcol, k0, sok);
 #pragma unroll
         for (int j = 0; j < B_PER; ++j) {
           const int kk = tid / BN + j * (NT / BN);

@@ -85,24 +85,10 @@ __global__ void __launch_bounds__(C::NT, C::MINB) igemm_mma_kernel(const P p, in
 
   bool dummy;
   const float* safe = p.a_src(0, 0, dummy);  // a valid address for the zero-filled copies
-  constexpr bool kStaged = is_staged_b<P>::value;
-  static_assert(!kStaged || P::kBContigN, "staged B columns are fixed per thread");
-  const int my_n = n0 + tid % BN;  // staged: the one column this thread loads
-  typename BColOf<P, kStaged>::type bcol{};
-  if constexpr (kStaged) {
-    if (my_n < N) bcol = p.b_col(my_n);
-  }
-  constexpr bool kStagedK = is_staged_k<P>::value;
-  static_assert(!kStagedK || (P::kAContigK && !P::kBContigN), "staged K: one k per thread and slice");
-  using NColT = typename KTypes<P, kStagedK>::NCol;
-  NColT ncol[kStagedK ? B_PER : 1];
-  if constexpr (kStagedK) {
-#pragma unroll
-    for (int j = 0; j < B_PER; ++j) {
-      const int n = n0 + tid / BK + j * (NT / BK);
-      if (n < N) ncol[j] = p.n_col(n);
-    }
-  }
+  using Staged = StagedSetup<P, B_PER, BK, BN, NT>;
+  constexpr bool kStaged = Staged::kB, kStagedK = Staged::kK;
+  const int my_n = n0 + tid % BN;  // staged B: the one column this thread loads
+  const Staged st(p, tid, n0, N);
 
   // Same element -> thread mapping as igemm_kernel: consecutive threads take adjacent memory.
   auto issue = [&](int step, int buf) {
@@ -125,7 +111,7 @@ __global__ void __launch_bounds__(C::NT, C::MINB) igemm_mma_kernel(const P p, in
         const int nn = tid / BK + j * (NT / BK), n = n0 + nn;
         bool ok = kok && n < N;
         const float* src = safe;
-        if (ok) src = p.b_at(kp, ncol[j], ok);
+        if (ok) src = p.b_at(kp, st.ncol[j], ok);
         cp_async4(&bs[kk * LDB + nn], ok ? src : safe, ok);
       }
     } else {
@@ -143,7 +129,7 @@ __global__ void __launch_bounds__(C::NT, C::MINB) igemm_mma_kernel(const P p, in
       if constexpr (kStaged) {
         bool sok = my_n < N;
         const float* base = safe;
-        if (sok) base = p.b_slice(bcol, k0, sok);
+        if (sok) base = p.b_slice(st.bcol, k0, sok);
 #pragma unroll
         for (int j = 0; j < B_PER; ++j) {
           const int kk = tid / BN + j * (NT / BN), nn = tid % BN;
