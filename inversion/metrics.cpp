@@ -85,20 +85,23 @@ double ssim(const Tensor& original, const Tensor& reconstructed) {
   return sum / double(a.C);
 }
 
-std::vector<double> psnr_per_image(const Tensor& originals, const Tensor& reconstructions) {
-  check_batches(originals, reconstructions, "psnr");
+namespace {
+template <class Metric>
+std::vector<double> per_image(const Tensor& originals, const Tensor& reconstructions, const char* name, Metric metric) {
+  check_batches(originals, reconstructions, name);
   std::vector<double> out;
   for (int64_t i = 0; i < originals.size(0); ++i)
-    out.push_back(psnr(image_of(originals, i), image_of(reconstructions, i)));
+    out.push_back(metric(image_of(originals, i), image_of(reconstructions, i)));
   return out;
+}
+}  // namespace
+
+std::vector<double> psnr_per_image(const Tensor& originals, const Tensor& reconstructions) {
+  return per_image(originals, reconstructions, "psnr", [](const Tensor& a, const Tensor& b) { return psnr(a, b); });
 }
 
 std::vector<double> ssim_per_image(const Tensor& originals, const Tensor& reconstructions) {
-  check_batches(originals, reconstructions, "ssim");
-  std::vector<double> out;
-  for (int64_t i = 0; i < originals.size(0); ++i)
-    out.push_back(ssim(image_of(originals, i), image_of(reconstructions, i)));
-  return out;
+  return per_image(originals, reconstructions, "ssim", [](const Tensor& a, const Tensor& b) { return ssim(a, b); });
 }
 
 double recovery_rate(const std::vector<int32_t>& original_labels, const std::vector<int32_t>& predicted_labels) {

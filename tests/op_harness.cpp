@@ -28,6 +28,16 @@ Tensor rand_labels(int64_t n, int classes, Generator& g) {
   return Tensor::from_labels(v);
 }
 
+bool gpu_ready(const char* what) {
+#ifdef SPLITLEAK_WITH_CUDA
+  if (cuda_available()) return true;
+  WARN("no GPU: " << what << " skipped (cudaGetDeviceCount found no usable device)");
+#else
+  WARN("no GPU: " << what << " skipped (splitleak built without CUDA)");
+#endif
+  return false;
+}
+
 std::vector<Device> other_backends() {
   static bool warned = false;
   if (cuda_available()) return {Device::cuda(0)};

@@ -32,6 +32,9 @@ Tensor randn(const Shape& s, Generator& g, double scale = 1.0);
 Tensor rand_uniform(const Shape& s, Generator& g, double lo, double hi);
 Tensor rand_labels(int64_t n, int classes, Generator& g);
 
+// True when a GPU can run a case; otherwise false after a visible Catch2 warning naming `what`.
+bool gpu_ready(const char* what);
+
 // Devices other than the CPU that this machine can run (CUDA when present); prints once when skipped.
 std::vector<Device> other_backends();
 

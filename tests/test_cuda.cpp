@@ -42,16 +42,7 @@ using namespace sl;
 
 namespace {
 
-// False (after a visible warning) when no GPU can run the case.
-bool gpu_ready(const char* what) {
-#ifdef SPLITLEAK_WITH_CUDA
-  if (cuda_available()) return true;
-  WARN("no GPU: " << what << " skipped (cudaGetDeviceCount found no usable device)");
-#else
-  WARN("no GPU: " << what << " skipped (splitleak built without CUDA)");
-#endif
-  return false;
-}
+using test::gpu_ready;
 
 const Device kGpu = Device::cuda(0);
 

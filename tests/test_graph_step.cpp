@@ -21,16 +21,6 @@ using namespace sl;
 
 namespace {
 
-bool gpu_here(const char* what) {
-#ifdef SPLITLEAK_WITH_CUDA
-  if (cuda_available()) return true;
-  WARN("no GPU: " << what << " skipped (cudaGetDeviceCount found no usable device)");
-#else
-  WARN("no GPU: " << what << " skipped (splitleak built without CUDA)");
-#endif
-  return false;
-}
-
 const Device kGpu = Device::cuda(0);
 
 // A batch of LeNet inputs and labels on the CPU, different for every k.
@@ -96,7 +86,7 @@ TEST_CASE("accumulate_metrics: loss sum, hits and count, CPU and GPU agree", "[n
   kern::accumulate_metrics(loss, logits, labels, totals);
   kern::accumulate_metrics(loss, logits, labels, totals);
   CHECK(totals.to_vector() == std::vector<double>{4.0, 6.0, 8.0});
-  if (!gpu_here("accumulate_metrics on the GPU")) return;
+  if (!test::gpu_ready("accumulate_metrics on the GPU")) return;
   Tensor td = Tensor::zeros(Shape{3}, DType::f64, kGpu);
   Tensor ld = loss.to(kGpu), zd = logits.to(kGpu), yd = labels.to(kGpu);
   kern::accumulate_metrics(ld, zd, yd, td);
@@ -113,7 +103,7 @@ TEST_CASE("accumulate_metrics: loss sum, hits and count, CPU and GPU agree", "[n
 }
 
 TEST_CASE("cuda: staged host-to-device copies keep every upload, fill_ runs on the device", "[cuda][graph]") {
-  if (!gpu_here("staged uploads")) return;
+  if (!test::gpu_ready("staged uploads")) return;
   Generator g(7);
   std::vector<Tensor> host, dev;
   for (int i = 0; i < 20; ++i) {  // more uploads than staging slots, without any synchronisation in between
@@ -131,7 +121,7 @@ TEST_CASE("cuda: staged host-to-device copies keep every upload, fill_ runs on t
 }
 
 TEST_CASE("cuda: fused Adam with device lr and step counts matches the per-tensor CPU Adam", "[cuda][graph]") {
-  if (!gpu_here("device-state Adam")) return;
+  if (!test::gpu_ready("device-state Adam")) return;
   Generator g(11);
   std::vector<Shape> shapes = {{8, 1, 5, 5}, {8}, {120, 256}, {120}, {10}, {3000}};
   std::vector<Tensor> pc, pd;
@@ -170,7 +160,7 @@ TEST_CASE("cuda: fused Adam with device lr and step counts matches the per-tenso
 }
 
 TEST_CASE("cuda: a LeNet training step replayed from a CUDA graph equals the eager steps", "[cuda][graph]") {
-  if (!gpu_here("captured LeNet step")) return;
+  if (!test::gpu_ready("captured LeNet step")) return;
   const int64_t batch = 32;
   Generator g1(21), g2(21);
   Model eager = make_model("lenet", g1), graphed = make_model("lenet", g2);
@@ -234,7 +224,7 @@ TEST_CASE("cuda: a LeNet training step replayed from a CUDA graph equals the eag
 }
 
 TEST_CASE("cuda: a step that reads the device on the host cannot be captured and stays eager", "[cuda][graph]") {
-  if (!gpu_here("capture fallback")) return;
+  if (!test::gpu_ready("capture fallback")) return;
   Tensor counter = Tensor::zeros(Shape{1}, DType::f32, kGpu);
   int host_calls = 0;
   double seen = 0;

@@ -160,29 +160,6 @@ struct BwdWeight {
     ok = true;
     return gy + (int(img) * Co + m) * OHW + int(r);
   }
-  __device__ const T* b_src(int k, int n, bool& ok) const {
-    if (n >= NCOL) {  // the bias column
-      ok = true;
-      return one_ptr<T>();
-    }
-    uint32_t img, r, oh, ow, ci, rr, kh, kw;
-    d_ohw.divmod(k, img, r);
-    d_ow.divmod(r, oh, ow);
-    d_kk.divmod(n, ci, rr);
-    d_ks.divmod(rr, kh, kw);
-    const int ih = int(oh) * stride - pad + int(kh), iw = int(ow) * stride - pad + int(kw);
-    ok = unsigned(ih) < unsigned(H) && unsigned(iw) < unsigned(W);
-    return ok ? x + ((int(img) * C + int(ci)) * H + ih) * W + iw : x;
-  }
-  __device__ T a(int m, int k) const {
-    bool ok;
-    return *a_src(m, k, ok);
-  }
-  __device__ T b(int k, int n) const {
-    bool ok;
-    const T* q = b_src(k, n, ok);
-    return ok ? *q : T(0);
-  }
   __device__ void store(int m, int n, T v) const {
     if (n < NCOL) gw[m * NCOL + n] = v;
     else gb[m] = v;

@@ -348,11 +348,13 @@ struct CfgInfo {
   int bm, bn, bk;
   double rate;  // measured throughput of an SM running this configuration (relative units; H200, see NOTES.md)
   int threads, minb;  // threads per block; blocks per SM at which `rate` was measured
+  int min_k = 0;      // the cost model leaves the configuration out for shorter K
 };
+// Long only for K >= 128: conv11 forward (K = 27) ran 38 -> 49 us with it.
 inline constexpr CfgInfo kCfgs[kNumCfgs] = {
     {128, 128, 8, 3.2, 256, 2}, {64, 128, 8, 2.3, 128, 3},   {64, 64, 8, 2.36, 256, 4},  {32, 128, 8, 1.8, 128, 4},
     {64, 32, 8, 2.2, 128, 4},   {128, 128, 16, 3.25, 256, 2}, {64, 128, 16, 2.3, 128, 2},
-    {64, 256, 8, 3.0, 256, 2}};
+    {64, 256, 8, 3.0, 256, 2, 128}};
 
 // An SM reaches its rate only with enough warps to hide latency (~16, i.e. 512 threads); fewer resident
 // threads run proportionally slower. Relative to the occupancy at which the rate was measured.
@@ -380,9 +382,8 @@ inline Plan plan(int M, int N, int K, int sms, int only_cfg, int force_slices) {
   double best_cost = 1e300;
   for (int c = 0; c < kNumCfgs; ++c) {
     if (only_cfg >= 0 && c != only_cfg) continue;
-    // the 64x256 tile only for long K (measured: conv11 forward, K = 27, ran 38 -> 49 us with it)
-    if (only_cfg < 0 && c == 7 && K < 128) continue;
     const CfgInfo& ci = kCfgs[c];
+    if (only_cfg < 0 && K < ci.min_k) continue;
     const int64_t tiles = int64_t((M + ci.bm - 1) / ci.bm) * ((N + ci.bn - 1) / ci.bn);
     const int ksteps = std::max(1, (K + ci.bk - 1) / ci.bk);
     const int max_s = std::max(1, std::min<int>(ksteps / 4, 256));  // at least 4 steps per slice

@@ -16,17 +16,24 @@ namespace {
 constexpr int kRowWarps = 8;  // rows per block of the row-wise kernels
 
 // Writes probs and the row's loss (lse - z[label]; NaN for a bad label).
+// One warp's row: its maximum m and the sum of exp(z - m) (double), every lane holding both.
+template <class T>
+__device__ __forceinline__ void row_max_sumexp(const T* zr, int cols, int lane, double& m, double& se) {
+  m = -INFINITY;
+  for (int j = lane; j < cols; j += 32) m = fmax(m, double(zr[j]));
+  m = warp_max(m);
+  se = 0;
+  for (int j = lane; j < cols; j += 32) se += exp(double(zr[j]) - m);
+  se = warp_sum(se);
+}
+
 template <class T>
 __global__ void ce_forward_kernel(const T* z, const int32_t* labels, T* probs, double* row_loss, int rows, int cols) {
   const int row = blockIdx.x * kRowWarps + (threadIdx.x >> 5), lane = threadIdx.x & 31;
   if (row >= rows) return;
   const T* zr = z + int64_t(row) * cols;
-  double m = -INFINITY;
-  for (int j = lane; j < cols; j += 32) m = fmax(m, double(zr[j]));
-  m = warp_max(m);
-  double se = 0;
-  for (int j = lane; j < cols; j += 32) se += exp(double(zr[j]) - m);
-  se = warp_sum(se);
+  double m, se;
+  row_max_sumexp(zr, cols, lane, m, se);
   const double lse = m + log(se);
   for (int j = lane; j < cols; j += 32) probs[int64_t(row) * cols + j] = T(exp(double(zr[j]) - lse));
   if (lane == 0) {
@@ -41,12 +48,8 @@ __global__ void softmax_forward_kernel(const T* z, T* o, int64_t rows, int cols)
   const int lane = threadIdx.x & 31;
   if (row >= rows) return;
   const T* zr = z + row * cols;
-  double m = -INFINITY;
-  for (int j = lane; j < cols; j += 32) m = fmax(m, double(zr[j]));
-  m = warp_max(m);
-  double se = 0;
-  for (int j = lane; j < cols; j += 32) se += exp(double(zr[j]) - m);
-  se = warp_sum(se);
+  double m, se;
+  row_max_sumexp(zr, cols, lane, m, se);
   for (int j = lane; j < cols; j += 32) o[row * cols + j] = T(exp(double(zr[j]) - m) / se);
 }
 
