@@ -584,6 +584,81 @@ TEST_CASE("cuda: the direct small-channel convolution matches the CPU for every 
 #endif
 }
 
+TEST_CASE("cuda: the Winograd F(4x4, 3x3) convolutions match the CPU in all three passes", "[cuda][cuda-configs]") {
+  if (!gpu_ready("Winograd convolution against the CPU")) return;
+#ifdef SPLITLEAK_WITH_CUDA
+  struct Reset {
+    ~Reset() {
+      cuda::debug_force_conv_winograd(-1);
+      cuda::debug_force_conv_direct(-1);
+      cuda::debug_force_gemm_plan(-1, 0);
+    }
+  } reset;
+  Generator g(41);
+  cuda::debug_force_conv_direct(0);
+  struct S { int n, cin, h, w, cout, pad; bool relu; };
+  // CIFAR10CNN-like layers (tiles cover the image), sizes that leave partial tiles, padding 0 and 2 (the
+  // backward-data's padding 2 - pad: 2 and 0), few channels (forced path), ReLU in the epilogue, and enough
+  // tiles (528) that the weight gradient splits them into two slices with zero-padded rows
+  const std::vector<S> shapes = {{4, 32, 16, 16, 64, 1, false}, {3, 17, 10, 7, 5, 1, true}, {2, 8, 9, 13, 12, 0, false},
+                                 {2, 6, 5, 6, 9, 2, true},      {130, 4, 4, 4, 3, 1, false}, {33, 8, 16, 13, 8, 1, false}};
+  // The transforms scale values by up to 8 before the channel sums, so the rounding is larger than a direct
+  // sum's (1e-5 there): stated tolerance 2e-4 of the largest magnitude.
+  constexpr double kTol = 2e-4;
+  cuda::debug_force_conv_winograd(1);
+  for (const auto& sh : shapes) {
+    ConvArgs a{1, sh.pad, 0};
+    a.relu = sh.relu;
+    const int oh = int(conv_out_size(sh.h, 3, 1, sh.pad)), ow = int(conv_out_size(sh.w, 3, 1, sh.pad));
+    auto rnd = [&](const Shape& s) { return test::randn(s, g).to(DType::f32); };
+    Tensor x = rnd({sh.n, sh.cin, sh.h, sh.w}), w = rnd({sh.cout, sh.cin, 3, 3});
+    Tensor b = rnd({sh.cout}), gy = rnd({sh.n, sh.cout, oh, ow});
+    Tensor y = Tensor::empty(gy.shape()), gx = Tensor::empty(x.shape()), gw = Tensor::empty(w.shape()),
+           gb = Tensor::empty(b.shape());
+    kern::conv2d_forward(x, w, b, a, y);
+    ConvArgs plain{1, sh.pad, 0};
+    kern::conv2d_backward_data(gy, w, plain, gx);
+    kern::conv2d_backward_weight(x, gy, plain, gw, gb);
+    Tensor bt = rnd({sh.cin}), yt = Tensor::empty(x.shape());
+    kern::conv_transpose2d_forward(gy, w, bt, plain, yt);
+    for (int cfg : {-1, 0, 2, 4, 7}) {
+      INFO("n " << sh.n << " c " << sh.cin << " " << sh.h << "x" << sh.w << " co " << sh.cout << " pad " << sh.pad
+                << " relu " << sh.relu << " GEMM tile " << cfg);
+      cuda::debug_force_gemm_plan(cfg, 0);
+      Tensor yd = Tensor::full(gy.shape(), NAN, DType::f32, kGpu), gxd = Tensor::full(x.shape(), NAN, DType::f32, kGpu);
+      Tensor gwd = Tensor::full(w.shape(), NAN, DType::f32, kGpu), gbd = Tensor::full(b.shape(), NAN, DType::f32, kGpu);
+      Tensor ytd = Tensor::full(x.shape(), NAN, DType::f32, kGpu);
+      kern::conv2d_forward(x.to(kGpu), w.to(kGpu), b.to(kGpu), a, yd);
+      kern::conv2d_backward_data(gy.to(kGpu), w.to(kGpu), plain, gxd);
+      kern::conv2d_backward_weight(x.to(kGpu), gy.to(kGpu), plain, gwd, gbd);
+      kern::conv_transpose2d_forward(gy.to(kGpu), w.to(kGpu), bt.to(kGpu), plain, ytd);
+      CHECK(test::rel_max_diff(yd.to(Device::cpu()), y) <= kTol);
+      CHECK(test::rel_max_diff(gxd.to(Device::cpu()), gx) <= kTol);
+      CHECK(test::rel_max_diff(gwd.to(Device::cpu()), gw) <= kTol);
+      CHECK(test::rel_max_diff(gbd.to(Device::cpu()), gb) <= 1e-5);
+      CHECK(test::rel_max_diff(ytd.to(Device::cpu()), yt) <= kTol);
+    }
+  }
+  // the default choice takes the transforms on a CIFAR10CNN layer at batch 32: same results as forcing them
+  {
+    ConvArgs a{1, 1, 0};
+    Tensor x = test::randn({32, 64, 16, 16}, g).to(DType::f32).to(kGpu), w = test::randn({64, 64, 3, 3}, g).to(DType::f32).to(kGpu);
+    Tensor y1 = Tensor::empty({32, 64, 16, 16}, DType::f32, kGpu), y2 = Tensor::empty(y1.shape(), DType::f32, kGpu);
+    Tensor y0 = Tensor::empty(y1.shape(), DType::f32, kGpu);
+    cuda::debug_force_gemm_plan(-1, 0);
+    cuda::debug_force_conv_winograd(-1);
+    kern::conv2d_forward(x, w, Tensor(), a, y1);
+    cuda::debug_force_conv_winograd(1);
+    kern::conv2d_forward(x, w, Tensor(), a, y2);
+    cuda::debug_force_conv_winograd(0);
+    kern::conv2d_forward(x, w, Tensor(), a, y0);
+    CHECK(y1.to_vector() == y2.to_vector());
+    CHECK(y1.to_vector() != y0.to_vector());  // another summation: not the same bits as the implicit GEMM
+    CHECK(test::rel_max_diff(y1.to(Device::cpu()), y0.to(Device::cpu())) <= kTol);
+  }
+#endif
+}
+
 TEST_CASE("cuda: every GEMM tile shape and split-K factor gives the CPU's results", "[cuda][cuda-configs]") {
   if (!gpu_ready("GEMM tile configurations")) return;
 #ifdef SPLITLEAK_WITH_CUDA

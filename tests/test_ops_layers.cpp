@@ -12,6 +12,7 @@
 #include "autograd/ops.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/dispatch.h"
+#include "kernels/winograd_f43.h"
 #include "tests/op_harness.h"
 
 using namespace sl;
@@ -480,4 +481,47 @@ TEST_CASE("conv_transpose2d kernels match the naive reference at blocked sizes",
   Tensor y = Tensor::empty({2, 16, OH, OW});
   kern::conv_transpose2d_forward(x, w, b, a, y);
   CHECK(rel_max_diff(y, conv_transpose2d_ref(x.to(DType::f64), w.to(DType::f64), b.to(DType::f64), 2, 1, 1)) <= 1e-5);
+}
+
+TEST_CASE("Winograd F(4x4, 3x3) transforms: a tile's correlation and its filter gradient equal the direct sums",
+          "[layers][winograd]") {
+  // kernels/winograd_f43.h, the code of the CUDA transform path, in double: exact up to rounding.
+  namespace wf = sl::winograd;
+  Generator g(43);
+  for (int rep = 0; rep < 20; ++rep) {
+    auto draw = [&](int n) { return test::randn({n}, g).to_vector(); };
+    const std::vector<double> dv = draw(36), gv = draw(9), yv = draw(16);
+    double d[6][6], f[3][3], dy[4][4], v[6][6], u[6][6], m[6][6], y[4][4], du[6][6], gm[6][6], gf[3][3];
+    for (int i = 0; i < 36; ++i) d[i / 6][i % 6] = dv[size_t(i)];
+    for (int i = 0; i < 9; ++i) f[i / 3][i % 3] = gv[size_t(i)];
+    for (int i = 0; i < 16; ++i) dy[i / 4][i % 4] = yv[size_t(i)];
+    wf::input_2d(d, v);
+    wf::filter_2d(f, u);
+    for (int a = 0; a < 6; ++a)
+      for (int b = 0; b < 6; ++b) m[a][b] = u[a][b] * v[a][b];
+    wf::output_2d(m, y);
+    double worst = 0;
+    for (int r = 0; r < 4; ++r)
+      for (int c = 0; c < 4; ++c) {
+        double ref = 0;
+        for (int a = 0; a < 3; ++a)
+          for (int b = 0; b < 3; ++b) ref += f[a][b] * d[r + a][c + b];
+        worst = std::max(worst, std::fabs(y[r][c] - ref));
+      }
+    CHECK(worst <= 1e-12);
+    // filter gradient of the tile: dg[a][b] = sum_{r,c} dy[r][c] d[r + a][c + b]
+    wf::grad_2d(dy, gm);
+    for (int a = 0; a < 6; ++a)
+      for (int b = 0; b < 6; ++b) du[a][b] = gm[a][b] * v[a][b];
+    wf::filter_grad_2d(du, gf);
+    worst = 0;
+    for (int a = 0; a < 3; ++a)
+      for (int b = 0; b < 3; ++b) {
+        double ref = 0;
+        for (int r = 0; r < 4; ++r)
+          for (int c = 0; c < 4; ++c) ref += dy[r][c] * d[r + a][c + b];
+        worst = std::max(worst, std::fabs(gf[a][b] - ref));
+      }
+    CHECK(worst <= 1e-12);
+  }
 }

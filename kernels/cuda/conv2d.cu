@@ -11,9 +11,11 @@
 //   bias gradient    gb[co] = sum_{n,oh,ow} gy[n,co,oh,ow]  (blocks per channel slice, slices added in order, double)
 // Stride-1 layers with at most 16 output channels (forward) or input channels (backward-data) run a direct
 // kernel instead (kernels/cuda/conv_direct.cuh); backward data for C <= 4 input channels with a stride runs
-// another direct kernel (one thread per gx element).
+// another direct kernel (one thread per gx element). 3x3 stride-1 layers with >= 32 channels on both sides run
+// in FP32 through Winograd's F(4x4, 3x3) transforms (kernels/cuda/conv_winograd.cuh), all three passes.
 // Every output element is written by exactly one thread, in a fixed summation order: deterministic, no atomics.
 #include "kernels/cuda/conv_direct.cuh"
+#include "kernels/cuda/conv_winograd.cuh"
 #include "kernels/cuda/conv_raw.cuh"
 #include "kernels/cuda/igemm.cuh"
 
@@ -271,6 +273,9 @@ bool ffma_tap_major() {
   return on;
 }
 
+// Whether convolutions run in FP32 (FFMA) arithmetic; the Winograd path is FP32 only.
+bool fp32_convs() { return kern::cuda_matmul_precision().conv == MatmulPrecision::fp32; }
+
 // Runs the regrouped-weight (tap-major) path: the tensor cores when the precision asks for TF32/3xTF32, else the
 // FFMA tiles with staged B slices (igemm.cuh); false when it does not apply (channels not a multiple of 16, or
 // backward-data with a stride).
@@ -427,6 +432,10 @@ void forward(const Geom& g, const T* x, const T* w, const T* bias, T* y, const T
         direct::run({g.N, g.C, g.H, g.W, g.Co, g.OH, g.OW, g.pad, g.relu}, g.KS, false, x, w, bias, y, on,
                     "conv2d_forward_direct"))
       return;
+    if (g.stride == 1 && g.KS == 3 && fp32_convs() &&
+        wino::correlate({g.N, g.C, g.H, g.W, g.Co, g.OH, g.OW, g.pad, g.relu}, false, x, w, bias, y, on,
+                        "conv2d_forward_winograd"))
+      return;
     if (forward_tap_major(g, x, w, bias, y, on)) return;
   }
   const int KK = g.KS * g.KS, OHW = g.OH * g.OW;
@@ -439,10 +448,15 @@ template <class T>
 void backward_data(const Geom& g, const T* gy, const T* w, const T* bias, T* gx, const Tensor& on) {
   check_geom(g, "conv2d_backward_data");
   const int KK = g.KS * g.KS, HW = g.H * g.W;
-  if constexpr (std::is_same_v<T, float>)
+  if constexpr (std::is_same_v<T, float>) {
     if (g.stride == 1 && direct::run({g.N, g.Co, g.OH, g.OW, g.C, g.H, g.W, g.KS - 1 - g.pad}, g.KS, true, gy, w, bias,
                                      gx, on, "conv2d_backward_data_direct"))
       return;
+    if (g.stride == 1 && g.KS == 3 && fp32_convs() &&
+        wino::correlate({g.N, g.Co, g.OH, g.OW, g.C, g.H, g.W, g.KS - 1 - g.pad}, true, gy, w, bias, gx, on,
+                        "conv2d_backward_data_winograd"))
+      return;
+  }
   if (g.C <= 4) {
     const int64_t total = int64_t(g.N) * HW;  // one thread per input pixel
     if (total == 0 || g.C == 0) return;
@@ -470,6 +484,13 @@ void backward_weight(const Geom& g, const T* x, const T* gy, T* gw, T* gb, const
     if (gb) SL_CUDA_CHECK(cudaMemsetAsync(gb, 0, size_t(g.Co) * sizeof(T), stream_of(on)));
     return;
   }
+  if constexpr (std::is_same_v<T, float>)
+    if (g.stride == 1 && g.KS == 3 && fp32_convs() &&
+        wino::weight_grad({g.N, g.C, g.H, g.W, g.Co, g.OH, g.OW, g.pad}, x, gy, gw, on,
+                          "conv2d_backward_weight_winograd")) {
+      if (gb) channel_sums(gy, g.N, g.Co, OHW, gb, on);
+      return;
+    }
   igemm::run<T>(p, g.Co, g.C * KK + (gb ? 1 : 0), g.N * OHW, on, "conv2d_backward_weight_igemm");
 }
 
@@ -507,6 +528,11 @@ template void channel_sums<float>(const float*, int, int, int, float*, const Ten
 template void channel_sums<double>(const double*, int, int, int, double*, const Tensor&);
 
 }  // namespace conv
+
+void debug_force_conv_winograd(int mode) {
+  SL_CHECK(mode >= -1 && mode <= 1, ValueError, "debug_force_conv_winograd: mode ", mode, " (-1 .. 1)");
+  conv::wino::g_forced = mode;
+}
 
 void debug_force_conv_direct(int mode) {
   SL_CHECK(mode >= -1 && mode <= 5, ValueError, "debug_force_conv_direct: mode ", mode, " (-1 .. 5)");

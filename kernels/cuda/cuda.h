@@ -22,4 +22,7 @@ void debug_force_mma_plan(int cfg, int slices);
 // Test hook: the direct small-channel convolution (kernels/cuda/conv_direct.cuh): -1 its own choice, 0 never,
 // 1..5 always where it applies, with register block (output channels x output rows) 1x8, 4x1, 4x4, 8x4, 8x8.
 void debug_force_conv_direct(int mode);
+// Test hook: the Winograd F(4x4, 3x3) path of 3x3 stride-1 float convolutions (kernels/cuda/conv_winograd.cuh):
+// -1 its own choice, 0 never, 1 wherever it applies.
+void debug_force_conv_winograd(int mode);
 }  // namespace sl::cuda

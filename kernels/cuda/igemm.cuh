@@ -117,8 +117,28 @@ struct StagedSetup {
 
 // ws == nullptr: C is stored through p.store. Otherwise slice z = blockIdx.z writes its partial tile to
 // ws[(z * M + m) * N + n] and splitk_finish applies the epilogue.
+// Batched problems (kBatched = true, `__device__ P batch(int z) const`: the problem of batch z): blockIdx.z
+// is the batch (no split-K); every batch has the same M, N and K.
+template <class P, class = void>
+struct is_batched : std::false_type {};
+template <class P>
+struct is_batched<P, std::void_t<decltype(P::kBatched)>> : std::bool_constant<P::kBatched> {};
+
+template <class T, class C, class P>
+__device__ __forceinline__ void igemm_tile(const P& p, int M, int N, int K, int kbeg, int kend, T* ws);
+
 template <class T, class C, class P>
 __global__ void __launch_bounds__(C::NT, C::MINB) igemm_kernel(const P p, int M, int N, int K, int kchunk, T* ws) {
+  if constexpr (is_batched<P>::value) {
+    igemm_tile<T, C>(p.batch(int(blockIdx.z)), M, N, K, 0, K, ws);
+  } else {
+    const int kbeg = blockIdx.z * kchunk;
+    igemm_tile<T, C>(p, M, N, K, kbeg, min(K, kbeg + kchunk), ws);
+  }
+}
+
+template <class T, class C, class P>
+__device__ __forceinline__ void igemm_tile(const P& p, int M, int N, int K, int kbeg, int kend, T* ws) {
   constexpr int BM = C::BM, BN = C::BN, BK = C::BK, TM = C::TM, TN = C::TN, NT = C::NT, PAD = C::PAD;
   constexpr int A_PER = BM * BK / NT, B_PER = BN * BK / NT;
   constexpr int TX = BN / TN;            // threads along n
@@ -129,7 +149,6 @@ __global__ void __launch_bounds__(C::NT, C::MINB) igemm_kernel(const P p, int M,
 
   const int tid = threadIdx.x;
   const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
-  const int kbeg = blockIdx.z * kchunk, kend = min(K, kbeg + kchunk);
 
   T ra[A_PER], rb[B_PER];
   using Staged = StagedSetup<P, B_PER, BK, BN, NT>;
@@ -376,7 +395,7 @@ inline double occupancy_factor(const CfgInfo& ci, int64_t blocks_per_sm) {
 // configuration's rate; a split adds the workspace traffic (slices + 1 passes over M x N floats at ~3 TB/s) and
 // a launch. Units: 35700 per microsecond, from the measured rate of the Big tiles.
 // only_cfg >= 0 restricts the choice to that configuration; force_slices > 0 imposes the split.
-inline Plan plan(int M, int N, int K, int sms, int only_cfg, int force_slices) {
+inline Plan plan(int M, int N, int K, int sms, int only_cfg, int force_slices, int batches = 1) {
   constexpr double kUnitsPerUs = 35700;
   Plan best;
   double best_cost = 1e300;
@@ -384,7 +403,7 @@ inline Plan plan(int M, int N, int K, int sms, int only_cfg, int force_slices) {
     if (only_cfg >= 0 && c != only_cfg) continue;
     const CfgInfo& ci = kCfgs[c];
     if (only_cfg < 0 && K < ci.min_k) continue;
-    const int64_t tiles = int64_t((M + ci.bm - 1) / ci.bm) * ((N + ci.bn - 1) / ci.bn);
+    const int64_t tiles = int64_t((M + ci.bm - 1) / ci.bm) * ((N + ci.bn - 1) / ci.bn) * batches;
     const int ksteps = std::max(1, (K + ci.bk - 1) / ci.bk);
     const int max_s = std::max(1, std::min<int>(ksteps / 4, 256));  // at least 4 steps per slice
     const int s_first = force_slices > 0 ? force_slices : 1, s_last = force_slices > 0 ? force_slices : max_s;
@@ -407,18 +426,21 @@ inline Plan plan(int M, int N, int K, int sms, int only_cfg, int force_slices) {
 }
 
 template <class T, class C, class P>
-void launch_cfg(const P& p, int M, int N, int K, const Plan& pl, const Tensor& on, cudaStream_t s, const char* name) {
-  dim3 grid(unsigned((N + C::BN - 1) / C::BN), unsigned((M + C::BM - 1) / C::BM), unsigned(pl.slices));
+void launch_cfg(const P& p, int M, int N, int K, const Plan& pl, const Tensor& on, cudaStream_t s, const char* name,
+                int batches = 1) {
+  dim3 grid(unsigned((N + C::BN - 1) / C::BN), unsigned((M + C::BM - 1) / C::BM), unsigned(pl.slices * batches));
   SL_CHECK(grid.y <= 65535u && grid.z <= 65535u, ValueError, name, ": matrix of ", M, " rows is too large");
-  if (pl.slices == 1) {
+  if (pl.slices == 1 || is_batched<P>::value) {
     igemm_kernel<T, C, P><<<grid, C::NT, 0, s>>>(p, M, N, K, pl.kchunk, static_cast<T*>(nullptr));
     SL_CUDA_LAUNCH(name);
     return;
   }
-  DeviceBuffer ws(on.device(), size_t(pl.slices) * size_t(M) * size_t(N) * sizeof(T));
-  igemm_kernel<T, C, P><<<grid, C::NT, 0, s>>>(p, M, N, K, pl.kchunk, ws.as<T>());
-  SL_CUDA_LAUNCH(name);
-  launch_splitk_finish<T>(p, M, N, pl.slices, ws.as<T>(), on.device(), s, name);
+  if constexpr (!is_batched<P>::value) {
+    DeviceBuffer ws(on.device(), size_t(pl.slices) * size_t(M) * size_t(N) * sizeof(T));
+    igemm_kernel<T, C, P><<<grid, C::NT, 0, s>>>(p, M, N, K, pl.kchunk, ws.as<T>());
+    SL_CUDA_LAUNCH(name);
+    launch_splitk_finish<T>(p, M, N, pl.slices, ws.as<T>(), on.device(), s, name);
+  }
 }
 
 }  // namespace sl::cuda::igemm
@@ -465,6 +487,30 @@ void run(const P& p, int M, int N, int K, const Tensor& on, const char* name) {
     }
   } else {
     launch_cfg<T, SmallF64>(p, M, N, K, pl, on, s, name);
+  }
+}
+
+// Runs the `batches` problems p.batch(0 .. batches-1) (each M x N, inner dimension K) in one launch: float, FFMA
+// tiles, no split-K (the caller splits K into batches where it needs more blocks). cfg >= 0: the caller's tile
+// configuration (measured for its problems), unless a test hook or SPLITLEAK_GEMM_PLAN forces one.
+template <class P>
+void run_batched(const P& p, int batches, int M, int N, int K, const Tensor& on, const char* name, int cfg = -1) {
+  static_assert(is_batched<P>::value, "run_batched needs a batched problem");
+  if (M <= 0 || N <= 0 || batches <= 0) return;
+  cudaStream_t s = stream_of(on);
+  int only = g_forced_cfg, unused = 0;
+  if (only < 0) env_plan(only, unused);
+  if (only < 0) only = cfg;
+  const Plan pl = plan(M, N, K, cuda_rt::sm_count(on.device()), only, 1, batches);
+  switch (pl.cfg) {
+    case 0: return launch_cfg<float, Big>(p, M, N, K, pl, on, s, name, batches);
+    case 1: return launch_cfg<float, Wide>(p, M, N, K, pl, on, s, name, batches);
+    case 3: return launch_cfg<float, Thin>(p, M, N, K, pl, on, s, name, batches);
+    case 4: return launch_cfg<float, Narrow>(p, M, N, K, pl, on, s, name, batches);
+    case 5: return launch_cfg<float, Big16>(p, M, N, K, pl, on, s, name, batches);
+    case 6: return launch_cfg<float, Wide16>(p, M, N, K, pl, on, s, name, batches);
+    case 7: return launch_cfg<float, Long>(p, M, N, K, pl, on, s, name, batches);
+    default: return launch_cfg<float, Small>(p, M, N, K, pl, on, s, name, batches);
   }
 }
 
