@@ -61,6 +61,12 @@ inline bool wanted(const Shape& s) {
   return s.Cin >= 32 && s.Cout >= 32 && t.P >= 512;
 }
 
+// The 36 values of one tile (or filter) to dst[k * plane], k = 0..35.
+__device__ __forceinline__ void store_points(const float (&v)[wf::kIn][wf::kIn], float* dst, int64_t plane) {
+#pragma unroll
+  for (int k = 0; k < wf::kPoints; ++k) dst[k * plane] = v[k / wf::kIn][k % wf::kIn];
+}
+
 // U[k][r][c] for output channel r < R and input channel c < Kc. Forward: g = w[r][c] (w [R][Kc][3][3]).
 // Backward data: g = w[c][r] flipped in both directions (w [Kc][R][3][3], the forward layer's weight).
 __global__ void filter_transform(const float* __restrict__ w, float* __restrict__ U, int R, int Kc, bool bwd) {
@@ -74,9 +80,7 @@ __global__ void filter_transform(const float* __restrict__ w, float* __restrict_
 #pragma unroll
     for (int b = 0; b < 3; ++b) g[a][b] = bwd ? src[(2 - a) * 3 + (2 - b)] : src[a * 3 + b];
   wf::filter_2d(g, u);
-  const int64_t plane = int64_t(R) * Kc;
-#pragma unroll
-  for (int k = 0; k < wf::kPoints; ++k) U[k * plane + i] = u[k / wf::kIn][k % wf::kIn];
+  store_points(u, U + i, int64_t(R) * Kc);
 }
 
 // V[k][c][p] (rows of length ld >= P, zero for P <= p < ld) from the 6x6 tiles of in [N][C][H][W], tile (ty, tx)
@@ -86,7 +90,7 @@ __global__ void input_transform(const float* __restrict__ in, float* __restrict_
   const int i = blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= C * ld) return;
   const int c = i / ld, p = i - c * ld;
-  float v[wf::kIn][wf::kIn];
+  float v[wf::kIn][wf::kIn] = {};  // zero rows past P
   if (p < t.P) {
     const int n = p / t.per_image, q = p - n * t.per_image, ty = q / t.tw, tx = q - ty * t.tw;
     const int h0 = ty * 4 - pad, w0 = tx * 4 - pad;
@@ -103,15 +107,8 @@ __global__ void input_transform(const float* __restrict__ in, float* __restrict_
       }
     }
     wf::input_2d(d, v);
-  } else {
-#pragma unroll
-    for (int a = 0; a < wf::kIn; ++a)
-#pragma unroll
-      for (int b = 0; b < wf::kIn; ++b) v[a][b] = 0.f;
   }
-  const int64_t plane = int64_t(C) * ld;
-#pragma unroll
-  for (int k = 0; k < wf::kPoints; ++k) V[k * plane + i] = v[k / wf::kIn][k % wf::kIn];
+  store_points(v, V + i, int64_t(C) * ld);
 }
 
 // out [N][Co][OH][OW] from M[k][co][p]: A^T m A, + bias[co], ReLU; one thread per (co, p).
@@ -157,7 +154,7 @@ __global__ void grad_transform(const float* __restrict__ gy, float* __restrict__
   const int i = blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= Co * ld) return;
   const int co = i / ld, p = i - co * ld;
-  float m[wf::kIn][wf::kIn];
+  float m[wf::kIn][wf::kIn] = {};  // zero rows past P
   if (p < t.P) {
     const int n = p / t.per_image, q = p - n * t.per_image, ty = q / t.tw, tx = q - ty * t.tw;
     const float* src = gy + (int64_t(n) * Co + co) * OH * OW;
@@ -180,15 +177,8 @@ __global__ void grad_transform(const float* __restrict__ gy, float* __restrict__
       }
     }
     wf::grad_2d(y, m);
-  } else {
-#pragma unroll
-    for (int a = 0; a < wf::kIn; ++a)
-#pragma unroll
-      for (int b = 0; b < wf::kIn; ++b) m[a][b] = 0.f;
   }
-  const int64_t plane = int64_t(Co) * ld;
-#pragma unroll
-  for (int k = 0; k < wf::kPoints; ++k) G[k * plane + i] = m[k / wf::kIn][k % wf::kIn];
+  store_points(m, G + i, int64_t(Co) * ld);
 }
 
 // gw [Co][C][3][3] = G^T (sum over the slices s = 0 .. S-1, in order, of dU[k * S + s][co][c]) G.
