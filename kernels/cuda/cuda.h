@@ -14,7 +14,7 @@ void debug_invalid_launch();
 // Test hook: forces the GEMM engine's tile configuration for float (0 .. kGemmConfigs-1, the list in
 // kernels/cuda/igemm.cuh; -1: the cost model's choice) and its split-K factor (0: the cost model's), for every
 // later gemm/linear/conv call.
-constexpr int kGemmConfigs = 8;
+constexpr int kGemmConfigs = 9;
 void debug_force_gemm_plan(int cfg, int slices);
 // Test hook: forces the tensor-core path's tile (0: 128x128, 1: 64x128; -1: its cost model's choice) and split-K
 // factor (0: 1) while the matmul precision is tf32 or 3xtf32 (kern::set_cuda_matmul_precision).

@@ -337,8 +337,9 @@ using Narrow = Cfg<64, 32, 8, 4, 4, 4>;     // 128   N <= 32 (weight gradients o
 using Big16 = Cfg<128, 128, 16, 8, 8, 2>;   // 256   Big with twice the K per step (half the barriers)
 using Wide16 = Cfg<64, 128, 16, 8, 8, 2>;   // 128
 using Long = Cfg<64, 256, 8, 8, 8, 2>;      // 256   M around 64 with Big's 8x8 thread tile (conv12's 64 channels)
+using Small32 = Cfg<64, 64, 32, 4, 4, 2>;   // 256   Small with K steps of 32: short-K GEMMs with large outputs
 using SmallF64 = Cfg<64, 64, 8, 4, 4, 2>;   // the float64 path (Small's tile)
-constexpr int kNumCfgs = 8, kSmallCfg = 2;
+constexpr int kNumCfgs = 9, kSmallCfg = 2, kSmall32Cfg = 8;
 static_assert(kNumCfgs == kGemmConfigs, "kernels/cuda/cuda.h lists as many configurations");
 
 struct Plan {
@@ -373,7 +374,7 @@ struct CfgInfo {
 inline constexpr CfgInfo kCfgs[kNumCfgs] = {
     {128, 128, 8, 3.2, 256, 2}, {64, 128, 8, 2.3, 128, 3},   {64, 64, 8, 2.36, 256, 4},  {32, 128, 8, 1.8, 128, 4},
     {64, 32, 8, 2.2, 128, 4},   {128, 128, 16, 3.25, 256, 2}, {64, 128, 16, 2.3, 128, 2},
-    {64, 256, 8, 3.0, 256, 2, 128}};
+    {64, 256, 8, 3.0, 256, 2, 128}, {64, 64, 32, 2.36, 256, 2, 1 << 30}};  // Small32: by the rule in run()
 
 // An SM reaches its rate only with enough warps to hide latency (~16, i.e. 512 threads); fewer resident
 // threads run proportionally slower. Relative to the occupancy at which the rate was measured.
@@ -473,7 +474,16 @@ void run(const P& p, int M, int N, int K, const Tensor& on, const char* name) {
   }
   int only = f32 ? g_forced_cfg : kSmallCfg, force_slices = g_forced_slices;
   if (f32 && only < 0) env_plan(only, force_slices);
-  const Plan pl = plan(M, N, K, cuda_rt::sm_count(on.device()), only, force_slices);
+  // Small32's K slices of 32 cross a filter tap of the staged (tap-major) problems, whose C is a multiple of 16
+  if (only == kSmall32Cfg && (is_staged_b<P>::value || is_staged_k<P>::value)) only = kSmallCfg;
+  Plan pl = plan(M, N, K, cuda_rt::sm_count(on.device()), only, force_slices);
+  // Short K with a large output (the FC weight gradients, e.g. CIFAR fc1: 512 x 2048, K = 128): the 64x64 tiles
+  // with one split wait on each 8-deep K step's loads; steps of 32 hide them (15.5 -> 13.4 us, NOTES.md).
+  if (f32 && pl.cfg == kSmallCfg && pl.slices == 1 && only < 0 && K >= 64 && K <= 512 &&
+      int64_t(M) * N >= (int64_t(1) << 18) && !is_staged_b<P>::value && !is_staged_k<P>::value) {
+    pl.cfg = kSmall32Cfg;
+    pl.kchunk = (K + 31) / 32 * 32;
+  }
   if constexpr (f32) {
     switch (pl.cfg) {
       case 0: return launch_cfg<T, Big>(p, M, N, K, pl, on, s, name);
@@ -483,6 +493,7 @@ void run(const P& p, int M, int N, int K, const Tensor& on, const char* name) {
       case 5: return launch_cfg<T, Big16>(p, M, N, K, pl, on, s, name);
       case 6: return launch_cfg<T, Wide16>(p, M, N, K, pl, on, s, name);
       case 7: return launch_cfg<T, Long>(p, M, N, K, pl, on, s, name);
+      case 8: return launch_cfg<T, Small32>(p, M, N, K, pl, on, s, name);
       default: return launch_cfg<T, Small>(p, M, N, K, pl, on, s, name);
     }
   } else {
@@ -510,6 +521,7 @@ void run_batched(const P& p, int batches, int M, int N, int K, const Tensor& on,
     case 5: return launch_cfg<float, Big16>(p, M, N, K, pl, on, s, name, batches);
     case 6: return launch_cfg<float, Wide16>(p, M, N, K, pl, on, s, name, batches);
     case 7: return launch_cfg<float, Long>(p, M, N, K, pl, on, s, name, batches);
+    case 8: return launch_cfg<float, Small32>(p, M, N, K, pl, on, s, name, batches);
     default: return launch_cfg<float, Small>(p, M, N, K, pl, on, s, name, batches);
   }
 }
