@@ -42,6 +42,15 @@ inline int mode() {
 struct Tiles {
   int th, tw, per_image, P;
 };
+// Tile p of the batch: image n, tile row ty, tile column tx.
+struct TilePos {
+  int n, ty, tx;
+};
+__device__ __forceinline__ TilePos tile_pos(const Tiles& t, int p) {
+  const int n = p / t.per_image, q = p - n * t.per_image, ty = q / t.tw;
+  return {n, ty, q - ty * t.tw};
+}
+
 inline Tiles tiles_of(const Shape& s) {
   Tiles t{(s.OH + 3) / 4, (s.OW + 3) / 4, 0, 0};
   t.per_image = t.th * t.tw;
@@ -92,7 +101,7 @@ __global__ void input_transform(const float* __restrict__ in, float* __restrict_
   const int c = i / ld, p = i - c * ld;
   float v[wf::kIn][wf::kIn] = {};  // zero rows past P
   if (p < t.P) {
-    const int n = p / t.per_image, q = p - n * t.per_image, ty = q / t.tw, tx = q - ty * t.tw;
+    const auto [n, ty, tx] = tile_pos(t, p);
     const int h0 = ty * 4 - pad, w0 = tx * 4 - pad;
     const float* src = in + (int64_t(n) * C + c) * H * W;
     float d[wf::kIn][wf::kIn];
@@ -122,7 +131,7 @@ __global__ void output_transform(const float* __restrict__ M, const float* __res
 #pragma unroll
   for (int k = 0; k < wf::kPoints; ++k) m[k / wf::kIn][k % wf::kIn] = __ldg(M + k * plane + i);
   wf::output_2d(m, y);
-  const int n = p / t.per_image, q = p - n * t.per_image, ty = q / t.tw, tx = q - ty * t.tw;
+  const auto [n, ty, tx] = tile_pos(t, p);
   const float b = bias ? __ldg(bias + co) : 0.f;
   float* dst = out + (int64_t(n) * Co + co) * OH * OW;
 #pragma unroll
@@ -156,7 +165,7 @@ __global__ void grad_transform(const float* __restrict__ gy, float* __restrict__
   const int co = i / ld, p = i - co * ld;
   float m[wf::kIn][wf::kIn] = {};  // zero rows past P
   if (p < t.P) {
-    const int n = p / t.per_image, q = p - n * t.per_image, ty = q / t.tw, tx = q - ty * t.tw;
+    const auto [n, ty, tx] = tile_pos(t, p);
     const float* src = gy + (int64_t(n) * Co + co) * OH * OW;
     float y[wf::kTile][wf::kTile];
     if (vec && ty * 4 + 3 < OH) {  // whole tile inside, rows 16-byte aligned: one vector load per row
