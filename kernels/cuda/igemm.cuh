@@ -92,6 +92,21 @@ struct is_staged_b : std::false_type {};
 template <class P>
 struct is_staged_b<P, std::void_t<decltype(P::kStagedB)>> : std::bool_constant<P::kStagedB> {};
 
+// Which element of the A and B slices load j of thread tid fetches, in both engines and every loader (plain,
+// staged B, staged K): consecutive threads take adjacent memory (along K where the operand is contiguous along K,
+// else along M resp. N), so the coordinate along the contiguous direction does not depend on j and whatever a
+// problem derives from it (an image position, say) is computed once per thread, outside the K loop.
+template <class P, int BM, int BK, int NT>
+__device__ __forceinline__ void a_slot(int tid, int j, int& mm, int& kk) {
+  if constexpr (P::kAContigK) { mm = tid / BK + j * (NT / BK); kk = tid % BK; }
+  else { kk = tid / BM + j * (NT / BM); mm = tid % BM; }
+}
+template <class P, int BN, int BK, int NT>
+__device__ __forceinline__ void b_slot(int tid, int j, int& kk, int& nn) {
+  if constexpr (P::kBContigN) { kk = tid / BN + j * (NT / BN); nn = tid % BN; }
+  else { nn = tid / BK + j * (NT / BK); kk = tid % BK; }
+}
+
 // A thread's staged-loader state, set up once before the K loop (both engines, the same element -> thread map):
 // its B column (staged B) or its B_PER columns (staged K).
 template <class P, int B_PER, int BK, int BN, int NT>
@@ -108,8 +123,9 @@ struct StagedSetup {
     if constexpr (kK) {
 #pragma unroll
       for (int j = 0; j < B_PER; ++j) {
-        const int n = n0 + tid / BK + j * (NT / BK);
-        if (n < N) ncol[j] = p.n_col(n);
+        int kk, nn;
+        b_slot<P, BN, BK, NT>(tid, j, kk, nn);
+        if (n0 + nn < N) ncol[j] = p.n_col(n0 + nn);
       }
     }
   }
@@ -156,31 +172,26 @@ __device__ __forceinline__ void igemm_tile(const P& p, int M, int N, int K, int 
   static_assert(!kStaged || std::is_same_v<T, float>, "staged B: float only");
   const int my_n = n0 + tid % BN;  // staged B: the one column this thread loads
   const Staged st(p, tid, n0, N);
-  // Which element of the A and B slices load j of this thread fetches. Consecutive threads take adjacent
-  // memory; the coordinate along the contiguous direction does not depend on j, so whatever the problem derives
-  // from it (an image position, say) is computed once per thread, outside the K loop.
-  auto a_coord = [&](int j, int& mm, int& kk) {
-    if constexpr (P::kAContigK) { mm = tid / BK + j * (NT / BK); kk = tid % BK; }
-    else { kk = tid / BM + j * (NT / BM); mm = tid % BM; }
-  };
-  auto b_coord = [&](int j, int& kk, int& nn) {
-    if constexpr (P::kBContigN) { kk = tid / BN + j * (NT / BN); nn = tid % BN; }
-    else { nn = tid / BK + j * (NT / BK); kk = tid % BK; }
-  };
+  auto a_coord = [&](int j, int& mm, int& kk) { a_slot<P, BM, BK, NT>(tid, j, mm, kk); };
+  auto b_coord = [&](int j, int& kk, int& nn) { b_slot<P, BN, BK, NT>(tid, j, kk, nn); };
   auto fetch = [&](int k0) {
     if constexpr (kStagedK) {
-      const int k = k0 + tid % BK;
+      const int k = k0 + tid % BK;  // the one k of this thread (a_slot / b_slot: kk = tid % BK here)
       const bool kok = k < kend;
       typename KTypes<P, true>::KPos kp{};
       if (kok) kp = p.k_pos(k);
 #pragma unroll
       for (int j = 0; j < A_PER; ++j) {
-        const int m = m0 + tid / BK + j * (NT / BK);
+        int mm, kk;
+        a_coord(j, mm, kk);
+        const int m = m0 + mm;
         ra[j] = kok && m < M ? *p.a_at(kp, m) : T(0);
       }
 #pragma unroll
       for (int j = 0; j < B_PER; ++j) {
-        const int n = n0 + tid / BK + j * (NT / BK);
+        int kk, nn;
+        b_coord(j, kk, nn);
+        const int n = n0 + nn;
         bool ok = kok && n < N;
         const T* src = nullptr;
         if (ok) src = p.b_at(kp, st.ncol[j], ok);
@@ -200,7 +211,8 @@ __device__ __forceinline__ void igemm_tile(const P& p, int M, int N, int K, int 
         if (sok) base = p.b_slice(st.bcol, k0, sok);
 #pragma unroll
         for (int j = 0; j < B_PER; ++j) {
-          const int kk = tid / BN + j * (NT / BN);
+          int kk, nn;
+          b_coord(j, kk, nn);
           rb[j] = sok && k0 + kk < kend ? base[kk * p.b_kstride] : T(0);
         }
       } else {
@@ -339,7 +351,7 @@ using Wide16 = Cfg<64, 128, 16, 8, 8, 2>;   // 128
 using Long = Cfg<64, 256, 8, 8, 8, 2>;      // 256   M around 64 with Big's 8x8 thread tile (conv12's 64 channels)
 using Small32 = Cfg<64, 64, 32, 4, 4, 2>;   // 256   Small with K steps of 32: short-K GEMMs with large outputs
 using SmallF64 = Cfg<64, 64, 8, 4, 4, 2>;   // the float64 path (Small's tile)
-constexpr int kNumCfgs = 9, kSmallCfg = 2, kSmall32Cfg = 8;
+constexpr int kNumCfgs = 9, kSmallCfg = 2;
 static_assert(kNumCfgs == kGemmConfigs, "kernels/cuda/cuda.h lists as many configurations");
 
 struct Plan {

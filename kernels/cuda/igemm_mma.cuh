@@ -90,7 +90,7 @@ __global__ void __launch_bounds__(C::NT, C::MINB) igemm_mma_kernel(const P p, in
   const int my_n = n0 + tid % BN;  // staged B: the one column this thread loads
   const Staged st(p, tid, n0, N);
 
-  // Same element -> thread mapping as igemm_kernel: consecutive threads take adjacent memory.
+  // Same element -> thread mapping as igemm_kernel (a_slot / b_slot): consecutive threads take adjacent memory.
   auto issue = [&](int step, int buf) {
     const int k0 = kbeg + step * BK;
     float* as = smem + buf * C::STAGE_FLOATS;
@@ -102,13 +102,17 @@ __global__ void __launch_bounds__(C::NT, C::MINB) igemm_mma_kernel(const P p, in
       if (kok) kp = p.k_pos(k);
 #pragma unroll
       for (int j = 0; j < A_PER; ++j) {
-        const int mm = tid / BK + j * (NT / BK), m = m0 + mm;
+        int mm, kk_;
+        a_slot<P, BM, BK, NT>(tid, j, mm, kk_);
+        const int m = m0 + mm;
         const bool ok = kok && m < M;
         cp_async4(&as[kk * LDA + mm], ok ? p.a_at(kp, m) : safe, ok);
       }
 #pragma unroll
       for (int j = 0; j < B_PER; ++j) {
-        const int nn = tid / BK + j * (NT / BK), n = n0 + nn;
+        int kk_, nn;
+        b_slot<P, BN, BK, NT>(tid, j, kk_, nn);
+        const int n = n0 + nn;
         bool ok = kok && n < N;
         const float* src = safe;
         if (ok) src = p.b_at(kp, st.ncol[j], ok);
@@ -118,8 +122,7 @@ __global__ void __launch_bounds__(C::NT, C::MINB) igemm_mma_kernel(const P p, in
 #pragma unroll
       for (int j = 0; j < A_PER; ++j) {
         int mm, kk;
-        if constexpr (P::kAContigK) { mm = tid / BK + j * (NT / BK); kk = tid % BK; }
-        else { kk = tid / BM + j * (NT / BM); mm = tid % BM; }
+        a_slot<P, BM, BK, NT>(tid, j, mm, kk);
         const int m = m0 + mm, k = k0 + kk;
         bool ok = m < M && k < kend;
         const float* src = safe;
@@ -132,7 +135,8 @@ __global__ void __launch_bounds__(C::NT, C::MINB) igemm_mma_kernel(const P p, in
         if (sok) base = p.b_slice(st.bcol, k0, sok);
 #pragma unroll
         for (int j = 0; j < B_PER; ++j) {
-          const int kk = tid / BN + j * (NT / BN), nn = tid % BN;
+          int kk, nn;
+          b_slot<P, BN, BK, NT>(tid, j, kk, nn);
           const bool ok = sok && k0 + kk < kend;
           cp_async4(&bs[kk * LDB + nn], ok ? base + kk * p.b_kstride : safe, ok);
         }
@@ -140,8 +144,7 @@ __global__ void __launch_bounds__(C::NT, C::MINB) igemm_mma_kernel(const P p, in
 #pragma unroll
         for (int j = 0; j < B_PER; ++j) {
           int kk, nn;
-          if constexpr (P::kBContigN) { kk = tid / BN + j * (NT / BN); nn = tid % BN; }
-          else { nn = tid / BK + j * (NT / BK); kk = tid % BK; }
+          b_slot<P, BN, BK, NT>(tid, j, kk, nn);
           const int n = n0 + nn, k = k0 + kk;
           bool ok = n < N && k < kend;
           const float* src = safe;
