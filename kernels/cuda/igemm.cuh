@@ -380,13 +380,19 @@ struct CfgInfo {
   int bm, bn, bk;
   double rate;  // measured throughput of an SM running this configuration (relative units; H200, see NOTES.md)
   int threads, minb;  // threads per block; blocks per SM at which `rate` was measured
-  int min_k = 0;      // the cost model leaves the configuration out for shorter K
+  int min_k = 0;      // the cost model leaves the configuration out for shorter K,
+  int max_k = 0;      // for longer K (0: no limit)
+  int64_t min_outputs = 0;  // and for fewer than this many outputs M x N
+  bool tap_safe = true;     // BK <= 16: a K slice stays inside one filter tap of the staged (tap-major) problems
 };
-// Long only for K >= 128: conv11 forward (K = 27) ran 38 -> 49 us with it.
+// Long only for K >= 128: conv11 forward (K = 27) ran 38 -> 49 us with it. Small32 (K steps of 32) only for short
+// K with large outputs, where 8-deep steps leave each step waiting on its loads: CIFAR fc1's weight gradient
+// (512 x 2048, K = 128) 15.5 us on Small, 13.4 on Small32 (rate 2.36 x 15.5 / 13.4); measured elsewhere it loses
+// (fc1 backward-data, K = 512, unsplit: 29.9 against 19.3 us).
 inline constexpr CfgInfo kCfgs[kNumCfgs] = {
     {128, 128, 8, 3.2, 256, 2}, {64, 128, 8, 2.3, 128, 3},   {64, 64, 8, 2.36, 256, 4},  {32, 128, 8, 1.8, 128, 4},
     {64, 32, 8, 2.2, 128, 4},   {128, 128, 16, 3.25, 256, 2}, {64, 128, 16, 2.3, 128, 2},
-    {64, 256, 8, 3.0, 256, 2, 128}, {64, 64, 32, 2.36, 256, 2, 1 << 30}};  // Small32: by the rule in run()
+    {64, 256, 8, 3.0, 256, 2, 128}, {64, 64, 32, 2.73, 256, 2, 64, 512, int64_t(1) << 18, false}};
 
 // An SM reaches its rate only with enough warps to hide latency (~16, i.e. 512 threads); fewer resident
 // threads run proportionally slower. Relative to the occupancy at which the rate was measured.
@@ -408,14 +414,18 @@ inline double occupancy_factor(const CfgInfo& ci, int64_t blocks_per_sm) {
 // configuration's rate; a split adds the workspace traffic (slices + 1 passes over M x N floats at ~3 TB/s) and
 // a launch. Units: 35700 per microsecond, from the measured rate of the Big tiles.
 // only_cfg >= 0 restricts the choice to that configuration; force_slices > 0 imposes the split.
-inline Plan plan(int M, int N, int K, int sms, int only_cfg, int force_slices, int batches = 1) {
+// staged: the problem reads tap-major K slices (kStagedB / kStagedK); a forced configuration that is not tap_safe
+// falls back to Small there.
+inline Plan plan(int M, int N, int K, int sms, int only_cfg, int force_slices, int batches = 1, bool staged = false) {
   constexpr double kUnitsPerUs = 35700;
+  if (staged && only_cfg >= 0 && !kCfgs[only_cfg].tap_safe) only_cfg = kSmallCfg;
   Plan best;
   double best_cost = 1e300;
   for (int c = 0; c < kNumCfgs; ++c) {
     if (only_cfg >= 0 && c != only_cfg) continue;
     const CfgInfo& ci = kCfgs[c];
-    if (only_cfg < 0 && K < ci.min_k) continue;
+    if (staged && !ci.tap_safe) continue;
+    if (only_cfg < 0 && (K < ci.min_k || (ci.max_k > 0 && K > ci.max_k) || int64_t(M) * N < ci.min_outputs)) continue;
     const int64_t tiles = int64_t((M + ci.bm - 1) / ci.bm) * ((N + ci.bn - 1) / ci.bn) * batches;
     const int ksteps = std::max(1, (K + ci.bk - 1) / ci.bk);
     const int max_s = std::max(1, std::min<int>(ksteps / 4, 256));  // at least 4 steps per slice
@@ -486,16 +496,8 @@ void run(const P& p, int M, int N, int K, const Tensor& on, const char* name) {
   }
   int only = f32 ? g_forced_cfg : kSmallCfg, force_slices = g_forced_slices;
   if (f32 && only < 0) env_plan(only, force_slices);
-  // Small32's K slices of 32 cross a filter tap of the staged (tap-major) problems, whose C is a multiple of 16
-  if (only == kSmall32Cfg && (is_staged_b<P>::value || is_staged_k<P>::value)) only = kSmallCfg;
-  Plan pl = plan(M, N, K, cuda_rt::sm_count(on.device()), only, force_slices);
-  // Short K with a large output (the FC weight gradients, e.g. CIFAR fc1: 512 x 2048, K = 128): the 64x64 tiles
-  // with one split wait on each 8-deep K step's loads; steps of 32 hide them (15.5 -> 13.4 us, NOTES.md).
-  if (f32 && pl.cfg == kSmallCfg && pl.slices == 1 && only < 0 && K >= 64 && K <= 512 &&
-      int64_t(M) * N >= (int64_t(1) << 18) && !is_staged_b<P>::value && !is_staged_k<P>::value) {
-    pl.cfg = kSmall32Cfg;
-    pl.kchunk = (K + 31) / 32 * 32;
-  }
+  const Plan pl = plan(M, N, K, cuda_rt::sm_count(on.device()), only, force_slices, 1,
+                       is_staged_b<P>::value || is_staged_k<P>::value);
   if constexpr (f32) {
     switch (pl.cfg) {
       case 0: return launch_cfg<T, Big>(p, M, N, K, pl, on, s, name);
