@@ -42,6 +42,10 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int stride = 1,
 Tensor conv_transpose2d(const Tensor& x, const Tensor& w, const Tensor& b, int stride = 1, int pad = 0,
                         int output_padding = 0);
 Tensor max_pool2d(const Tensor& x, int k, int stride);
+// max_pool2d(relu(conv2d(x, w, b, stride, pad)), pool_k, pool_stride) as one op (Sequential fuses Conv2d + ReLU +
+// MaxPool2d): same values and gradients, without the full-size ReLU mask pass in the backward.
+Tensor conv2d_relu_pool(const Tensor& x, const Tensor& w, const Tensor& b, int stride, int pad, int pool_k,
+                        int pool_stride);
 
 // ---- randomness (draws from gen; the same (seed, offset) gives the same numbers on every device) --------
 // Dropout mask applied always (the defense works at inference too): each element zeroed with probability

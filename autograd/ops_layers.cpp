@@ -1,4 +1,4 @@
-// The layer ops of autograd/ops.h: linear, conv2d, conv_transpose2d, max_pool2d. Each validates its
+// The layer ops of autograd/ops.h: linear, conv2d, conv_transpose2d, max_pool2d, conv2d_relu_pool. Each validates its
 // inputs (ShapeError / ValueError naming the op and the tensors), runs the kernels of kernels/dispatch.h, and
 // records a backward that computes gradients only for the inputs that require them (an attack that optimises
 // the image gets d/dx without paying for d/dW).
@@ -74,18 +74,18 @@ Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, bool r
 namespace {
 
 // Records the backward of a convolution-like op y = conv(x, w) + b: the input gradient through `data`, the
-// weight and bias gradients through `weight`, each computed only when that input requires it.
+// weight and bias gradients through `weight`, each computed only when that input requires it. `out` is the
+// node's output (y, or what a fused epilogue made of it) and conv_grad maps its incoming gradient to d/dy.
 using ConvDataGrad = void (*)(const Tensor& gy, const Tensor& w, ConvArgs a, Tensor& gx);
 using ConvWeightGrad = void (*)(const Tensor& x, const Tensor& gy, ConvArgs a, Tensor& gw, Tensor& gb);
-// With a.relu, y went through a fused ReLU: the backward masks the incoming gradient first.
-Tensor record_conv(const char* op, const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, const Tensor& x,
-                   const Tensor& w, const Tensor& b, ConvArgs a, Tensor y, ConvDataGrad data, ConvWeightGrad weight) {
-  if (!needs_grad({&x_in, &w_in, &b_in})) return y;
+template <class ConvGrad>
+Tensor record_conv_with(const char* op, const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, const Tensor& x,
+                        const Tensor& w, const Tensor& b, ConvArgs a, Tensor out, ConvDataGrad data,
+                        ConvWeightGrad weight, ConvGrad conv_grad) {
   const bool need_x = wants_grad(x_in), need_w = wants_grad(w_in), need_b = wants_grad(b_in);
-  const Tensor out = a.relu ? y.detach() : Tensor();
   a.relu = false;  // the backward kernels take the plain geometry
-  return record(op, {x_in, w_in, b_in}, y, [=](const Tensor& g_out) {
-    const Tensor g = relu_grad(out, g_out);
+  return record(op, {x_in, w_in, b_in}, out, [=](const Tensor& g_out) {
+    const Tensor g = conv_grad(g_out);
     Tensor gx, gw, gb;
     if (need_x) {
       gx = Tensor::empty(x.shape(), x.dtype(), x.device());
@@ -101,38 +101,87 @@ Tensor record_conv(const char* op, const Tensor& x_in, const Tensor& w_in, const
   });
 }
 
-}  // namespace
+// With a.relu, y went through a fused ReLU: the backward masks the incoming gradient first.
+Tensor record_conv(const char* op, const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, const Tensor& x,
+                   const Tensor& w, const Tensor& b, ConvArgs a, Tensor y, ConvDataGrad data, ConvWeightGrad weight) {
+  if (!needs_grad({&x_in, &w_in, &b_in})) return y;
+  const Tensor out = a.relu ? y.detach() : Tensor();  // the ReLU's mask (detached: no cycle through the node)
+  return record_conv_with(op, x_in, w_in, b_in, x, w, b, a, y, data, weight,
+                          [out](const Tensor& g_out) { return relu_grad(out, g_out); });
+}
 
-Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, int stride, int pad, bool relu) {
-  const char* op = relu ? "conv2d_relu" : "conv2d";
+// Validates conv2d's arguments (errors name `op`) and returns the output shape.
+Shape conv2d_checked_shape(const char* op, const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, int stride,
+                           int pad) {
   check_float_input(x_in, op, "input");
   check_float_input(w_in, op, "weight");
-  SL_CHECK(x_in.dim() == 4, ShapeError, "conv2d: input ", x_in.str(), " must be 4-d [N, C, H, W]");
-  SL_CHECK(w_in.dim() == 4, ShapeError, "conv2d: weight ", w_in.str(), " must be 4-d [C_out, C_in, k, k]");
-  SL_CHECK(w_in.size(2) == w_in.size(3), ShapeError, "conv2d: weight ", w_in.str(),
+  SL_CHECK(x_in.dim() == 4, ShapeError, op, ": input ", x_in.str(), " must be 4-d [N, C, H, W]");
+  SL_CHECK(w_in.dim() == 4, ShapeError, op, ": weight ", w_in.str(), " must be 4-d [C_out, C_in, k, k]");
+  SL_CHECK(w_in.size(2) == w_in.size(3), ShapeError, op, ": weight ", w_in.str(),
            " has a non-square kernel; only k x k kernels are supported");
-  SL_CHECK(w_in.size(2) >= 1, ShapeError, "conv2d: weight ", w_in.str(), " has an empty kernel");
-  SL_CHECK(x_in.size(1) == w_in.size(1), ShapeError, "conv2d: input ", x_in.str(), " has ", x_in.size(1),
+  SL_CHECK(w_in.size(2) >= 1, ShapeError, op, ": weight ", w_in.str(), " has an empty kernel");
+  SL_CHECK(x_in.size(1) == w_in.size(1), ShapeError, op, ": input ", x_in.str(), " has ", x_in.size(1),
            " channels but weight ", w_in.str(), " expects ", w_in.size(1));
-  SL_CHECK(stride >= 1, ValueError, "conv2d: stride must be positive, got ", stride);
-  SL_CHECK(pad >= 0, ValueError, "conv2d: padding must be non-negative, got ", pad);
+  SL_CHECK(stride >= 1, ValueError, op, ": stride must be positive, got ", stride);
+  SL_CHECK(pad >= 0, ValueError, op, ": padding must be non-negative, got ", pad);
   const int64_t k = w_in.size(2), H = x_in.size(2), W = x_in.size(3);
-  SL_CHECK(H + 2 * pad >= k && W + 2 * pad >= k, ShapeError, "conv2d: kernel ", k, "x", k,
+  SL_CHECK(H + 2 * pad >= k && W + 2 * pad >= k, ShapeError, op, ": kernel ", k, "x", k,
            " is larger than the padded input ", H + 2 * pad, "x", W + 2 * pad, " (input ", x_in.str(), ", padding ",
            pad, ")");
   check_same(x_in, w_in, op);
   check_bias(b_in, x_in, w_in.size(0), op);
+  return Shape{x_in.size(0), w_in.size(0), conv_out_size(H, int(k), stride, pad), conv_out_size(W, int(k), stride, pad)};
+}
 
+void check_pool_args(const char* op, const Tensor& x_in, int64_t H, int64_t W, int k, int stride) {
+  SL_CHECK(k >= 1, ValueError, op, ": window size must be positive, got ", k);
+  SL_CHECK(stride >= 1, ValueError, op, ": stride must be positive, got ", stride);
+  SL_CHECK(H >= k && W >= k, ShapeError, op, ": window ", k, "x", k, " is larger than the input ", x_in.str());
+}
+
+}  // namespace
+
+Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, int stride, int pad, bool relu) {
+  const char* op = relu ? "conv2d_relu" : "conv2d";
+  const Shape ys = conv2d_checked_shape(op, x_in, w_in, b_in, stride, pad);
   const Tensor x = x_in.contiguous(), w = w_in.contiguous();
   const Tensor b = b_in.defined() ? b_in.contiguous() : Tensor();
   ConvArgs a;
   a.stride = stride;
   a.pad = pad;
   a.relu = relu;
-  const Shape ys{x.size(0), w.size(0), conv_out_size(H, int(k), stride, pad), conv_out_size(W, int(k), stride, pad)};
   Tensor y = Tensor::empty(ys, x.dtype(), x.device());
   kern::conv2d_forward(x, w, b, a, y);
   return record_conv(op, x_in, w_in, b_in, x, w, b, a, y, kern::conv2d_backward_data, kern::conv2d_backward_weight);
+}
+
+// The ReLU's mask comes from the pooled output: each input position a window routes its gradient to is the
+// window's maximum, whose ReLU output is the pooled value, so masking the small pooled gradient by (p > 0)
+// before the pool's scatter gives the same bits as masking the full-size gradient after it. The full-size
+// activation is never kept for the backward.
+Tensor conv2d_relu_pool(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, int stride, int pad, int pool_k,
+                        int pool_stride) {
+  const char* op = "conv2d_relu_pool";
+  const Shape cs = conv2d_checked_shape(op, x_in, w_in, b_in, stride, pad);
+  check_pool_args(op, x_in, cs[2], cs[3], pool_k, pool_stride);
+  const Tensor x = x_in.contiguous(), w = w_in.contiguous();
+  const Tensor b = b_in.defined() ? b_in.contiguous() : Tensor();
+  ConvArgs a;
+  a.stride = stride;
+  a.pad = pad;
+  a.relu = true;
+  const Shape ps{cs[0], cs[1], conv_out_size(cs[2], pool_k, pool_stride, 0), conv_out_size(cs[3], pool_k, pool_stride, 0)};
+  Tensor p = Tensor::empty(ps, x.dtype(), x.device());
+  Tensor idx = Tensor::empty(ps, DType::i32, x.device());
+  kern::conv2d_relu_pool_forward(x, w, b, a, pool_k, pool_stride, p, idx);
+  if (!needs_grad({&x_in, &w_in, &b_in})) return p;
+  const Tensor pd = p.detach();
+  return record_conv_with(op, x_in, w_in, b_in, x, w, b, a, p, kern::conv2d_backward_data,
+                          kern::conv2d_backward_weight, [pd, idx, cs, pool_k, pool_stride](const Tensor& g_out) {
+                            Tensor gy = Tensor::empty(cs, pd.dtype(), pd.device());
+                            kern::max_pool2d_relu_backward(g_out.contiguous(), pd, idx, pool_k, pool_stride, gy);
+                            return gy;
+                          });
 }
 
 Tensor conv_transpose2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, int stride, int pad,
@@ -175,10 +224,8 @@ Tensor max_pool2d(const Tensor& x_in, int k, int stride) {
   const char* op = "max_pool2d";
   check_float_input(x_in, op, "input");
   SL_CHECK(x_in.dim() == 4, ShapeError, "max_pool2d: input ", x_in.str(), " must be 4-d [N, C, H, W]");
-  SL_CHECK(k >= 1, ValueError, "max_pool2d: window size must be positive, got ", k);
-  SL_CHECK(stride >= 1, ValueError, "max_pool2d: stride must be positive, got ", stride);
   const int64_t H = x_in.size(2), W = x_in.size(3);
-  SL_CHECK(H >= k && W >= k, ShapeError, "max_pool2d: window ", k, "x", k, " is larger than the input ", x_in.str());
+  check_pool_args(op, x_in, H, W, k, stride);
 
   const Tensor x = x_in.contiguous();
   const Shape ys{x.size(0), x.size(1), (H - k) / stride + 1, (W - k) / stride + 1};

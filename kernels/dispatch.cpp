@@ -92,6 +92,13 @@ void max_pool2d_forward(const Tensor& x, int k, int stride, Tensor& y, Tensor& i
 void max_pool2d_backward(const Tensor& gy, const Tensor& idx, int k, int stride, Tensor& gx) {
   SL_ROUTE(gy.device(), max_pool2d_backward, gy, idx, k, stride, gx);
 }
+void conv2d_relu_pool_forward(const Tensor& x, const Tensor& w, const Tensor& b, ConvArgs a, int k, int stride,
+                              Tensor& y, Tensor& idx) {
+  SL_ROUTE(x.device(), conv2d_relu_pool_forward, x, w, b, a, k, stride, y, idx);
+}
+void max_pool2d_relu_backward(const Tensor& gy, const Tensor& y, const Tensor& idx, int k, int stride, Tensor& gx) {
+  SL_ROUTE(gy.device(), max_pool2d_relu_backward, gy, y, idx, k, stride, gx);
+}
 void accumulate_metrics(const Tensor& loss, const Tensor& logits, const Tensor& labels, Tensor& totals) { SL_ROUTE(logits.device(), accumulate_metrics, loss, logits, labels, totals); }
 void sgd_step(Tensor& param, const Tensor& grad, Tensor& momentum_buf, const SgdArgs& a, bool first_step) { SL_ROUTE(param.device(), sgd_step, param, grad, momentum_buf, a, first_step); }
 void adam_step(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, Tensor& vmax, const AdamArgs& a, int64_t step) { SL_ROUTE(param.device(), adam_step, param, grad, m, v, vmax, a, step); }

@@ -41,6 +41,9 @@ Conv2d::Conv2d(int in_ch, int out_ch, int k, int stride_, int pad_, bool has_bia
 
 Tensor Conv2d::forward(const Tensor& x) { return conv2d(x, weight, bias, stride, pad); }
 Tensor Conv2d::forward_relu(const Tensor& x) { return conv2d(x, weight, bias, stride, pad, true); }
+Tensor Conv2d::forward_relu_pool(const Tensor& x, int pool_k, int pool_stride) {
+  return conv2d_relu_pool(x, weight, bias, stride, pad, pool_k, pool_stride);
+}
 
 Shape Conv2d::output_shape(const Shape& in) const {
   check_image(in, in_channels, describe());

@@ -11,6 +11,8 @@ class Conv2d : public Module {
   Conv2d(int in_channels, int out_channels, int kernel, int stride = 1, int pad = 0, bool bias = true);
   Tensor forward(const Tensor& x) override;
   Tensor forward_relu(const Tensor& x);  // relu(forward(x)) in one op (Sequential fuses Conv2d + ReLU)
+  // pool(relu(forward(x))) in one op (Sequential fuses Conv2d + ReLU + MaxPool2d)
+  Tensor forward_relu_pool(const Tensor& x, int pool_k, int pool_stride);
   Shape output_shape(const Shape& in) const override;
   std::string describe() const override;
   void reset_parameters(Generator& gen) override;

@@ -86,6 +86,7 @@ Adam::Adam(std::vector<Tensor> params, const AdamArgs& args)
 bool Adam::fused() const { return all_on_one_gpu(params_); }
 
 void Adam::set_lr(double lr) {
+  if (lr == args_.lr) return;  // dev_lr_ (when there is one) already holds it: no kernel per step at a constant rate
   args_.lr = lr;
   if (dev_lr_.defined()) dev_lr_.fill_(lr);  // a kernel on the stream: later (replayed) steps read the new rate
 }

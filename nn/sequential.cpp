@@ -1,10 +1,22 @@
 #include "nn/sequential.h"
 
+#include <cstdlib>
 #include <sstream>
 
 #include "nn/layers.h"
 
 namespace sl {
+
+namespace {
+// SPLITLEAK_FUSE_POOL=0 runs Conv2d + ReLU + MaxPool2d as the pair and the pool (for A/B runs).
+bool fuse_pool() {
+  static const bool on = [] {
+    const char* v = std::getenv("SPLITLEAK_FUSE_POOL");
+    return !(v && v[0] == '0' && v[1] == 0);
+  }();
+  return on;
+}
+}  // namespace
 
 Sequential& Sequential::add(std::string name, std::shared_ptr<Module> layer) {
   register_child(std::move(name), std::move(layer));
@@ -18,6 +30,13 @@ Tensor Sequential::run(const Tensor& x, size_t last) {
     Module* m = layers[i].second.get();
     const bool relu_next = i + 1 <= last && i + 1 < layers.size() && dynamic_cast<ReLU*>(layers[i + 1].second.get());
     if (relu_next) {
+      auto* pool = i + 2 <= last && i + 2 < layers.size() ? dynamic_cast<MaxPool2d*>(layers[i + 2].second.get())
+                                                          : nullptr;
+      if (auto* c = dynamic_cast<Conv2d*>(m); c && pool && fuse_pool()) {
+        y = c->forward_relu_pool(y, pool->kernel, pool->stride);
+        i += 2;
+        continue;
+      }
       if (auto* c = dynamic_cast<Conv2d*>(m)) {
         y = c->forward_relu(y);
         ++i;

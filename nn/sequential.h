@@ -26,7 +26,8 @@ class Sequential : public Module {
 
   // A Conv2d or Linear directly followed by a ReLU runs as one op with the ReLU in the producing kernel's
   // epilogue (autograd conv2d/linear with relu = true): the same values and gradients, one kernel and one
-  // activation tensor less per pair.
+  // activation tensor less per pair. A Conv2d + ReLU + MaxPool2d triple runs as conv2d_relu_pool (the ReLU's
+  // mask read from the pooled output; on CUDA the pool can sit in the conv's epilogue).
   Tensor forward(const Tensor& x) override;
   // Runs the layers up to and including `name` and returns that layer's output (fused as forward).
   Tensor forward_until(const Tensor& x, const std::string& name);

@@ -567,7 +567,7 @@ TEST_CASE("cuda: the direct small-channel convolution matches the CPU for every 
     Tensor wt = rnd({sh.cout, sh.cin, sh.k, sh.k}), bt = rnd({sh.cin});
     Tensor yt = Tensor::empty(x.shape());
     kern::conv_transpose2d_forward(gy, wt, bt, a, yt);
-    for (int mode = 0; mode <= 5; ++mode) {
+    for (int mode = -1; mode <= cuda::debug_conv_direct_blocks(); ++mode) {
       INFO("n " << sh.n << " c " << sh.cin << " " << sh.h << "x" << sh.w << " co " << sh.cout << " k " << sh.k
                 << " pad " << sh.pad << " direct mode " << mode);
       cuda::debug_force_conv_direct(mode);
@@ -579,6 +579,59 @@ TEST_CASE("cuda: the direct small-channel convolution matches the CPU for every 
       CHECK(test::rel_max_diff(yd.to(Device::cpu()), y) <= 1e-5);
       CHECK(test::rel_max_diff(gxd.to(Device::cpu()), gx) <= 1e-5);
       CHECK(test::rel_max_diff(ytd.to(Device::cpu()), yt) <= 1e-5);
+    }
+  }
+#endif
+}
+
+TEST_CASE("cuda: conv2d_relu_pool equals the conv, its ReLU and the pool run apart, bit for bit", "[cuda]") {
+  if (!gpu_ready("fused conv + ReLU + pool")) return;
+#ifdef SPLITLEAK_WITH_CUDA
+  struct Reset {
+    ~Reset() { cuda::debug_force_conv_direct(-1); }
+  } reset;
+  Generator g(37);
+  struct S { int n, cin, h, w, cout, k, pad; };
+  // LeNet's two layers, channel counts that leave a block's channels partly empty, output heights that are not a
+  // multiple of the block's rows, k3 with padding, a batch whose last block is partly empty; many negative
+  // pre-activations so that whole windows are 0 after the ReLU (ties: the first position wins)
+  const std::vector<S> shapes = {{3, 1, 28, 28, 8, 5, 0}, {5, 8, 12, 12, 16, 5, 0}, {2, 3, 10, 14, 6, 3, 1},
+                                 {3, 2, 14, 10, 3, 5, 2}, {7, 4, 6, 6, 16, 3, 0}};
+  for (const auto& sh : shapes) {
+    ConvArgs a{1, sh.pad, 0};
+    a.relu = true;
+    const int64_t oh = conv_out_size(sh.h, sh.k, 1, sh.pad), ow = conv_out_size(sh.w, sh.k, 1, sh.pad);
+    auto rnd = [&](const Shape& s) { return test::randn(s, g).to(DType::f32); };
+    Tensor x = rnd({sh.n, sh.cin, sh.h, sh.w}).to(kGpu), w = rnd({sh.cout, sh.cin, sh.k, sh.k}).to(kGpu);
+    Tensor b = rnd({sh.cout});
+    kern::add_scalar(b, -0.5, b);
+    b = b.to(kGpu);
+    const Shape ps{sh.n, sh.cout, oh / 2, ow / 2};
+    Tensor gp = rnd(ps).to(kGpu);
+    // the CPU composite, for a tolerance check against an independent implementation
+    Tensor pc = Tensor::empty(ps), ic = Tensor::empty(ps, DType::i32);
+    kern::conv2d_relu_pool_forward(x.to(Device::cpu()), w.to(Device::cpu()), b.to(Device::cpu()), a, 2, 2, pc, ic);
+    // blocks with single or odd row counts have no pooled epilogue (the composite runs)
+    for (int mode = -1; mode <= cuda::debug_conv_direct_blocks(); ++mode) {
+      INFO("n " << sh.n << " c " << sh.cin << " " << sh.h << "x" << sh.w << " co " << sh.cout << " k " << sh.k
+                << " pad " << sh.pad << " direct mode " << mode);
+      cuda::debug_force_conv_direct(mode);
+      Tensor y = Tensor::empty({sh.n, sh.cout, oh, ow}, DType::f32, kGpu);
+      kern::conv2d_forward(x, w, b, a, y);
+      Tensor p_ref = Tensor::empty(ps, DType::f32, kGpu), i_ref = Tensor::empty(ps, DType::i32, kGpu);
+      kern::max_pool2d_forward(y, 2, 2, p_ref, i_ref);
+      Tensor p = Tensor::full(ps, NAN, DType::f32, kGpu), i = Tensor::full(ps, -7, DType::i32, kGpu);
+      kern::conv2d_relu_pool_forward(x, w, b, a, 2, 2, p, i);
+      CHECK(p.to_vector() == p_ref.to_vector());
+      CHECK(i.to_vector() == i_ref.to_vector());
+      CHECK(test::rel_max_diff(p.to(Device::cpu()), pc) <= 1e-5);
+      // backward: the mask read from the pooled output, against relu_backward on the full-size output
+      Tensor gy_ref = Tensor::empty(y.shape(), DType::f32, kGpu), gy_pool = Tensor::empty(y.shape(), DType::f32, kGpu);
+      kern::max_pool2d_backward(gp, i_ref, 2, 2, gy_pool);
+      kern::relu_backward(y, gy_pool, gy_ref);
+      Tensor gy = Tensor::full(y.shape(), NAN, DType::f32, kGpu);
+      kern::max_pool2d_relu_backward(gp, p, i, 2, 2, gy);
+      CHECK(gy.to_vector() == gy_ref.to_vector());
     }
   }
 #endif

@@ -203,6 +203,27 @@ TEST_CASE("max_pool2d passes the op harness", "[layers]") {
   }
 }
 
+TEST_CASE("conv2d_relu_pool passes the op harness", "[layers]") {
+  Generator g(505);
+  struct Cfg { int64_t n, cin, h, w, cout; int k, s, p, pk, ps; bool bias; };
+  const std::vector<Cfg> cfgs = {
+      {2, 2, 8, 10, 3, 3, 1, 0, 2, 2, true},   // LeNet-like: 2x2 / 2 windows tile the conv output
+      {1, 3, 9, 7, 2, 3, 1, 1, 2, 2, false},   // odd conv output (the last row / column in no window)
+      {2, 1, 9, 9, 2, 3, 2, 1, 3, 2, true},    // stride-2 conv, overlapping 3x3 / 2 windows
+  };
+  for (const auto& c : cfgs) {
+    std::vector<Tensor> in = {randn({c.n, c.cin, c.h, c.w}, g), randn({c.cout, c.cin, c.k, c.k}, g)};
+    if (c.bias) in.push_back(randn({c.cout}, g));
+    const int s = c.s, p = c.p, pk = c.pk, ps = c.ps;
+    std::string name = "conv2d_relu_pool " + std::to_string(c.cin) + "->" + std::to_string(c.cout) + " " +
+                       std::to_string(c.h) + "x" + std::to_string(c.w) + " k" + std::to_string(c.k) + " s" +
+                       std::to_string(s) + " p" + std::to_string(p) + " pool " + std::to_string(pk) + "/" +
+                       std::to_string(ps);
+    run_op_case({name, in, [=](auto& v) { return conv2d_relu_pool(v[0], v[1], arg(v, 2), s, p, pk, ps); },
+                 [=](auto& v) { return max_pool2d_ref(relu_ref(conv2d_ref(v[0], v[1], arg(v, 2), s, p)), pk, ps); }});
+  }
+}
+
 TEST_CASE("max_pool2d indices: flat h*W+w in the plane, first of ties, NaN propagates", "[layers]") {
   // one plane 3x4, window 2, stride 2 -> 1x2
   Tensor x = Tensor::from_vector(std::vector<double>{1, 5, 2, 2,  //
@@ -296,6 +317,11 @@ TEST_CASE("layer ops reject bad shapes and arguments with clear errors", "[layer
   CHECK_NOTHROW(conv2d(x, randn({4, 3, 9, 9}, g), Tensor(), 1, 1));              // fits with padding
   CHECK_THROWS_AS(conv2d(x, w, Tensor(), 0, 0), ValueError);
   CHECK_THROWS_AS(conv2d(x, w, Tensor(), 1, -1), ValueError);
+  // the fused conv + ReLU + pool checks the conv's arguments and then the pool's, naming itself
+  CHECK_THROWS_WITH(conv2d_relu_pool(x, randn({4, 2, 3, 3}, g), Tensor(), 1, 0, 2, 2),
+                    Catch::Contains("conv2d_relu_pool") && Catch::Contains("3 channels"));
+  CHECK_THROWS_AS(conv2d_relu_pool(x, w, Tensor(), 1, 0, 7, 7), ShapeError);  // 6x6 conv output, 7x7 window
+  CHECK_THROWS_AS(conv2d_relu_pool(x, w, Tensor(), 1, 0, 2, 0), ValueError);
   CHECK_THROWS_AS(conv2d(x, w, randn({3}, g), 1, 0), ShapeError);  // bias size
   CHECK_THROWS_AS(conv2d(x.to(DType::f32), w, Tensor(), 1, 0), ValueError);  // dtype mismatch
   CHECK_THROWS_AS(conv2d(x, randn({4, 3, 3, 2}, g), Tensor(), 1, 0), ShapeError);  // non-square

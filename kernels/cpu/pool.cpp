@@ -235,3 +235,28 @@ void max_pool2d_backward(const Tensor& gy, const Tensor& idx, int k, int stride,
 }
 
 }  // namespace sl::cpu
+
+namespace sl::cpu {
+
+// Composites of the kernels above (kernels/backend_api.inc): the CPU keeps no fused loop for them.
+void conv2d_relu_pool_forward(const Tensor& x, const Tensor& w, const Tensor& b, ConvArgs a, int k, int stride,
+                              Tensor& y, Tensor& idx) {
+  SL_CHECK(x.dim() == 4 && w.dim() == 4, ShapeError, "conv2d_relu_pool: input ", x.str(), " and weight ", w.str(),
+           " must be 4-d");
+  a.relu = true;
+  const int kk = int(w.size(2));
+  Tensor c = Tensor::empty(Shape{x.size(0), w.size(0), conv_out_size(x.size(2), kk, a.stride, a.pad),
+                                 conv_out_size(x.size(3), kk, a.stride, a.pad)},
+                           x.dtype(), x.device());
+  conv2d_forward(x, w, b, a, c);
+  max_pool2d_forward(c, k, stride, y, idx);
+}
+
+void max_pool2d_relu_backward(const Tensor& gy, const Tensor& y, const Tensor& idx, int k, int stride, Tensor& gx) {
+  check_pool_tensor(y, "max_pool2d_relu backward", "pooled output");
+  Tensor g = Tensor::empty(gy.shape(), gy.dtype(), gy.device());
+  relu_backward(y, gy, g);
+  max_pool2d_backward(g, idx, k, stride, gx);
+}
+
+}  // namespace sl::cpu

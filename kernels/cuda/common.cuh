@@ -106,25 +106,48 @@ __device__ T block_sum(T v) {
 
 constexpr int kReduceThreads = 256;
 
-// Pass 1: block b sums f(i) over its grid-stride share; with one block, fin(total) is called directly.
+// Counts the blocks of a reduction that have stored their partial sums; the last block resets it to 0. One per
+// device and translation unit: the reductions of a device run one after another on its stream.
+static __device__ unsigned g_reduce_ticket = 0;
+
+// Block b sums f(i) over its grid-stride share and stores it in partial[b]; the block that finishes last (it
+// draws the last ticket, after every other block's partial is visible) adds the partials in index order and
+// calls fin(total). With one block, fin(total) directly. One launch: no second pass to wait for.
 template <class F, class Fin>
-__global__ void __launch_bounds__(kReduceThreads) reduce_pass1(int64_t n, F f, Fin fin, double* partial) {
+__global__ void __launch_bounds__(kReduceThreads) reduce_kernel(int64_t n, F f, Fin fin, double* partial) {
+  // the thread's terms in index order; four evaluated ahead of their adds, so their loads are in flight together
+  const int64_t stride = int64_t(gridDim.x) * kReduceThreads;
+  int64_t i = int64_t(blockIdx.x) * kReduceThreads + threadIdx.x;
   double acc = 0;
-  for (int64_t i = int64_t(blockIdx.x) * kReduceThreads + threadIdx.x; i < n; i += int64_t(gridDim.x) * kReduceThreads)
-    acc += f(i);
-  acc = block_sum(acc);
-  if (threadIdx.x == 0) {
-    if (gridDim.x == 1) fin(acc);
-    else partial[blockIdx.x] = acc;
+  for (; i + 3 * stride < n; i += 4 * stride) {
+    const double a0 = f(i), a1 = f(i + stride), a2 = f(i + 2 * stride), a3 = f(i + 3 * stride);
+    acc += a0;
+    acc += a1;
+    acc += a2;
+    acc += a3;
   }
-}
-// Pass 2: one block adds the partials in a fixed order.
-template <class Fin>
-__global__ void __launch_bounds__(1024) reduce_pass2(int parts, const double* partial, Fin fin) {
-  double acc = 0;
-  for (int i = threadIdx.x; i < parts; i += blockDim.x) acc += partial[i];
+  for (; i < n; i += stride) acc += f(i);
   acc = block_sum(acc);
-  if (threadIdx.x == 0) fin(acc);
+  if (gridDim.x == 1) {
+    if (threadIdx.x == 0) fin(acc);
+    return;
+  }
+  __shared__ bool last;
+  if (threadIdx.x == 0) {
+    partial[blockIdx.x] = acc;
+    __threadfence();
+    last = atomicAdd(&g_reduce_ticket, 1u) == gridDim.x - 1;
+  }
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  double total = 0;
+  for (int i = threadIdx.x; i < int(gridDim.x); i += kReduceThreads) total += __ldcg(partial + i);
+  total = block_sum(total);
+  if (threadIdx.x == 0) {
+    fin(total);
+    g_reduce_ticket = 0;
+  }
 }
 
 // total = sum of f(i) (double) for i in [0, n), then fin(total) runs once on the device. The grid depends on n
@@ -133,15 +156,8 @@ template <class F, class Fin>
 void reduce_sum(const Tensor& on, int64_t n, const char* name, F f, Fin fin) {
   cudaStream_t s = stream_of(on);
   int64_t blocks = std::clamp<int64_t>((n + kReduceThreads * 8 - 1) / (kReduceThreads * 8), 1, 1024);
-  if (blocks == 1) {
-    reduce_pass1<<<1, kReduceThreads, 0, s>>>(n, f, fin, nullptr);
-    SL_CUDA_LAUNCH(name);
-    return;
-  }
-  DeviceBuffer part(on.device(), size_t(blocks) * sizeof(double));
-  reduce_pass1<<<unsigned(blocks), kReduceThreads, 0, s>>>(n, f, fin, part.as<double>());
-  SL_CUDA_LAUNCH(name);
-  reduce_pass2<<<1, 1024, 0, s>>>(int(blocks), part.as<double>(), fin);
+  DeviceBuffer part(on.device(), blocks > 1 ? size_t(blocks) * sizeof(double) : 0);
+  reduce_kernel<<<unsigned(blocks), kReduceThreads, 0, s>>>(n, f, fin, blocks > 1 ? part.as<double>() : nullptr);
   SL_CUDA_LAUNCH(name);
 }
 

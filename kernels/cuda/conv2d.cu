@@ -534,8 +534,11 @@ void debug_force_conv_winograd(int mode) {
   conv::wino::g_forced = mode;
 }
 
+int debug_conv_direct_blocks() { return conv::direct::kNumBlocks; }
+
 void debug_force_conv_direct(int mode) {
-  SL_CHECK(mode >= -1 && mode <= 5, ValueError, "debug_force_conv_direct: mode ", mode, " (-1 .. 5)");
+  SL_CHECK(mode >= -1 && mode <= conv::direct::kNumBlocks, ValueError, "debug_force_conv_direct: mode ", mode,
+           " (-1 .. ", conv::direct::kNumBlocks, ")");
   conv::direct::g_forced = mode;
 }
 
@@ -567,8 +570,45 @@ void conv2d_backward_weight_t(const Tensor& x, const Tensor& gy, ConvArgs a, Ten
   conv::Geom g = geom_of(x, gw, gy, a, "conv2d_backward_weight");
   conv::backward_weight<T>(g, x.data<T>(), gy.data<T>(), gw.data<T>(), gb.defined() ? gb.data<T>() : nullptr, x);
 }
+// relu + 2 x 2 / 2 pool in the direct kernel's epilogue where it applies; otherwise the conv with its ReLU
+// epilogue into a temporary, then max_pool2d_forward.
+template <class T>
+void conv2d_relu_pool_forward_t(const Tensor& x, const Tensor& w, const Tensor& b, ConvArgs a, int k, int stride,
+                                Tensor& y, Tensor& idx) {
+  const char* op = "conv2d_relu_pool_forward";
+  SL_CHECK(x.dim() == 4 && w.dim() == 4 && y.dim() == 4, ShapeError, op, ": expects 4-d x, weight and output, got ",
+           x.shape().str(), ", ", w.shape().str(), ", ", y.shape().str());
+  a.relu = true;
+  const int ks = int(w.size(2));
+  const Shape cs{x.size(0), w.size(0), conv_out_size(x.size(2), ks, a.stride, a.pad),
+                 conv_out_size(x.size(3), ks, a.stride, a.pad)};
+  SL_CHECK(cs[2] > 0 && cs[3] > 0, ShapeError, op, ": kernel ", ks, " does not fit the input ", x.shape().str());
+  SL_CHECK(idx.dtype() == DType::i32 && idx.shape() == y.shape(), ValueError, op, ": indices ", idx.str(),
+           " must be int32 of the output's shape ", y.shape().str());
+  if constexpr (std::is_same_v<T, float>) {
+    if (k == 2 && stride == 2 && a.stride == 1 && y.shape() == Shape{cs[0], cs[1], cs[2] / 2, cs[3] / 2}) {
+      conv::Geom g{int(cs[0]), int(x.size(1)), int(x.size(2)), int(x.size(3)), int(cs[1]), ks, int(cs[2]), int(cs[3]),
+                   a.stride, a.pad};
+      g.relu = true;
+      SL_CHECK(w.size(1) == x.size(1), ShapeError, op, ": x ", x.shape().str(), " and weight ", w.shape().str(),
+               " do not fit");
+      check_int32(int64_t(g.N) * g.Co * g.OH * g.OW, op);
+      if (conv::direct::run({g.N, g.C, g.H, g.W, g.Co, g.OH, g.OW, g.pad, true}, g.KS, false, x.data<float>(),
+                            w.data<float>(), b.defined() ? b.data<float>() : nullptr, y.data<float>(), x,
+                            "conv2d_relu_pool_forward_direct", idx.data<int32_t>()))
+        return;
+    }
+  }
+  Tensor c = Tensor::empty(cs, x.dtype(), x.device());
+  conv2d_forward_t<T>(x, w, b, a, c);
+  max_pool2d_forward(c, k, stride, y, idx);
+}
 }  // namespace
 
+void conv2d_relu_pool_forward(const Tensor& x, const Tensor& w, const Tensor& b, ConvArgs a, int k, int stride,
+                              Tensor& y, Tensor& idx) {
+  SL_CUDA_DISPATCH(x, "conv2d_relu_pool_forward", conv2d_relu_pool_forward_t, x, w, b, a, k, stride, y, idx);
+}
 void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& b, ConvArgs a, Tensor& y) {
   SL_CUDA_DISPATCH(x, "conv2d_forward", conv2d_forward_t, x, w, b, a, y);
 }

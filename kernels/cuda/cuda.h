@@ -20,8 +20,9 @@ void debug_force_gemm_plan(int cfg, int slices);
 // factor (0: 1) while the matmul precision is tf32 or 3xtf32 (kern::set_cuda_matmul_precision).
 void debug_force_mma_plan(int cfg, int slices);
 // Test hook: the direct small-channel convolution (kernels/cuda/conv_direct.cuh): -1 its own choice, 0 never,
-// 1..5 always where it applies, with register block (output channels x output rows) 1x8, 4x1, 4x4, 8x4, 8x8.
+// 1..debug_conv_direct_blocks() always where it applies, with that register block (conv_direct.cuh's kBlocks).
 void debug_force_conv_direct(int mode);
+int debug_conv_direct_blocks();
 // Test hook: the Winograd F(4x4, 3x3) path of 3x3 stride-1 float convolutions (kernels/cuda/conv_winograd.cuh):
 // -1 its own choice, 0 never, 1 wherever it applies.
 void debug_force_conv_winograd(int mode);

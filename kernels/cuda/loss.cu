@@ -179,21 +179,25 @@ void tv_backward_t(const Tensor& x, double beta, double eps, const Tensor& gout,
   const double count_h = double(c * (h - 1) * w), count_w = double(c * h * (w - 1));
   check_int32(x.numel(), "tv_backward");
   const FastDiv d_hw(uint32_t(std::max<int64_t>(hw, 1))), d_w(uint32_t(std::max<int64_t>(w, 1)));
+  // the factors without the incoming gradient, on the host: no double division per element
+  const double per_n = weight / double(n);
+  const double ch = count_h > 0 ? 2.0 * per_n / count_h : 0.0, cw = count_w > 0 ? 2.0 * per_n / count_w : 0.0;
   for_each(x, x.numel(), "tv_backward", [=] __device__(int64_t i) {
-    const double g0 = weight * double(go[0]) / double(n);
+    const double gin = double(go[0]);
     uint32_t q, r, a, b;
     d_hw.divmod(uint32_t(i), q, r);
     d_w.divmod(r, a, b);
     auto X = [&](int64_t di, int64_t dj) { return double(px[i + di * w + dj]); };
     double g = 0;
     if (squared) {
-      const double kh = count_h > 0 ? 2.0 * g0 / count_h : 0.0, kw = count_w > 0 ? 2.0 * g0 / count_w : 0.0;
+      const double kh = gin * ch, kw = gin * cw;
       if (a >= 1) g += kh * (X(0, 0) - X(-1, 0));
       if (a + 1 < h) g -= kh * (X(1, 0) - X(0, 0));
       if (b >= 1) g += kw * (X(0, 0) - X(0, -1));
       if (b + 1 < w) g -= kw * (X(0, 1) - X(0, 0));
     } else {
       // cell (i, j) exists for i < h-1, j < w-1; it adds k dh to (i+1, j), k dw to (i, j+1), -k (dh+dw) to (i, j)
+      const double g0 = gin * per_n;
       auto k_of = [&](double dh, double dw) { return g0 * beta * pow(dh * dh + dw * dw + eps, beta / 2 - 1); };
       if (a >= 1 && b + 1 < w) {  // cell (a-1, b)
         double dh = X(0, 0) - X(-1, 0), dw = X(-1, 1) - X(-1, 0);

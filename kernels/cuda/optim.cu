@@ -30,19 +30,32 @@ __device__ __forceinline__ void sgd_elem(T* p, const T* g, T* b, int64_t i, cons
   p[i] = T(double(p[i]) - a.lr * gi);
 }
 
+// One element's update from its loaded values (in double, as the CPU); writes m, v (vmax) and returns p. Every
+// operation is an explicitly rounded intrinsic, so the compiler cannot fuse a multiply and an add differently in
+// the per-tensor and the multi-tensor kernels: both give the same bits.
 template <class T>
-__device__ __forceinline__ void adam_elem(T* p, const T* g, T* m, T* v, T* vmax, int64_t i, const AdamConst& c) {
-  double gi = double(g[i]) + c.wd * double(p[i]);
-  double mi = c.beta1 * double(m[i]) + (1 - c.beta1) * gi;
-  double vi = c.beta2 * double(v[i]) + (1 - c.beta2) * gi * gi;
-  m[i] = T(mi);
-  v[i] = T(vi);
+__device__ __forceinline__ T adam_math(T p, T g, T& m, T& v, T* vmax, const AdamConst& c) {
+  const double gi = __fma_rn(c.wd, double(p), double(g));
+  const double mi = __fma_rn(c.beta1, double(m), __dmul_rn(__dadd_rn(1.0, -c.beta1), gi));
+  const double vi = __fma_rn(c.beta2, double(v), __dmul_rn(__dmul_rn(__dadd_rn(1.0, -c.beta2), gi), gi));
+  m = T(mi);
+  v = T(vi);
   double vh = vi;
   if (vmax) {
-    vh = fmax(double(vmax[i]), vi);
-    vmax[i] = T(vh);
+    vh = fmax(double(*vmax), vi);
+    *vmax = T(vh);
   }
-  p[i] = T(double(p[i]) - c.step_size * mi / (sqrt(vh) / c.bc2_sqrt + c.eps));
+  const double denom = __dadd_rn(__ddiv_rn(__dsqrt_rn(vh), c.bc2_sqrt), c.eps);
+  return T(__dadd_rn(double(p), -__ddiv_rn(__dmul_rn(c.step_size, mi), denom)));
+}
+
+template <class T>
+__device__ __forceinline__ void adam_elem(T* p, const T* g, T* m, T* v, T* vmax, int64_t i, const AdamConst& c) {
+  T mi = m[i], vi = v[i], vmi = vmax ? vmax[i] : T(0);
+  p[i] = adam_math(p[i], g[i], mi, vi, vmax ? &vmi : nullptr, c);
+  m[i] = mi;
+  v[i] = vi;
+  if (vmax) vmax[i] = vmi;
 }
 
 // ---- multi-tensor -------------------------------------------------------------------------------------------
@@ -81,21 +94,56 @@ __global__ void __launch_bounds__(kMtThreads) sgd_multi_kernel(const __grid_cons
   for (int64_t i = base + threadIdx.x; i < end; i += kMtThreads) sgd_elem(tt.p[t], tt.g[t], tt.s0[t], i, a, first);
 }
 
+// A block's chunk of Adam: each thread's kMtChunk / kMtThreads elements loaded first (every load in flight at
+// once; the arrays may alias as far as the compiler knows, so a load-update-store loop would wait on each
+// element's stores), then updated and stored. ready() runs between the loads and the math (the device-state
+// kernel computes its bias corrections there).
+constexpr int kMtPer = kMtChunk / kMtThreads;
+template <class T, class Ready>
+__device__ __forceinline__ void adam_chunk(const TensorTable<T>& tt, int t, Ready ready) {
+  const int64_t base = int64_t(blockIdx.x - tt.first_block[t]) * kMtChunk + threadIdx.x;
+  const int64_t n = tt.n[t];
+  T* p = tt.p[t];
+  const T* g = tt.g[t];
+  T *m = tt.s0[t], *v = tt.s1[t], *vmax = tt.s2[t];
+  T pv[kMtPer], gv[kMtPer], mv[kMtPer], vv[kMtPer], xv[kMtPer];
+#pragma unroll
+  for (int k = 0; k < kMtPer; ++k) {
+    const int64_t i = base + int64_t(k) * kMtThreads;
+    if (i < n) {
+      pv[k] = p[i];
+      gv[k] = g[i];
+      mv[k] = m[i];
+      vv[k] = v[i];
+      xv[k] = vmax ? vmax[i] : T(0);
+    }
+  }
+  const AdamConst c = ready();
+#pragma unroll
+  for (int k = 0; k < kMtPer; ++k) {
+    const int64_t i = base + int64_t(k) * kMtThreads;
+    if (i < n) {
+      p[i] = adam_math(pv[k], gv[k], mv[k], vv[k], vmax ? &xv[k] : nullptr, c);
+      m[i] = mv[k];
+      v[i] = vv[k];
+      if (vmax) vmax[i] = xv[k];
+    }
+  }
+}
+
 template <class T>
 __global__ void __launch_bounds__(kMtThreads) adam_multi_kernel(const __grid_constant__ TensorTable<T> tt, AdamConst c) {
-  const int t = find_tensor(tt, blockIdx.x);
-  const int64_t base = int64_t(blockIdx.x - tt.first_block[t]) * kMtChunk;
-  const int64_t end = min(tt.n[t], base + kMtChunk);
-  for (int64_t i = base + threadIdx.x; i < end; i += kMtThreads)
-    adam_elem(tt.p[t], tt.g[t], tt.s0[t], tt.s1[t], tt.s2[t], i, c);
+  adam_chunk(tt, find_tensor(tt, blockIdx.x), [&] { return c; });
 }
 
 // Device-state Adam: block b's tensor t runs step steps[t] + 1 with lr[0]; the bias corrections are computed here
-// (thread 0 of each block, shared with the block). Every block reads its count before its thread 0 takes a ticket;
-// the block that draws the last ticket has therefore seen all reads done, bumps every tensor's count once and
-// resets the ticket for the next launch.
+// (thread 0 of each block, shared with the block). Thread 0 of every block reads its count, then (after a fence)
+// takes a ticket; the block that draws the last ticket has therefore seen all reads done, bumps every tensor's
+// count once and resets the ticket for the next launch. All of it happens while the block's element loads are in
+// flight, so no block waits on a fence and an atomic after its stores.
 struct AdamDevConst {
   double beta1, beta2, eps, wd;
+  double log_beta1, log_beta2;  // log(beta) from the host: 1 - beta^t = -expm1(t log beta), no pow() per block
 };
 template <class T>
 __global__ void __launch_bounds__(kMtThreads) adam_multi_device_kernel(const __grid_constant__ TensorTable<T> tt,
@@ -103,33 +151,30 @@ __global__ void __launch_bounds__(kMtThreads) adam_multi_device_kernel(const __g
                                                                        unsigned* ticket) {
   const int t = find_tensor(tt, blockIdx.x);
   __shared__ double s_step_size, s_bc2_sqrt;
-  if (threadIdx.x == 0) {  // the two pow()s once per block (double pow is slow), shared through shared memory
-    const double step = *tt.step[t] + 1.0;
-    s_step_size = lr[0] / (1.0 - pow(d.beta1, step));
-    s_bc2_sqrt = sqrt(1.0 - pow(d.beta2, step));
-  }
-  __syncthreads();
-  AdamConst c;
-  c.beta1 = d.beta1;
-  c.beta2 = d.beta2;
-  c.eps = d.eps;
-  c.wd = d.wd;
-  c.step_size = s_step_size;
-  c.bc2_sqrt = s_bc2_sqrt;
-  c.amsgrad = tt.s2[t] != nullptr;
-  const int64_t base = int64_t(blockIdx.x - tt.first_block[t]) * kMtChunk;
-  const int64_t end = min(tt.n[t], base + kMtChunk);
-  for (int64_t i = base + threadIdx.x; i < end; i += kMtThreads)
-    adam_elem(tt.p[t], tt.g[t], tt.s0[t], tt.s1[t], tt.s2[t], i, c);
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    __threadfence();
-    if (atomicAdd(ticket, 1u) == gridDim.x - 1) {
-      for (int k = 0; k < tt.count; ++k) *tt.step[k] += 1.0;
-      *ticket = 0u;
-      __threadfence();
+  adam_chunk(tt, t, [&] {
+    if (threadIdx.x == 0) {
+      const double step = *tt.step[t] + 1.0;
+      const double step_size = lr[0] / -expm1(step * d.log_beta1);
+      s_step_size = step_size;
+      s_bc2_sqrt = sqrt(-expm1(step * d.log_beta2));
+      __threadfence();  // this block's read of its count is done before its ticket is taken
+      if (atomicAdd(ticket, 1u) == gridDim.x - 1) {
+        for (int k = 0; k < tt.count; ++k) *tt.step[k] += 1.0;
+        *ticket = 0u;
+        __threadfence();
+      }
     }
-  }
+    __syncthreads();
+    AdamConst c;
+    c.beta1 = d.beta1;
+    c.beta2 = d.beta2;
+    c.eps = d.eps;
+    c.wd = d.wd;
+    c.step_size = s_step_size;
+    c.bc2_sqrt = s_bc2_sqrt;
+    c.amsgrad = tt.s2[t] != nullptr;
+    return c;
+  });
 }
 
 template <class T>
@@ -269,7 +314,7 @@ void adam_step_multi_device(const std::vector<Tensor>& params, const std::vector
   for (int sl : slots)
     SL_CHECK(sl >= 0 && sl < steps.numel(), ValueError, op, ": step slot ", sl, " outside steps ", steps.str());
   std::vector<Tensor> none;
-  const AdamDevConst d{a.beta1, a.beta2, a.eps, a.weight_decay};
+  const AdamDevConst d{a.beta1, a.beta2, a.eps, a.weight_decay, std::log(a.beta1), std::log(a.beta2)};
   const double* plr = lr.data<double>();
   double* psteps = steps.data<double>();
   unsigned* pticket = reinterpret_cast<unsigned*>(ticket.data<int32_t>());
