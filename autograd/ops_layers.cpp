@@ -110,9 +110,14 @@ Tensor record_conv(const char* op, const Tensor& x_in, const Tensor& w_in, const
                           [out](const Tensor& g_out) { return relu_grad(out, g_out); });
 }
 
-// Validates conv2d's arguments (errors name `op`) and returns the output shape.
-Shape conv2d_checked_shape(const char* op, const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, int stride,
-                           int pad) {
+// conv2d's operands after validation (errors name `op`): contiguous x, w, b, the geometry and the output shape.
+struct ConvIn {
+  Tensor x, w, b;
+  ConvArgs a;
+  Shape out;
+};
+ConvIn conv2d_inputs(const char* op, const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, int stride, int pad,
+                     bool relu) {
   check_float_input(x_in, op, "input");
   check_float_input(w_in, op, "weight");
   SL_CHECK(x_in.dim() == 4, ShapeError, op, ": input ", x_in.str(), " must be 4-d [N, C, H, W]");
@@ -130,29 +135,30 @@ Shape conv2d_checked_shape(const char* op, const Tensor& x_in, const Tensor& w_i
            pad, ")");
   check_same(x_in, w_in, op);
   check_bias(b_in, x_in, w_in.size(0), op);
-  return Shape{x_in.size(0), w_in.size(0), conv_out_size(H, int(k), stride, pad), conv_out_size(W, int(k), stride, pad)};
+  ConvIn c{x_in.contiguous(), w_in.contiguous(), b_in.defined() ? b_in.contiguous() : Tensor(), ConvArgs{},
+           Shape{x_in.size(0), w_in.size(0), conv_out_size(H, int(k), stride, pad), conv_out_size(W, int(k), stride, pad)}};
+  c.a.stride = stride;
+  c.a.pad = pad;
+  c.a.relu = relu;
+  return c;
 }
 
-void check_pool_args(const char* op, const Tensor& x_in, int64_t H, int64_t W, int k, int stride) {
+// `what` names the pooled tensor in the message ("the input [..]", "the convolution's output [..]").
+void check_pool_args(const char* op, const std::string& what, int64_t H, int64_t W, int k, int stride) {
   SL_CHECK(k >= 1, ValueError, op, ": window size must be positive, got ", k);
   SL_CHECK(stride >= 1, ValueError, op, ": stride must be positive, got ", stride);
-  SL_CHECK(H >= k && W >= k, ShapeError, op, ": window ", k, "x", k, " is larger than the input ", x_in.str());
+  SL_CHECK(H >= k && W >= k, ShapeError, op, ": window ", k, "x", k, " is larger than ", what);
 }
 
 }  // namespace
 
 Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, int stride, int pad, bool relu) {
   const char* op = relu ? "conv2d_relu" : "conv2d";
-  const Shape ys = conv2d_checked_shape(op, x_in, w_in, b_in, stride, pad);
-  const Tensor x = x_in.contiguous(), w = w_in.contiguous();
-  const Tensor b = b_in.defined() ? b_in.contiguous() : Tensor();
-  ConvArgs a;
-  a.stride = stride;
-  a.pad = pad;
-  a.relu = relu;
-  Tensor y = Tensor::empty(ys, x.dtype(), x.device());
-  kern::conv2d_forward(x, w, b, a, y);
-  return record_conv(op, x_in, w_in, b_in, x, w, b, a, y, kern::conv2d_backward_data, kern::conv2d_backward_weight);
+  const ConvIn c = conv2d_inputs(op, x_in, w_in, b_in, stride, pad, relu);
+  Tensor y = Tensor::empty(c.out, c.x.dtype(), c.x.device());
+  kern::conv2d_forward(c.x, c.w, c.b, c.a, y);
+  return record_conv(op, x_in, w_in, b_in, c.x, c.w, c.b, c.a, y, kern::conv2d_backward_data,
+                     kern::conv2d_backward_weight);
 }
 
 // The ReLU's mask comes from the pooled output: each input position a window routes its gradient to is the
@@ -162,21 +168,16 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, int st
 Tensor conv2d_relu_pool(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, int stride, int pad, int pool_k,
                         int pool_stride) {
   const char* op = "conv2d_relu_pool";
-  const Shape cs = conv2d_checked_shape(op, x_in, w_in, b_in, stride, pad);
-  check_pool_args(op, x_in, cs[2], cs[3], pool_k, pool_stride);
-  const Tensor x = x_in.contiguous(), w = w_in.contiguous();
-  const Tensor b = b_in.defined() ? b_in.contiguous() : Tensor();
-  ConvArgs a;
-  a.stride = stride;
-  a.pad = pad;
-  a.relu = true;
+  const ConvIn c = conv2d_inputs(op, x_in, w_in, b_in, stride, pad, true);
+  const Shape cs = c.out;
+  check_pool_args(op, "the convolution's output " + cs.str(), cs[2], cs[3], pool_k, pool_stride);
   const Shape ps{cs[0], cs[1], conv_out_size(cs[2], pool_k, pool_stride, 0), conv_out_size(cs[3], pool_k, pool_stride, 0)};
-  Tensor p = Tensor::empty(ps, x.dtype(), x.device());
-  Tensor idx = Tensor::empty(ps, DType::i32, x.device());
-  kern::conv2d_relu_pool_forward(x, w, b, a, pool_k, pool_stride, p, idx);
+  Tensor p = Tensor::empty(ps, c.x.dtype(), c.x.device());
+  Tensor idx = Tensor::empty(ps, DType::i32, c.x.device());
+  kern::conv2d_relu_pool_forward(c.x, c.w, c.b, c.a, pool_k, pool_stride, p, idx);
   if (!needs_grad({&x_in, &w_in, &b_in})) return p;
   const Tensor pd = p.detach();
-  return record_conv_with(op, x_in, w_in, b_in, x, w, b, a, p, kern::conv2d_backward_data,
+  return record_conv_with(op, x_in, w_in, b_in, c.x, c.w, c.b, c.a, p, kern::conv2d_backward_data,
                           kern::conv2d_backward_weight, [pd, idx, cs, pool_k, pool_stride](const Tensor& g_out) {
                             Tensor gy = Tensor::empty(cs, pd.dtype(), pd.device());
                             kern::max_pool2d_relu_backward(g_out.contiguous(), pd, idx, pool_k, pool_stride, gy);
@@ -225,7 +226,7 @@ Tensor max_pool2d(const Tensor& x_in, int k, int stride) {
   check_float_input(x_in, op, "input");
   SL_CHECK(x_in.dim() == 4, ShapeError, "max_pool2d: input ", x_in.str(), " must be 4-d [N, C, H, W]");
   const int64_t H = x_in.size(2), W = x_in.size(3);
-  check_pool_args(op, x_in, H, W, k, stride);
+  check_pool_args(op, "the input " + x_in.str(), H, W, k, stride);
 
   const Tensor x = x_in.contiguous();
   const Shape ys{x.size(0), x.size(1), (H - k) / stride + 1, (W - k) / stride + 1};
