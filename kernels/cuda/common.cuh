@@ -142,7 +142,7 @@ __global__ void __launch_bounds__(kReduceThreads) reduce_kernel(int64_t n, F f, 
   if (!last) return;
   __threadfence();
   double total = 0;
-  for (int i = threadIdx.x; i < int(gridDim.x); i += kReduceThreads) total += __ldcg(partial + i);
+  for (int b = threadIdx.x; b < int(gridDim.x); b += kReduceThreads) total += __ldcg(partial + b);
   total = block_sum(total);
   if (threadIdx.x == 0) {
     fin(total);
