@@ -50,8 +50,8 @@ GradcheckResult gradcheck(const std::function<Tensor(const std::vector<Tensor>&)
       if (std::fabs(num) > 1e-12) res.max_rel_err = std::max(res.max_rel_err, err / std::fabs(num));
       if (!(err <= atol + rtol * std::fabs(num)) && res.ok) {
         res.ok = false;
-        res.detail = str("input ", i, " ", x.shape().str(), " element ", j, ": autograd ", ana, ", finite difference ",
-                         num);
+        res.detail =
+            str("input ", i, " ", x.shape().str(), " element ", j, ": autograd ", ana, ", finite difference ", num);
       }
     }
   }

@@ -10,8 +10,8 @@
 namespace sl {
 
 struct Node {
-  std::string name;                 // op name, for error messages and graph dumps
-  std::vector<Tensor> inputs;       // the op's tensor inputs (edges to parents)
+  std::string name;            // op name, for error messages and graph dumps
+  std::vector<Tensor> inputs;  // the op's tensor inputs (edges to parents)
   // Given d(loss)/d(output), returns d(loss)/d(input_i) for each input (undefined where none is needed).
   std::function<std::vector<Tensor>(const Tensor& grad_out)> backward;
 };

@@ -35,8 +35,14 @@ Tensor mul(const Tensor& a0, const Tensor& b0) {
   bool ga = a0.requires_grad(), gb = b0.requires_grad();
   return record("mul", {a0, b0}, y, [a, b, ga, gb](const Tensor& g) {
     Tensor da, db;
-    if (ga) { da = empty_like(g); kern::mul(g, b, da); }
-    if (gb) { db = empty_like(g); kern::mul(g, a, db); }
+    if (ga) {
+      da = empty_like(g);
+      kern::mul(g, b, da);
+    }
+    if (gb) {
+      db = empty_like(g);
+      kern::mul(g, a, db);
+    }
     return std::vector<Tensor>{da, db};
   });
 }
@@ -139,7 +145,10 @@ Tensor mse_loss(const Tensor& a0, const Tensor& b0, double weight) {
   return record("mse_loss", {a0, b0}, y, [a, b, gb, weight](const Tensor& g) {
     Tensor da = empty_like(a), db;
     kern::mse_backward(a, b, g, da, weight);
-    if (gb) { db = empty_like(a); kern::scale(da, -1.0, db); }
+    if (gb) {
+      db = empty_like(a);
+      kern::scale(da, -1.0, db);
+    }
     return std::vector<Tensor>{da, db};
   });
 }

@@ -21,18 +21,18 @@ inline Tensor operator*(double s, const Tensor& a) { return scale(a, s); }
 inline Tensor operator*(const Tensor& a, double s) { return scale(a, s); }
 Tensor relu(const Tensor& x);
 Tensor sigmoid(const Tensor& x);
-Tensor reshape(const Tensor& x, const Shape& s);   // differentiable view
+Tensor reshape(const Tensor& x, const Shape& s);  // differentiable view
 Tensor flatten(const Tensor& x, int start_dim = 1);
 
 // ---- reductions -------------------------------------------------------------
-Tensor sum(const Tensor& x);       // 0-d
-Tensor mean(const Tensor& x);      // 0-d
-Tensor mean_sq(const Tensor& x);   // mean(x^2), 0-d
+Tensor sum(const Tensor& x);      // 0-d
+Tensor mean(const Tensor& x);     // 0-d
+Tensor mean_sq(const Tensor& x);  // mean(x^2), 0-d
 
 // ---- losses (0-d results) -----------------------------------------------------
 Tensor mse_loss(const Tensor& a, const Tensor& b, double weight = 1.0);  // weight * mean((a - b)^2)
-Tensor cross_entropy(const Tensor& logits, const Tensor& labels);  // logits [N,C], labels int32 [N]
-Tensor softmax(const Tensor& x);                                   // rows of [N, C]
+Tensor cross_entropy(const Tensor& logits, const Tensor& labels);        // logits [N,C], labels int32 [N]
+Tensor softmax(const Tensor& x);                                         // rows of [N, C]
 // weight * TV(x), see kern::tv_forward
 Tensor tv_loss(const Tensor& x, double beta = 2.0, double eps = 1e-8, double weight = 1.0);
 
@@ -52,7 +52,7 @@ Tensor conv2d_relu_pool(const Tensor& x, const Tensor& w, const Tensor& b, int s
 // rate; kept elements are scaled by 1/(1-rate) when rescale.
 Tensor dropout(const Tensor& x, double rate, bool rescale, Generator& gen);
 Tensor add_gaussian_noise(const Tensor& x, double sigma, Generator& gen);  // x + sigma N(0,1)
-Tensor add_laplace_noise(const Tensor& x, double b, Generator& gen);      // x + Laplace(0, b)
+Tensor add_laplace_noise(const Tensor& x, double b, Generator& gen);       // x + Laplace(0, b)
 
 // ---- no-grad helpers ------------------------------------------------------------
 Tensor argmax_rows(const Tensor& x);  // [N, C] -> int32 [N] (on x's device)

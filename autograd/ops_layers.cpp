@@ -135,8 +135,9 @@ ConvIn conv2d_inputs(const char* op, const Tensor& x_in, const Tensor& w_in, con
            pad, ")");
   check_same(x_in, w_in, op);
   check_bias(b_in, x_in, w_in.size(0), op);
-  ConvIn c{x_in.contiguous(), w_in.contiguous(), b_in.defined() ? b_in.contiguous() : Tensor(), ConvArgs{},
-           Shape{x_in.size(0), w_in.size(0), conv_out_size(H, int(k), stride, pad), conv_out_size(W, int(k), stride, pad)}};
+  ConvIn c{
+      x_in.contiguous(), w_in.contiguous(), b_in.defined() ? b_in.contiguous() : Tensor(), ConvArgs{},
+      Shape{x_in.size(0), w_in.size(0), conv_out_size(H, int(k), stride, pad), conv_out_size(W, int(k), stride, pad)}};
   c.a.stride = stride;
   c.a.pad = pad;
   c.a.relu = relu;
@@ -171,7 +172,8 @@ Tensor conv2d_relu_pool(const Tensor& x_in, const Tensor& w_in, const Tensor& b_
   const ConvIn c = conv2d_inputs(op, x_in, w_in, b_in, stride, pad, true);
   const Shape cs = c.out;
   check_pool_args(op, "the convolution's output " + cs.str(), cs[2], cs[3], pool_k, pool_stride);
-  const Shape ps{cs[0], cs[1], conv_out_size(cs[2], pool_k, pool_stride, 0), conv_out_size(cs[3], pool_k, pool_stride, 0)};
+  const Shape ps{cs[0], cs[1], conv_out_size(cs[2], pool_k, pool_stride, 0),
+                 conv_out_size(cs[3], pool_k, pool_stride, 0)};
   Tensor p = Tensor::empty(ps, c.x.dtype(), c.x.device());
   Tensor idx = Tensor::empty(ps, DType::i32, c.x.device());
   kern::conv2d_relu_pool_forward(c.x, c.w, c.b, c.a, pool_k, pool_stride, p, idx);

@@ -45,9 +45,15 @@ void run_conv(benchmark::State& st, const ConvShape& c, Pass pass) {
   Tensor gx = Tensor::empty(x.shape()), gw = Tensor::empty(w.shape()), gb = Tensor::empty(b.shape());
   for (auto _ : st) {
     switch (pass) {
-      case Pass::forward: kern::conv2d_forward(x, w, b, a, y); break;
-      case Pass::backward_data: kern::conv2d_backward_data(y, w, a, gx); break;
-      case Pass::backward_weight: kern::conv2d_backward_weight(x, y, a, gw, gb); break;
+      case Pass::forward:
+        kern::conv2d_forward(x, w, b, a, y);
+        break;
+      case Pass::backward_data:
+        kern::conv2d_backward_data(y, w, a, gx);
+        break;
+      case Pass::backward_weight:
+        kern::conv2d_backward_weight(x, y, a, gw, gb);
+        break;
     }
     benchmark::ClobberMemory();
   }

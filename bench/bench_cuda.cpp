@@ -44,7 +44,8 @@ void cudnn_ok(cudnnStatus_t s, const char* what) {
   if (s != CUDNN_STATUS_SUCCESS) throw std::runtime_error(std::string(what) + ": " + cudnnGetErrorString(s));
 }
 void cublas_ok(cublasStatus_t s, const char* what) {
-  if (s != CUBLAS_STATUS_SUCCESS) throw std::runtime_error(std::string(what) + ": cuBLAS status " + std::to_string(int(s)));
+  if (s != CUBLAS_STATUS_SUCCESS)
+    throw std::runtime_error(std::string(what) + ": cuBLAS status " + std::to_string(int(s)));
 }
 
 Tensor uniform(const Shape& s, uint64_t seed) {
@@ -84,7 +85,7 @@ struct ConvLayer {
   const char* name;
   int n, cin, hw, cout;  // 3x3, stride 1, pad 1
 };
-const ConvLayer kConvs[] = {{"conv11", 128, 3, 32, 64},   {"conv12", 128, 64, 32, 64},  {"conv21", 128, 64, 16, 128},
+const ConvLayer kConvs[] = {{"conv11", 128, 3, 32, 64},    {"conv12", 128, 64, 32, 64},  {"conv21", 128, 64, 16, 128},
                             {"conv22", 128, 128, 16, 128}, {"conv31", 128, 128, 8, 128}, {"conv32", 128, 128, 8, 128}};
 
 struct Cudnn {
@@ -164,7 +165,9 @@ void bm_conv(benchmark::State& st, ConvLayer c, int what, int impl) {
   const ConvArgs a{1, 1, 0};
   std::function<void()> fn;
   const float one = 1, zero = 0;
-  const MatmulPrecision mine = impl == 3 ? MatmulPrecision::tf32 : impl == 4 ? MatmulPrecision::tf32x3 : MatmulPrecision::fp32;
+  const MatmulPrecision mine = impl == 3   ? MatmulPrecision::tf32
+                               : impl == 4 ? MatmulPrecision::tf32x3
+                                           : MatmulPrecision::fp32;
   PrecisionScope scope(MatmulPrecisions{mine, MatmulPrecision::fp32});
   if (impl == 0 || impl >= 3) {
     if (what == 0) fn = [&] { kern::conv2d_forward(x, w, none, a, y); };
@@ -179,12 +182,14 @@ void bm_conv(benchmark::State& st, ConvLayer c, int what, int impl) {
     if (what == 0)
       fn = [&, d] {
         cudnn_ok(cudnnConvolutionForward(d->h, &one, d->xd, x.raw_data(), d->wd, w.raw_data(), d->cd, d->fwd, d->ws,
-                                         d->ws_bytes, &zero, d->yd, y.raw_data()), "fwd");
+                                         d->ws_bytes, &zero, d->yd, y.raw_data()),
+                 "fwd");
       };
     if (what == 1)
       fn = [&, d] {
-        cudnn_ok(cudnnConvolutionBackwardData(d->h, &one, d->wd, w.raw_data(), d->yd, gy.raw_data(), d->cd,
-                                              d->bwd_data, d->ws, d->ws_bytes, &zero, d->xd, gx.raw_data()), "bwd data");
+        cudnn_ok(cudnnConvolutionBackwardData(d->h, &one, d->wd, w.raw_data(), d->yd, gy.raw_data(), d->cd, d->bwd_data,
+                                              d->ws, d->ws_bytes, &zero, d->xd, gx.raw_data()),
+                 "bwd data");
       };
     if (what == 2)
       fn = [&, d] {
@@ -201,15 +206,19 @@ struct FcLayer {
   const char* name;
   int n, in, out;
 };
-const FcLayer kFcs[] = {{"cifar_fc1", 128, 2048, 512}, {"cifar_fc2", 128, 512, 10}, {"lenet_fc1", 32, 256, 120},
-                        {"lenet_fc2", 32, 120, 84},     {"lenet_fc3", 32, 84, 10}};
+const FcLayer kFcs[] = {{"cifar_fc1", 128, 2048, 512},
+                        {"cifar_fc2", 128, 512, 10},
+                        {"lenet_fc1", 32, 256, 120},
+                        {"lenet_fc2", 32, 120, 84},
+                        {"lenet_fc3", 32, 84, 10}};
 
 // Row-major C[m, n] = op(A) op(B) through column-major cuBLAS: C^T = op(B)^T op(A)^T.
 void cublas_rowmajor(cublasHandle_t h, bool ta, bool tb, int m, int n, int k, const float* A, int lda, const float* B,
                      int ldb, float* C, int ldc) {
   const float one = 1, zero = 0;
   cublas_ok(cublasSgemm(h, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k, &one, B, ldb, A,
-                        lda, &zero, C, ldc), "cublasSgemm");
+                        lda, &zero, C, ldc),
+            "cublasSgemm");
 }
 
 void bm_gemm(benchmark::State& st, FcLayer f, int what, int impl) {  // impl 0 ours, 1 cuBLAS FP32
@@ -228,11 +237,20 @@ void bm_gemm(benchmark::State& st, FcLayer f, int what, int impl) {  // impl 0 o
     cublas_ok(cublasSetStream(h, cuda_rt::stream_for(kGpu)), "cublasSetStream");
     cublas_ok(cublasSetMathMode(h, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
     if (what == 0)
-      fn = [&] { cublas_rowmajor(h, false, true, f.n, f.out, f.in, x.data<float>(), f.in, w.data<float>(), f.in, y.data<float>(), f.out); };
+      fn = [&] {
+        cublas_rowmajor(h, false, true, f.n, f.out, f.in, x.data<float>(), f.in, w.data<float>(), f.in, y.data<float>(),
+                        f.out);
+      };
     if (what == 1)
-      fn = [&] { cublas_rowmajor(h, false, false, f.n, f.in, f.out, gy.data<float>(), f.out, w.data<float>(), f.in, gx.data<float>(), f.in); };
+      fn = [&] {
+        cublas_rowmajor(h, false, false, f.n, f.in, f.out, gy.data<float>(), f.out, w.data<float>(), f.in,
+                        gx.data<float>(), f.in);
+      };
     if (what == 2)
-      fn = [&] { cublas_rowmajor(h, true, false, f.out, f.in, f.n, gy.data<float>(), f.out, x.data<float>(), f.in, gw.data<float>(), f.in); };
+      fn = [&] {
+        cublas_rowmajor(h, true, false, f.out, f.in, f.n, gy.data<float>(), f.out, x.data<float>(), f.in,
+                        gw.data<float>(), f.in);
+      };
   }
   time_calls(st, fn, 50, flop);
   if (h) cublasDestroy(h);
@@ -280,24 +298,36 @@ void register_all() {
       for (int i = 0; i < 5; ++i)
         benchmark::RegisterBenchmark((std::string("conv/") + c.name + "/" + whats[w] + "/" + conv_impls[i]).c_str(),
                                      bm_conv, c, w, i)
-            ->UseManualTime()->Unit(benchmark::kMicrosecond)->MinTime(0.01);  // x 10 calls per iteration
+            ->UseManualTime()
+            ->Unit(benchmark::kMicrosecond)
+            ->MinTime(0.01);  // x 10 calls per iteration
   const char* gemm_impls[] = {"ours", "cublas_fp32"};
   for (const auto& f : kFcs)
     for (int w = 0; w < 3; ++w)
       for (int i = 0; i < 2; ++i)
         benchmark::RegisterBenchmark((std::string("gemm/") + f.name + "/" + whats[w] + "/" + gemm_impls[i]).c_str(),
                                      bm_gemm, f, w, i)
-            ->UseManualTime()->Unit(benchmark::kMicrosecond)->MinTime(0.003);  // x 50 calls per iteration
-  struct S { const char* arch; int64_t batch; MatmulPrecision conv; const char* suffix; };
+            ->UseManualTime()
+            ->Unit(benchmark::kMicrosecond)
+            ->MinTime(0.003);  // x 50 calls per iteration
+  struct S {
+    const char* arch;
+    int64_t batch;
+    MatmulPrecision conv;
+    const char* suffix;
+  };
   for (S s : {S{"lenet", 32, MatmulPrecision::fp32, ""}, S{"lenet", 256, MatmulPrecision::fp32, ""},
               S{"cifar10cnn", 128, MatmulPrecision::fp32, ""}, S{"cifar10cnn", 128, MatmulPrecision::tf32, "_tf32"},
               S{"cifar10cnn", 128, MatmulPrecision::tf32x3, "_3xtf32"}})
     for (bool graph : {false, true}) {
       const bool big = std::string(s.arch) != "lenet";
       benchmark::RegisterBenchmark((std::string("step/") + s.arch + "/b" + std::to_string(s.batch) + "/" +
-                                   (graph ? "graph" : "eager") + s.suffix).c_str(),
+                                    (graph ? "graph" : "eager") + s.suffix)
+                                       .c_str(),
                                    bm_step, s.arch, s.batch, graph, s.conv)
-          ->UseManualTime()->Unit(benchmark::kMicrosecond)->MinTime(big ? 0.03 : 0.004);  // x 5 / x 50 calls
+          ->UseManualTime()
+          ->Unit(benchmark::kMicrosecond)
+          ->MinTime(big ? 0.03 : 0.004);  // x 5 / x 50 calls
     }
 }
 

@@ -1,5 +1,6 @@
 // Float GEMM throughput: splitleak's packed AVX2 GEMM (kernels/cpu/gemm.cpp) against Eigen, both on 2 threads
-// (or OMP_NUM_THREADS when set), square n x n x n products. The FLOP counter is a rate (shown as e.g. "FLOP=180G/s"): 2 n^3 per iteration over wall time.
+// (or OMP_NUM_THREADS when set), square n x n x n products. The FLOP counter is a rate (shown as e.g. "FLOP=180G/s"): 2
+// n^3 per iteration over wall time.
 //   ./bench_gemm --benchmark_min_time=0.5
 #include <benchmark/benchmark.h>
 #include <omp.h>
@@ -68,9 +69,21 @@ void BM_eigen(benchmark::State& st, bool trans_b) {
 
 }  // namespace
 
-BENCHMARK_CAPTURE(BM_splitleak, nn, false)->Arg(128)->Arg(256)->Arg(512)->Arg(1024)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_splitleak, nn, false)
+    ->Arg(128)
+    ->Arg(256)
+    ->Arg(512)
+    ->Arg(1024)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
 #ifdef SPLITLEAK_HAVE_EIGEN
-BENCHMARK_CAPTURE(BM_eigen, nn, false)->Arg(128)->Arg(256)->Arg(512)->Arg(1024)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_eigen, nn, false)
+    ->Arg(128)
+    ->Arg(256)
+    ->Arg(512)
+    ->Arg(1024)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
 #endif
 BENCHMARK_CAPTURE(BM_splitleak, nt, true)->Arg(512)->Arg(1024)->UseRealTime()->Unit(benchmark::kMicrosecond);
 #ifdef SPLITLEAK_HAVE_EIGEN

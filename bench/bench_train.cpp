@@ -32,6 +32,10 @@ static void train_step(benchmark::State& st, const char* arch) {
 }
 
 BENCHMARK_CAPTURE(train_step, lenet, "lenet")->Arg(32)->Arg(256)->Unit(benchmark::kMicrosecond)->UseRealTime();
-BENCHMARK_CAPTURE(train_step, cifar10cnn, "cifar10cnn")->Arg(32)->Arg(128)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(train_step, cifar10cnn, "cifar10cnn")
+    ->Arg(32)
+    ->Arg(128)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 BENCHMARK_MAIN();

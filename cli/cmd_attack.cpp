@@ -6,12 +6,12 @@
 // results.json (one row per image, plus the means, the settings, the device, the date and the command).
 #include <cmath>
 #include <filesystem>
-#include <sstream>
 #include <iostream>
 #include <limits>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "cli/commands.h"
 #include "cli/common.h"
@@ -141,7 +141,9 @@ nlohmann::json config_json(const inv::AttackConfig& c, const std::string& preset
 }
 
 // Writes a text file atomically (temp file + rename).
-void write_text(const std::string& path, const std::string& text) { data::write_file_atomic(path, text.data(), text.size()); }
+void write_text(const std::string& path, const std::string& text) {
+  data::write_file_atomic(path, text.data(), text.size());
+}
 
 // Writes grid.png, results.csv and results.json for one attack into dir; returns the JSON.
 nlohmann::json write_results(const std::string& dir, const Scene& s, const inv::AttackConfig& c,
@@ -285,7 +287,8 @@ void add_common_options(CLI::App* c, AttackOptions& o) {
   c->add_option("--iters", o.iters, "rMLE iterations (default 5000; CIFAR query-free 500)");
   c->add_option("--lr", o.lr, "rMLE learning rate (reference 1e-2, tuned 0.05; CIFAR query-free 0.1)");
   c->add_option("--tv", o.tv, "λ, weight of total variation (default per preset and split: inversion/NOTES.md)");
-  c->add_option("--tv-beta", o.tv_beta, "β of TV: 2 = the reference's squared TV (reference), else Σ(dh²+dw²)^(β/2) (tuned: 1)");
+  c->add_option("--tv-beta", o.tv_beta,
+                "β of TV: 2 = the reference's squared TV (reference), else Σ(dh²+dw²)^(β/2) (tuned: 1)");
   c->add_option("--l2", o.l2, "λ2, weight of mean(x²) (default 0)");
   c->add_option("--optimizer", o.optimizer, "rMLE optimiser: adam (AMSGrad, eps 1e-3; default) or sgd")
       ->check(CLI::IsMember({"adam", "sgd"}));

@@ -33,7 +33,7 @@ void run_eval(const EvalOptions& o) {
   if (!o.split.empty()) sm = net.split(o.split);  // ValueError listing the names for an unknown layer
 
   EvalResult whole = evaluate(net, test, device, o.batch, "eval whole");
-  nlohmann::json j{{"model", o.model}, {"arch", lm.model.arch}, {"dataset", ds}, {"device", device.str()},
+  nlohmann::json j{{"model", o.model},      {"arch", lm.model.arch},      {"dataset", ds},     {"device", device.str()},
                    {"images", whole.count}, {"accuracy", whole.accuracy}, {"loss", whole.loss}};
   ui::Table t({"model", "split", "accuracy", "loss", "intermediate/img", "seconds"});
   t.add({lm.model.arch, "(whole)", ui::percent(whole.accuracy), ui::fixed(whole.loss, 4), "-",
@@ -50,8 +50,8 @@ void run_eval(const EvalOptions& o) {
         test, device, o.batch, "eval split");
     int64_t differ = 0;
     for (size_t i = 0; i < split.predictions.size(); ++i) differ += split.predictions[i] != whole.predictions[i];
-    t.add({lm.model.arch, o.split, ui::percent(split.accuracy), ui::fixed(split.loss, 4),
-           ui::bytes(double(inter) * 4), ui::fixed(split.seconds, 2)});
+    t.add({lm.model.arch, o.split, ui::percent(split.accuracy), ui::fixed(split.loss, 4), ui::bytes(double(inter) * 4),
+           ui::fixed(split.seconds, 2)});
     j["split"] = {{"layer", o.split},
                   {"accuracy", split.accuracy},
                   {"loss", split.loss},
@@ -67,8 +67,10 @@ void run_eval(const EvalOptions& o) {
     SL_CHECK(differ == 0, Error, "split at ", o.split, " changed ", differ, " predictions");
     return;
   }
-  if (o.json) std::cout << j.dump() << std::endl;
-  else t.print();
+  if (o.json)
+    std::cout << j.dump() << std::endl;
+  else
+    t.print();
 }
 
 }  // namespace

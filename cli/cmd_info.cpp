@@ -30,8 +30,8 @@ void run_info(const InfoOptions& o) {
   auto& net = *lm.model.net;
   Shape in = lm.model.batch_shape(1);
   auto shapes = net.output_shapes(in);
-  nlohmann::json j{{"arch", lm.model.arch}, {"input", in.dims()}, {"parameters", net.num_parameters()},
-                   {"device", device.str()}};
+  nlohmann::json j{
+      {"arch", lm.model.arch}, {"input", in.dims()}, {"parameters", net.num_parameters()}, {"device", device.str()}};
   for (auto& [k, v] : lm.ckpt.meta) j["meta"][k] = v;
   ui::Table t({"layer", "module", "output (per image)", "params", "sent if split here"});
   for (size_t i = 0; i < shapes.size(); ++i) {

@@ -191,13 +191,20 @@ void run_train(const TrainOptions& o) {
     j["test_accuracy"] = final_eval.accuracy;
     j["test_loss"] = final_eval.loss;
     if (const CapturedStep* cs = stepper.captured()) {
-      j["cuda_graph"] = {{"enabled", cs->graph_enabled()}, {"replays", cs->replays()}, {"captures", cs->captures()},
-                         {"nodes", cs->graph_nodes()}, {"eager_steps", stepper.eager_calls() + cs->calls() - cs->replays()},
+      j["cuda_graph"] = {{"enabled", cs->graph_enabled()},
+                         {"replays", cs->replays()},
+                         {"captures", cs->captures()},
+                         {"nodes", cs->graph_nodes()},
+                         {"eager_steps", stepper.eager_calls() + cs->calls() - cs->replays()},
                          {"fallback_reason", cs->fallback_reason()}};
     }
     for (auto& r : rows)
-      j["epochs"].push_back({{"epoch", r.epoch}, {"train_loss", r.train_loss}, {"train_accuracy", r.train_acc},
-                             {"test_accuracy", r.test_acc}, {"seconds", r.seconds}, {"images_per_s", r.images_per_s},
+      j["epochs"].push_back({{"epoch", r.epoch},
+                             {"train_loss", r.train_loss},
+                             {"train_accuracy", r.train_acc},
+                             {"test_accuracy", r.test_acc},
+                             {"seconds", r.seconds},
+                             {"images_per_s", r.images_per_s},
                              {"lr", r.lr}});
     std::cout << j.dump() << std::endl;
     return;
@@ -229,8 +236,9 @@ void add_train(CLI::App& app) {
   c->add_option("--optimizer", o->optimizer, "adam (AMSGrad) or sgd")->check(CLI::IsMember({"adam", "sgd"}));
   c->add_option("--seed", o->seed, "Seed for initialisation, shuffling and augmentation");
   c->add_option("--device", o->device, "cpu or cuda[:N]");
-  c->add_option("--precision", o->precision,
-                "CUDA convolutions: fp32 (FFMA, default), tf32 (tensor cores) or 3xtf32 (tensor cores, float32-level error)")
+  c->add_option(
+       "--precision", o->precision,
+       "CUDA convolutions: fp32 (FFMA, default), tf32 (tensor cores) or 3xtf32 (tensor cores, float32-level error)")
       ->check(CLI::IsMember({"fp32", "tf32", "3xtf32"}));
   c->add_option("--matmul-precision", o->matmul_precision, "CUDA linear layers: fp32, tf32 or 3xtf32")
       ->check(CLI::IsMember({"fp32", "tf32", "3xtf32"}));

@@ -19,8 +19,8 @@ LoadedModel load_model(const std::string& path, Device device) {
 void check_fits(const Model& m, const data::Dataset& d) {
   Shape s{d.channels(), d.height(), d.width()};
   SL_CHECK(s == m.input_shape, ValueError, "model '", m.arch, "' takes images of shape ", m.input_shape.str(),
-           " but data set '", d.name, "' has ", s.str(), " (use --dataset ",
-           m.arch == "lenet" ? "mnist" : "cifar10", ")");
+           " but data set '", d.name, "' has ", s.str(), " (use --dataset ", m.arch == "lenet" ? "mnist" : "cifar10",
+           ")");
 }
 
 EvalResult evaluate(Module& net, const data::Dataset& d, Device device, int64_t batch, const char* label) {

@@ -11,8 +11,12 @@
 namespace sl::ui {
 
 Progress::Progress(std::string label, int64_t total, std::string unit)
-    : label_(std::move(label)), unit_(std::move(unit)), total_(total), tty_(isatty(fileno(stderr))),
-      start_(std::chrono::steady_clock::now()), last_draw_(start_) {}
+    : label_(std::move(label)),
+      unit_(std::move(unit)),
+      total_(total),
+      tty_(isatty(fileno(stderr))),
+      start_(std::chrono::steady_clock::now()),
+      last_draw_(start_) {}
 
 double Progress::elapsed_s() const {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
@@ -39,9 +43,7 @@ void Progress::update(int64_t done, const std::string& extra) {
   }
 }
 
-void Progress::finish(const std::string& extra) {
-  draw(done_ > 0 ? done_ : total_, extra, true);
-}
+void Progress::finish(const std::string& extra) { draw(done_ > 0 ? done_ : total_, extra, true); }
 
 void Progress::draw(int64_t done, const std::string& extra, bool final) {
   double r = rate();
@@ -51,8 +53,8 @@ void Progress::draw(int64_t done, const std::string& extra, bool final) {
   std::string bar(size_t(std::min(filled, width)), '=');
   if (filled < width) bar += '>' + std::string(size_t(width - filled - 1), ' ');
   char head[256];
-  std::snprintf(head, sizeof head, "%s [%s] %lld/%lld  %.0f %s/s  %s %s", label_.c_str(), bar.c_str(),
-                (long long)done, (long long)total_, r, unit_.c_str(), final ? "took" : "ETA",
+  std::snprintf(head, sizeof head, "%s [%s] %lld/%lld  %.0f %s/s  %s %s", label_.c_str(), bar.c_str(), (long long)done,
+                (long long)total_, r, unit_.c_str(), final ? "took" : "ETA",
                 final ? duration(elapsed_s()).c_str() : eta.c_str());
   std::string line = std::string(head) + (extra.empty() ? "" : "  " + extra);
   if (tty_) {
@@ -106,15 +108,20 @@ std::string duration(double s) {
   if (s < 10) return fixed(s, 2) + " s";
   long t = long(std::lround(s));
   char b[32];
-  if (t >= 3600) std::snprintf(b, sizeof b, "%ld:%02ld:%02ld", t / 3600, (t / 60) % 60, t % 60);
-  else std::snprintf(b, sizeof b, "%ld:%02ld", t / 60, t % 60);
+  if (t >= 3600)
+    std::snprintf(b, sizeof b, "%ld:%02ld:%02ld", t / 3600, (t / 60) % 60, t % 60);
+  else
+    std::snprintf(b, sizeof b, "%ld:%02ld", t / 60, t % 60);
   return b;
 }
 
 std::string bytes(double n) {
   const char* u[] = {"B", "KiB", "MiB", "GiB"};
   int i = 0;
-  while (n >= 1024 && i < 3) { n /= 1024; ++i; }
+  while (n >= 1024 && i < 3) {
+    n /= 1024;
+    ++i;
+  }
   return i == 0 ? fixed(n, 0) + " B" : fixed(n, 1) + " " + u[i];
 }
 

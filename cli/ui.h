@@ -41,10 +41,10 @@ class Table {
   std::vector<std::vector<std::string>> rows_;
 };
 
-std::string fixed(double v, int decimals);   // "12.35"
-std::string duration(double seconds);        // "1:05", "1:02:03", "0.42 s"
-std::string bytes(double n);                 // "3.1 KiB"
+std::string fixed(double v, int decimals);               // "12.35"
+std::string duration(double seconds);                    // "1:05", "1:02:03", "0.42 s"
+std::string bytes(double n);                             // "3.1 KiB"
 std::string percent(double fraction, int decimals = 2);  // 0.9876 -> "98.76 %"
-std::string now_iso8601();                   // "2026-11-21T22:10:00Z"
+std::string now_iso8601();                               // "2026-11-21T22:10:00Z"
 
 }  // namespace sl::ui

@@ -40,8 +40,7 @@ std::vector<int32_t> read_cifar_labels_json(const std::string& path, int64_t cou
   }
   if (!j.is_array())
     throw IoError(str(path, ": expected a JSON list of ", count, " integer labels 0..9, got ", json_type(j)));
-  if (int64_t(j.size()) != count)
-    throw IoError(str(path, ": holds ", j.size(), " labels, expected ", count));
+  if (int64_t(j.size()) != count) throw IoError(str(path, ": holds ", j.size(), " labels, expected ", count));
   std::vector<int32_t> out(static_cast<size_t>(count));
   for (size_t i = 0; i < j.size(); ++i) {
     const auto& v = j[i];
@@ -86,8 +85,7 @@ int64_t check_cifar_records(const std::vector<uint8_t>& records, int64_t images,
                       " records of ", kCifarRecordBytes, " bytes"));
   if (records.size() > want)
     throw IoError(str(path, ": ", records.size() - want, " unexpected trailing bytes at byte ", want,
-                      ", expected exactly ", want, " bytes for ", images, " records of ", kCifarRecordBytes,
-                      " bytes"));
+                      ", expected exactly ", want, " bytes for ", images, " records of ", kCifarRecordBytes, " bytes"));
   for (int64_t k = 0; k < images; ++k) {
     const uint8_t label = records[size_t(k * kCifarRecordBytes)];
     if (label > 9)
@@ -173,8 +171,7 @@ Dataset load_cifar10(const std::string& data_dir, bool train, const CifarOptions
     if (pk.png) {
       if (json_labels.empty()) {
         if (!fs::exists(json_path))
-          throw IoError(str(json_path, ": not found; the labels of the CIFAR-10 PNG sprites are missing (", hint,
-                            ")"));
+          throw IoError(str(json_path, ": not found; the labels of the CIFAR-10 PNG sprites are missing (", hint, ")"));
         json_labels = read_cifar_labels_json(json_path, json_count);
       }
       const Image8 sprite = read_cifar_sprite(pk.path, per);
@@ -198,8 +195,7 @@ Dataset load_cifar10(const std::string& data_dir, bool train, const CifarOptions
   }
 
   if (train) {
-    d.source = str(dir.string(), ": training batches ", list_batches(used), " of 1..5 (", formats, "), ", n,
-                   " images");
+    d.source = str(dir.string(), ": training batches ", list_batches(used), " of 1..5 (", formats, "), ", n, " images");
     if (!explicit_list && picks.size() < size_t(kCifarTrainBatches) && opt.announce_subset) {
       std::vector<int> present;
       for (const auto& pk : picks) present.push_back(pk.batch);

@@ -19,11 +19,11 @@ namespace sl::data {
 enum class CifarFormat { automatic, png, bin };  // automatic: per batch, the .bin if present, else the PNG
 
 struct CifarOptions {
-  std::vector<int> train_batches;     // training batches to load, 1..5; empty: every batch present
-  int64_t limit = -1;                 // at most this many images (< 0: all)
+  std::vector<int> train_batches;  // training batches to load, 1..5; empty: every batch present
+  int64_t limit = -1;              // at most this many images (< 0: all)
   CifarFormat format = CifarFormat::automatic;
-  int64_t images_per_batch = 10000;   // the official layout; tests use small synthetic files
-  bool announce_subset = true;        // print one line to stderr when only some training batches are present
+  int64_t images_per_batch = 10000;  // the official layout; tests use small synthetic files
+  bool announce_subset = true;       // print one line to stderr when only some training batches are present
 };
 
 constexpr int kCifarTrainBatches = 5;

@@ -20,9 +20,7 @@ namespace fs = std::filesystem;
 
 Normalization mnist_normalization() { return Normalization{{0.5f}, {0.5f}}; }
 
-Normalization cifar10_normalization() {
-  return Normalization{{0.485f, 0.456f, 0.406f}, {0.229f, 0.224f, 0.225f}};
-}
+Normalization cifar10_normalization() { return Normalization{{0.485f, 0.456f, 0.406f}, {0.229f, 0.224f, 0.225f}}; }
 
 Normalization normalization_for(const std::string& name) {
   if (name == "mnist") return mnist_normalization();

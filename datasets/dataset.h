@@ -34,9 +34,9 @@ struct Dataset {
   Tensor images;                // float32 [N, C, H, W], contiguous, normalised with `norm`
   std::vector<int32_t> labels;  // N class indices in [0, classes)
   int classes = 10;
-  std::string name;             // "mnist" or "cifar10"
-  std::string split;            // "train" or "test"
-  std::string source;           // what was read, e.g. "data/cifar10 PNG sprites, training batches 1 of 1..5"
+  std::string name;    // "mnist" or "cifar10"
+  std::string split;   // "train" or "test"
+  std::string source;  // what was read, e.g. "data/cifar10 PNG sprites, training batches 1 of 1..5"
   Normalization norm;
 
   int64_t size() const { return int64_t(labels.size()); }

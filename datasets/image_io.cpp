@@ -63,8 +63,8 @@ void check_png_container(const std::vector<uint8_t>& b, const std::string& path,
   bool first = true;
   for (;;) {
     if (pos + 12 > b.size())
-      throw IoError(str(path, ": corrupt PNG: truncated at byte ", b.size(), ", expected a chunk header at byte ",
-                        pos, (first ? "" : " (no IEND chunk)")));
+      throw IoError(str(path, ": corrupt PNG: truncated at byte ", b.size(), ", expected a chunk header at byte ", pos,
+                        (first ? "" : " (no IEND chunk)")));
     const uint32_t len = be32(&b[pos]);
     const std::string name = chunk_name(&b[pos + 4]);
     if (len > 0x7FFFFFFFu || pos + 12 + uint64_t(len) > b.size())
@@ -75,8 +75,8 @@ void check_png_container(const std::vector<uint8_t>& b, const std::string& path,
     const uint32_t want = be32(&b[pos + 8 + len]);
     const uint32_t got = crc32(&b[pos + 4], size_t(len) + 4);
     if (want != got)
-      throw IoError(str(path, ": corrupt PNG: CRC mismatch in the ", name, " chunk at byte ", pos,
-                        " (data bytes ", pos + 8, "..", pos + 8 + len, ")"));
+      throw IoError(str(path, ": corrupt PNG: CRC mismatch in the ", name, " chunk at byte ", pos, " (data bytes ",
+                        pos + 8, "..", pos + 8 + len, ")"));
     first = false;
     pos += 12 + size_t(len);
     if (name == "IEND" || header_only) return;
@@ -262,9 +262,7 @@ Tensor to_tensor(const Image8& img) {
   return t;
 }
 
-void write_png(const std::string& path, const Tensor& image01) {
-  write_png(path, to_image8(image01));
-}
+void write_png(const std::string& path, const Tensor& image01) { write_png(path, to_image8(image01)); }
 
 void draw_text(Image8& img, int x, int y, const std::string& text, uint8_t value, int clip_x) {
   const int right = clip_x < 0 ? img.width : std::min(clip_x, img.width);
@@ -285,8 +283,8 @@ Image8 make_grid(const std::vector<Tensor>& rows, const GridOptions& opt) {
   SL_CHECK(!rows.empty(), ValueError, "make_grid: no rows");
   SL_CHECK(opt.pad >= 0 && opt.scale >= 1 && opt.scale <= 64, ValueError, "make_grid: pad ", opt.pad, " and scale ",
            opt.scale, " must be >= 0 and in 1..64");
-  SL_CHECK(opt.row_labels.empty() || opt.row_labels.size() == rows.size(), ValueError, "make_grid: ",
-           opt.row_labels.size(), " row labels for ", rows.size(), " rows");
+  SL_CHECK(opt.row_labels.empty() || opt.row_labels.size() == rows.size(), ValueError,
+           "make_grid: ", opt.row_labels.size(), " row labels for ", rows.size(), " rows");
   std::vector<Tensor> batch;
   int64_t H = -1, W = -1, cols = 0, channels = 1;
   for (size_t r = 0; r < rows.size(); ++r) {
@@ -301,8 +299,8 @@ Image8 make_grid(const std::vector<Tensor>& rows, const GridOptions& opt) {
       H = x.size(2);
       W = x.size(3);
     }
-    SL_CHECK(x.size(2) == H && x.size(3) == W, ShapeError, "make_grid: row ", r, " holds ", x.size(2), "x",
-             x.size(3), " images, row 0 holds ", H, "x", W);
+    SL_CHECK(x.size(2) == H && x.size(3) == W, ShapeError, "make_grid: row ", r, " holds ", x.size(2), "x", x.size(3),
+             " images, row 0 holds ", H, "x", W);
     cols = std::max(cols, x.size(0));
     channels = std::max(channels, x.size(1));
     batch.push_back(x);

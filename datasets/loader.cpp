@@ -24,8 +24,7 @@ constexpr uint64_t kDrawsPerSample = 8;
 
 AffineParams sample_affine(const Augment& aug, Generator& g, int64_t H, int64_t W) {
   AffineParams p;
-  const double u_flip = g.uniform(), u_rot = g.uniform(), u_tx = g.uniform(), u_ty = g.uniform(),
-               u_scale = g.uniform();
+  const double u_flip = g.uniform(), u_rot = g.uniform(), u_tx = g.uniform(), u_ty = g.uniform(), u_scale = g.uniform();
   p.flip = aug.hflip && u_flip < 0.5;
   p.angle_deg = aug.degrees * (2 * u_rot - 1);
   p.tx = aug.translate * double(W) * (2 * u_tx - 1);
@@ -101,8 +100,7 @@ void Loader::set_epoch(int64_t e) {
 }
 
 Batch Loader::batch(int64_t i) const {
-  SL_CHECK(i >= 0 && i < batches_per_epoch(), ValueError, "Loader: batch ", i, " outside 0..",
-           batches_per_epoch() - 1);
+  SL_CHECK(i >= 0 && i < batches_per_epoch(), ValueError, "Loader: batch ", i, " outside 0..", batches_per_epoch() - 1);
   const int64_t begin = i * opt_.batch_size;
   const int64_t end = std::min(begin + opt_.batch_size, data_.size());
   const int64_t B = end - begin, C = data_.channels(), H = data_.height(), W = data_.width();

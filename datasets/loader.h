@@ -19,8 +19,8 @@ namespace sl::data {
 
 struct Augment {
   bool hflip = false;
-  double degrees = 0;      // rotation range ±degrees
-  double translate = 0;    // fraction of width/height, ±
+  double degrees = 0;    // rotation range ±degrees
+  double translate = 0;  // fraction of width/height, ±
   double scale_min = 1, scale_max = 1;
   static Augment none() { return {}; }
   static Augment cifar10() { return {true, 10.0, 0.1, 0.9, 1.1}; }  // the reference training transform
@@ -44,7 +44,7 @@ struct LoaderOptions {
   bool shuffle = true;
   bool drop_last = false;  // drop a last batch smaller than batch_size
   uint64_t seed = 0;
-  Augment augment;         // none by default; Augment::cifar10() for CIFAR training
+  Augment augment;  // none by default; Augment::cifar10() for CIFAR training
 };
 
 struct Batch {

@@ -46,16 +46,14 @@ IdxArray read_idx(const std::string& path, uint32_t magic, int64_t limit, const 
   const uint64_t header = 4 + 4 * uint64_t(want_dims);
   uint8_t head[4 + 4 * 255];
   if (file_size < 4)
-    throw IoError(str(path, ": truncated at byte ", file_size, ", expected at least ", header,
-                      " bytes of IDX header"));
+    throw IoError(str(path, ": truncated at byte ", file_size, ", expected at least ", header, " bytes of IDX header"));
   if (std::fread(head, 1, 4, f.get()) != 4) throw IoError(str(path, ": read error at byte 0"));
   const uint32_t got_magic = be32(head);
   if (got_magic != magic)
     throw IoError(str(path, ": wrong magic number ", hex32(got_magic), " at byte 0, expected ", hex32(magic),
                       " (IDX unsigned bytes, ", want_dims, " dimension", want_dims == 1 ? "" : "s", ")"));
   if (file_size < header)
-    throw IoError(str(path, ": truncated at byte ", file_size, ", expected at least ", header,
-                      " bytes of IDX header"));
+    throw IoError(str(path, ": truncated at byte ", file_size, ", expected at least ", header, " bytes of IDX header"));
   if (std::fread(head + 4, 1, header - 4, f.get()) != header - 4) throw IoError(str(path, ": read error at byte 4"));
 
   IdxArray a;
@@ -72,8 +70,8 @@ IdxArray read_idx(const std::string& path, uint32_t magic, int64_t limit, const 
   }
   const uint64_t expected = header + payload;
   if (file_size < expected)
-    throw IoError(str(path, ": truncated at byte ", file_size, ", expected ", expected, " bytes for ",
-                      describe(a.dims, what)));
+    throw IoError(
+        str(path, ": truncated at byte ", file_size, ", expected ", expected, " bytes for ", describe(a.dims, what)));
   if (file_size > expected)
     throw IoError(str(path, ": ", file_size - expected, " unexpected trailing bytes at byte ", expected,
                       ", expected exactly ", expected, " bytes for ", describe(a.dims, what)));
@@ -91,13 +89,13 @@ Dataset load_mnist_files(const std::string& images_path, const std::string& labe
   IdxArray img = read_idx(images_path, kIdxImagesMagic, limit, "images");
   IdxArray lab = read_idx(labels_path, kIdxLabelsMagic, limit, "labels");
   if (img.dims[0] != lab.dims[0])
-    throw IoError(str(labels_path, ": holds ", lab.dims[0], " labels (count at byte 4), but ", images_path,
-                      " holds ", img.dims[0], " images"));
+    throw IoError(str(labels_path, ": holds ", lab.dims[0], " labels (count at byte 4), but ", images_path, " holds ",
+                      img.dims[0], " images"));
   const int64_t n = img.rows_read, H = img.dims[1], W = img.dims[2];
   for (int64_t i = 0; i < n; ++i)
     if (lab.bytes[i] > 9)
-      throw IoError(str(labels_path, ": label ", int(lab.bytes[i]), " at byte ", 8 + i,
-                        " (sample ", i, ") is out of range, expected 0..9"));
+      throw IoError(str(labels_path, ": label ", int(lab.bytes[i]), " at byte ", 8 + i, " (sample ", i,
+                        ") is out of range, expected 0..9"));
 
   Dataset d;
   d.name = "mnist";

@@ -1,11 +1,10 @@
 #include "inversion/rmle.h"
 
-#include "nn/graph_step.h"
-
 #include <cmath>
 #include <memory>
 
 #include "autograd/ops.h"
+#include "nn/graph_step.h"
 #include "nn/optim.h"
 
 namespace sl::inv {

@@ -35,8 +35,11 @@ namespace {
 #ifdef SPLITLEAK_WITH_CUDA
 #define SL_ROUTE(dev, fn, ...) return (dev).is_cpu() ? cpu::fn(__VA_ARGS__) : cuda::fn(__VA_ARGS__)
 #else
-#define SL_ROUTE(dev, fn, ...) \
-  do { if (!(dev).is_cpu()) no_cuda(#fn); return cpu::fn(__VA_ARGS__); } while (0)
+#define SL_ROUTE(dev, fn, ...)         \
+  do {                                 \
+    if (!(dev).is_cpu()) no_cuda(#fn); \
+    return cpu::fn(__VA_ARGS__);       \
+  } while (0)
 #endif
 
 void add(const Tensor& a, const Tensor& b, Tensor& out) { SL_ROUTE(a.device(), add, a, b, out); }
@@ -49,17 +52,33 @@ void axpy(double alpha, const Tensor& x, Tensor& y) { SL_ROUTE(x.device(), axpy,
 void relu_forward(const Tensor& x, Tensor& y) { SL_ROUTE(x.device(), relu_forward, x, y); }
 void relu_backward(const Tensor& y, const Tensor& gy, Tensor& gx) { SL_ROUTE(y.device(), relu_backward, y, gy, gx); }
 void sigmoid_forward(const Tensor& x, Tensor& y) { SL_ROUTE(x.device(), sigmoid_forward, x, y); }
-void sigmoid_backward(const Tensor& y, const Tensor& gy, Tensor& gx) { SL_ROUTE(y.device(), sigmoid_backward, y, gy, gx); }
-void mul_scalar_tensor(const Tensor& a, const Tensor& s, Tensor& out) { SL_ROUTE(a.device(), mul_scalar_tensor, a, s, out); }
+void sigmoid_backward(const Tensor& y, const Tensor& gy, Tensor& gx) {
+  SL_ROUTE(y.device(), sigmoid_backward, y, gy, gx);
+}
+void mul_scalar_tensor(const Tensor& a, const Tensor& s, Tensor& out) {
+  SL_ROUTE(a.device(), mul_scalar_tensor, a, s, out);
+}
 bool all_finite(const Tensor& x) { SL_ROUTE(x.device(), all_finite, x); }
-void fill_uniform(Tensor& t, uint64_t seed, uint64_t offset, double lo, double hi) { SL_ROUTE(t.device(), fill_uniform, t, seed, offset, lo, hi); }
-void fill_normal(Tensor& t, uint64_t seed, uint64_t offset, double mean, double std) { SL_ROUTE(t.device(), fill_normal, t, seed, offset, mean, std); }
-void fill_laplace(Tensor& t, uint64_t seed, uint64_t offset, double loc, double scale) { SL_ROUTE(t.device(), fill_laplace, t, seed, offset, loc, scale); }
-void dropout_mask(Tensor& mask, uint64_t seed, uint64_t offset, double rate, bool rescale) { SL_ROUTE(mask.device(), dropout_mask, mask, seed, offset, rate, rescale); }
+void fill_uniform(Tensor& t, uint64_t seed, uint64_t offset, double lo, double hi) {
+  SL_ROUTE(t.device(), fill_uniform, t, seed, offset, lo, hi);
+}
+void fill_normal(Tensor& t, uint64_t seed, uint64_t offset, double mean, double std) {
+  SL_ROUTE(t.device(), fill_normal, t, seed, offset, mean, std);
+}
+void fill_laplace(Tensor& t, uint64_t seed, uint64_t offset, double loc, double scale) {
+  SL_ROUTE(t.device(), fill_laplace, t, seed, offset, loc, scale);
+}
+void dropout_mask(Tensor& mask, uint64_t seed, uint64_t offset, double rate, bool rescale) {
+  SL_ROUTE(mask.device(), dropout_mask, mask, seed, offset, rate, rescale);
+}
 void sum(const Tensor& x, Tensor& out) { SL_ROUTE(x.device(), sum, x, out); }
-void fill_from_scalar(const Tensor& s, double factor, Tensor& out) { SL_ROUTE(s.device(), fill_from_scalar, s, factor, out); }
+void fill_from_scalar(const Tensor& s, double factor, Tensor& out) {
+  SL_ROUTE(s.device(), fill_from_scalar, s, factor, out);
+}
 void mean_sq_forward(const Tensor& x, Tensor& out) { SL_ROUTE(x.device(), mean_sq_forward, x, out); }
-void mean_sq_backward(const Tensor& x, const Tensor& gout, Tensor& gx) { SL_ROUTE(x.device(), mean_sq_backward, x, gout, gx); }
+void mean_sq_backward(const Tensor& x, const Tensor& gout, Tensor& gx) {
+  SL_ROUTE(x.device(), mean_sq_backward, x, gout, gx);
+}
 void argmax_rows(const Tensor& x, Tensor& idx) { SL_ROUTE(x.device(), argmax_rows, x, idx); }
 void mse_forward(const Tensor& a, const Tensor& b, Tensor& out, double weight) {
   SL_ROUTE(a.device(), mse_forward, a, b, out, weight);
@@ -67,28 +86,52 @@ void mse_forward(const Tensor& a, const Tensor& b, Tensor& out, double weight) {
 void mse_backward(const Tensor& a, const Tensor& b, const Tensor& gout, Tensor& ga, double weight) {
   SL_ROUTE(a.device(), mse_backward, a, b, gout, ga, weight);
 }
-void cross_entropy_forward(const Tensor& logits, const Tensor& labels, Tensor& loss, Tensor& probs) { SL_ROUTE(logits.device(), cross_entropy_forward, logits, labels, loss, probs); }
-void cross_entropy_backward(const Tensor& probs, const Tensor& labels, const Tensor& gout, Tensor& glogits) { SL_ROUTE(probs.device(), cross_entropy_backward, probs, labels, gout, glogits); }
+void cross_entropy_forward(const Tensor& logits, const Tensor& labels, Tensor& loss, Tensor& probs) {
+  SL_ROUTE(logits.device(), cross_entropy_forward, logits, labels, loss, probs);
+}
+void cross_entropy_backward(const Tensor& probs, const Tensor& labels, const Tensor& gout, Tensor& glogits) {
+  SL_ROUTE(probs.device(), cross_entropy_backward, probs, labels, gout, glogits);
+}
 void softmax_forward(const Tensor& x, Tensor& y) { SL_ROUTE(x.device(), softmax_forward, x, y); }
-void softmax_backward(const Tensor& y, const Tensor& gy, Tensor& gx) { SL_ROUTE(y.device(), softmax_backward, y, gy, gx); }
+void softmax_backward(const Tensor& y, const Tensor& gy, Tensor& gx) {
+  SL_ROUTE(y.device(), softmax_backward, y, gy, gx);
+}
 void tv_forward(const Tensor& x, double beta, double eps, Tensor& out, double weight) {
   SL_ROUTE(x.device(), tv_forward, x, beta, eps, out, weight);
 }
 void tv_backward(const Tensor& x, double beta, double eps, const Tensor& gout, Tensor& gx, double weight) {
   SL_ROUTE(x.device(), tv_backward, x, beta, eps, gout, gx, weight);
 }
-void gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor& c, double alpha, double beta) { SL_ROUTE(a.device(), gemm, a, trans_a, b, trans_b, c, alpha, beta); }
+void gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor& c, double alpha, double beta) {
+  SL_ROUTE(a.device(), gemm, a, trans_a, b, trans_b, c, alpha, beta);
+}
 void linear_forward(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, bool relu) {
   SL_ROUTE(x.device(), linear_forward, x, w, b, y, relu);
 }
-void linear_backward(const Tensor& x, const Tensor& w, const Tensor& gy, Tensor& gx, Tensor& gw, Tensor& gb) { SL_ROUTE(x.device(), linear_backward, x, w, gy, gx, gw, gb); }
-void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& b, ConvArgs a, Tensor& y) { SL_ROUTE(x.device(), conv2d_forward, x, w, b, a, y); }
-void conv2d_backward_data(const Tensor& gy, const Tensor& w, ConvArgs a, Tensor& gx) { SL_ROUTE(gy.device(), conv2d_backward_data, gy, w, a, gx); }
-void conv2d_backward_weight(const Tensor& x, const Tensor& gy, ConvArgs a, Tensor& gw, Tensor& gb) { SL_ROUTE(x.device(), conv2d_backward_weight, x, gy, a, gw, gb); }
-void conv_transpose2d_forward(const Tensor& x, const Tensor& w, const Tensor& b, ConvArgs a, Tensor& y) { SL_ROUTE(x.device(), conv_transpose2d_forward, x, w, b, a, y); }
-void conv_transpose2d_backward_data(const Tensor& gy, const Tensor& w, ConvArgs a, Tensor& gx) { SL_ROUTE(gy.device(), conv_transpose2d_backward_data, gy, w, a, gx); }
-void conv_transpose2d_backward_weight(const Tensor& x, const Tensor& gy, ConvArgs a, Tensor& gw, Tensor& gb) { SL_ROUTE(x.device(), conv_transpose2d_backward_weight, x, gy, a, gw, gb); }
-void max_pool2d_forward(const Tensor& x, int k, int stride, Tensor& y, Tensor& idx) { SL_ROUTE(x.device(), max_pool2d_forward, x, k, stride, y, idx); }
+void linear_backward(const Tensor& x, const Tensor& w, const Tensor& gy, Tensor& gx, Tensor& gw, Tensor& gb) {
+  SL_ROUTE(x.device(), linear_backward, x, w, gy, gx, gw, gb);
+}
+void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& b, ConvArgs a, Tensor& y) {
+  SL_ROUTE(x.device(), conv2d_forward, x, w, b, a, y);
+}
+void conv2d_backward_data(const Tensor& gy, const Tensor& w, ConvArgs a, Tensor& gx) {
+  SL_ROUTE(gy.device(), conv2d_backward_data, gy, w, a, gx);
+}
+void conv2d_backward_weight(const Tensor& x, const Tensor& gy, ConvArgs a, Tensor& gw, Tensor& gb) {
+  SL_ROUTE(x.device(), conv2d_backward_weight, x, gy, a, gw, gb);
+}
+void conv_transpose2d_forward(const Tensor& x, const Tensor& w, const Tensor& b, ConvArgs a, Tensor& y) {
+  SL_ROUTE(x.device(), conv_transpose2d_forward, x, w, b, a, y);
+}
+void conv_transpose2d_backward_data(const Tensor& gy, const Tensor& w, ConvArgs a, Tensor& gx) {
+  SL_ROUTE(gy.device(), conv_transpose2d_backward_data, gy, w, a, gx);
+}
+void conv_transpose2d_backward_weight(const Tensor& x, const Tensor& gy, ConvArgs a, Tensor& gw, Tensor& gb) {
+  SL_ROUTE(x.device(), conv_transpose2d_backward_weight, x, gy, a, gw, gb);
+}
+void max_pool2d_forward(const Tensor& x, int k, int stride, Tensor& y, Tensor& idx) {
+  SL_ROUTE(x.device(), max_pool2d_forward, x, k, stride, y, idx);
+}
 void max_pool2d_backward(const Tensor& gy, const Tensor& idx, int k, int stride, Tensor& gx) {
   SL_ROUTE(gy.device(), max_pool2d_backward, gy, idx, k, stride, gx);
 }
@@ -99,8 +142,14 @@ void conv2d_relu_pool_forward(const Tensor& x, const Tensor& w, const Tensor& b,
 void max_pool2d_relu_backward(const Tensor& gy, const Tensor& y, const Tensor& idx, int k, int stride, Tensor& gx) {
   SL_ROUTE(gy.device(), max_pool2d_relu_backward, gy, y, idx, k, stride, gx);
 }
-void accumulate_metrics(const Tensor& loss, const Tensor& logits, const Tensor& labels, Tensor& totals) { SL_ROUTE(logits.device(), accumulate_metrics, loss, logits, labels, totals); }
-void sgd_step(Tensor& param, const Tensor& grad, Tensor& momentum_buf, const SgdArgs& a, bool first_step) { SL_ROUTE(param.device(), sgd_step, param, grad, momentum_buf, a, first_step); }
-void adam_step(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, Tensor& vmax, const AdamArgs& a, int64_t step) { SL_ROUTE(param.device(), adam_step, param, grad, m, v, vmax, a, step); }
+void accumulate_metrics(const Tensor& loss, const Tensor& logits, const Tensor& labels, Tensor& totals) {
+  SL_ROUTE(logits.device(), accumulate_metrics, loss, logits, labels, totals);
+}
+void sgd_step(Tensor& param, const Tensor& grad, Tensor& momentum_buf, const SgdArgs& a, bool first_step) {
+  SL_ROUTE(param.device(), sgd_step, param, grad, momentum_buf, a, first_step);
+}
+void adam_step(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, Tensor& vmax, const AdamArgs& a, int64_t step) {
+  SL_ROUTE(param.device(), adam_step, param, grad, m, v, vmax, a, step);
+}
 
 }  // namespace sl::kern

@@ -28,8 +28,14 @@ inline int64_t conv_transpose_out_size(int64_t in, int k, int stride, int pad, i
   return (in - 1) * stride - 2 * pad + k + out_pad;
 }
 
-struct SgdArgs { double lr = 0.01, momentum = 0, dampening = 0, weight_decay = 0; bool nesterov = false; };
-struct AdamArgs { double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0; bool amsgrad = false; };
+struct SgdArgs {
+  double lr = 0.01, momentum = 0, dampening = 0, weight_decay = 0;
+  bool nesterov = false;
+};
+struct AdamArgs {
+  double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0;
+  bool amsgrad = false;
+};
 
 // Arithmetic of float32 matrix products on CUDA (convolutions and GEMMs; the CPU always computes in float32):
 //   fp32    FFMA in float32 (the default);

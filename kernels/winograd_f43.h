@@ -31,8 +31,8 @@
 
 namespace sl::winograd {
 
-constexpr int kTile = 4;   // output tile side
-constexpr int kIn = 6;     // input tile side (kTile + 3 - 1)
+constexpr int kTile = 4;  // output tile side
+constexpr int kIn = 6;    // input tile side (kTile + 3 - 1)
 constexpr int kPoints = 36;
 
 // 1-d transforms: s is the stride between the elements of a line (1: a row, 6: a column of a 6x6 array).
@@ -104,14 +104,24 @@ SL_WINO_FN void transform_2d(const T (&a)[I][I], T (&o)[O][O]) {
   for (int r = 0; r < O; ++r) L::line(&t[r][0], 1, &o[r][0], 1);
 }
 template <class T>
-SL_WINO_FN void input_2d(const T (&d)[kIn][kIn], T (&v)[kIn][kIn]) { transform_2d<Input>(d, v); }  // B^T d B
+SL_WINO_FN void input_2d(const T (&d)[kIn][kIn], T (&v)[kIn][kIn]) {
+  transform_2d<Input>(d, v);
+}  // B^T d B
 template <class T>
-SL_WINO_FN void filter_2d(const T (&g)[3][3], T (&u)[kIn][kIn]) { transform_2d<Filter>(g, u); }  // G g G^T
+SL_WINO_FN void filter_2d(const T (&g)[3][3], T (&u)[kIn][kIn]) {
+  transform_2d<Filter>(g, u);
+}  // G g G^T
 template <class T>
-SL_WINO_FN void output_2d(const T (&m)[kIn][kIn], T (&y)[kTile][kTile]) { transform_2d<Output>(m, y); }  // A^T m A
+SL_WINO_FN void output_2d(const T (&m)[kIn][kIn], T (&y)[kTile][kTile]) {
+  transform_2d<Output>(m, y);
+}  // A^T m A
 template <class T>
-SL_WINO_FN void grad_2d(const T (&y)[kTile][kTile], T (&m)[kIn][kIn]) { transform_2d<Grad>(y, m); }  // A y A^T
+SL_WINO_FN void grad_2d(const T (&y)[kTile][kTile], T (&m)[kIn][kIn]) {
+  transform_2d<Grad>(y, m);
+}  // A y A^T
 template <class T>
-SL_WINO_FN void filter_grad_2d(const T (&u)[kIn][kIn], T (&g)[3][3]) { transform_2d<FilterGrad>(u, g); }  // G^T u G
+SL_WINO_FN void filter_grad_2d(const T (&u)[kIn][kIn], T (&g)[3][3]) {
+  transform_2d<FilterGrad>(u, g);
+}  // G^T u G
 
 }  // namespace sl::winograd

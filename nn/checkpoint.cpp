@@ -17,7 +17,7 @@ namespace sl {
 namespace {
 
 constexpr char kMagic[4] = {'S', 'P', 'L', 'K'};
-constexpr size_t kHeaderBytes = 16;         // magic, version, file size
+constexpr size_t kHeaderBytes = 16;  // magic, version, file size
 constexpr uint32_t kMaxStringBytes = 1u << 20;
 constexpr int kMaxRank = 8;
 
@@ -251,8 +251,8 @@ Checkpoint load_checkpoint(const std::string& path) {
   if (b.size() < kHeaderBytes + 4) r.fail("file too small to hold a checksum", b.size());
   // Then the checksum over everything, so a flipped bit anywhere is caught before it is interpreted.
   size_t body = b.size() - 4;
-  uint32_t stored = uint32_t(b[body]) | uint32_t(b[body + 1]) << 8 | uint32_t(b[body + 2]) << 16 |
-                    uint32_t(b[body + 3]) << 24;
+  uint32_t stored =
+      uint32_t(b[body]) | uint32_t(b[body + 1]) << 8 | uint32_t(b[body + 2]) << 16 | uint32_t(b[body + 3]) << 24;
   uint32_t actual = crc32(b.data(), body);
   if (stored != actual) r.fail(str("checksum mismatch (stored ", stored, ", computed ", actual, ")"), body);
 
@@ -279,8 +279,7 @@ Checkpoint load_checkpoint(const std::string& path) {
 }
 
 void load_into(Module& model, const std::string& model_arch, const Checkpoint& ckpt) {
-  SL_CHECK(ckpt.arch == model_arch, ValueError, "checkpoint is '", ckpt.arch, "' but the model is '", model_arch,
-           "'");
+  SL_CHECK(ckpt.arch == model_arch, ValueError, "checkpoint is '", ckpt.arch, "' but the model is '", model_arch, "'");
   std::map<std::string, Tensor> params;
   for (auto& [name, t] : model.named_parameters()) params[name] = t;
 

@@ -24,7 +24,7 @@ namespace sl {
 
 struct Checkpoint {
   std::string arch;
-  std::map<std::string, std::string> meta;  // dataset, epochs, accuracy, seed, ...
+  std::map<std::string, std::string> meta;              // dataset, epochs, accuracy, seed, ...
   std::vector<std::pair<std::string, Tensor>> tensors;  // CPU tensors, in the order they were saved
 
   // The value of a metadata key, or `fallback` when absent.

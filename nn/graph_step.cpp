@@ -131,8 +131,7 @@ void CapturedStep::capture() {
 }
 
 // ---- ShapedStep ------------------------------------------------------------------------------------------------
-ShapedStep::ShapedStep(Fn step, Device device, int warmup)
-    : step_(std::move(step)), device_(device), warmup_(warmup) {
+ShapedStep::ShapedStep(Fn step, Device device, int warmup) : step_(std::move(step)), device_(device), warmup_(warmup) {
   SL_CHECK(step_, ValueError, "ShapedStep: no step function");
 }
 

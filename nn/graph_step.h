@@ -31,7 +31,9 @@
 
 namespace sl {
 
-namespace cuda_rt { struct Graph; }
+namespace cuda_rt {
+struct Graph;
+}
 
 class CapturedStep {
  public:
@@ -41,7 +43,7 @@ class CapturedStep {
   CapturedStep(const CapturedStep&) = delete;
   CapturedStep& operator=(const CapturedStep&) = delete;
 
-  void operator()();   // one step (eager, capture + replay, or replay)
+  void operator()();  // one step (eager, capture + replay, or replay)
   // Drops the graph: the next calls warm up and capture again (after a host-side change the graph baked in).
   void invalidate();
 
@@ -51,7 +53,7 @@ class CapturedStep {
   int64_t calls() const { return calls_; }
   int64_t replays() const { return replays_; }
   int64_t captures() const { return captures_; }
-  size_t graph_nodes() const;   // nodes (kernels, copies, memsets) in the current graph; 0 without one
+  size_t graph_nodes() const;  // nodes (kernels, copies, memsets) in the current graph; 0 without one
 
  private:
   void capture();

@@ -29,8 +29,8 @@ std::string conv_options(int stride, int pad, int out_pad, bool has_bias) {
 // ---- Conv2d ------------------------------------------------------------------------------------------
 Conv2d::Conv2d(int in_ch, int out_ch, int k, int stride_, int pad_, bool has_bias)
     : in_channels(in_ch), out_channels(out_ch), kernel(k), stride(stride_), pad(pad_) {
-  SL_CHECK(in_ch > 0 && out_ch > 0 && k > 0 && stride_ > 0 && pad_ >= 0, ValueError,
-           "Conv2d: bad arguments (in ", in_ch, ", out ", out_ch, ", k ", k, ", stride ", stride_, ", pad ", pad_, ")");
+  SL_CHECK(in_ch > 0 && out_ch > 0 && k > 0 && stride_ > 0 && pad_ >= 0, ValueError, "Conv2d: bad arguments (in ",
+           in_ch, ", out ", out_ch, ", k ", k, ", stride ", stride_, ", pad ", pad_, ")");
   weight = Tensor::zeros(Shape{out_ch, in_ch, k, k});
   register_parameter("weight", &weight);
   if (has_bias) {
@@ -53,8 +53,8 @@ Shape Conv2d::output_shape(const Shape& in) const {
 }
 
 std::string Conv2d::describe() const {
-  return str("Conv2d(", in_channels, "->", out_channels, ", k", kernel,
-             conv_options(stride, pad, 0, bias.defined()), ")");
+  return str("Conv2d(", in_channels, "->", out_channels, ", k", kernel, conv_options(stride, pad, 0, bias.defined()),
+             ")");
 }
 
 void Conv2d::reset_parameters(Generator& gen) { init::pytorch_default_(weight, bias, gen); }

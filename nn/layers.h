@@ -24,8 +24,8 @@ class Conv2d : public Module {
 
 class ConvTranspose2d : public Module {
  public:
-  ConvTranspose2d(int in_channels, int out_channels, int kernel, int stride = 1, int pad = 0,
-                  int output_padding = 0, bool bias = true);
+  ConvTranspose2d(int in_channels, int out_channels, int kernel, int stride = 1, int pad = 0, int output_padding = 0,
+                  bool bias = true);
   Tensor forward(const Tensor& x) override;
   Shape output_shape(const Shape& in) const override;
   std::string describe() const override;

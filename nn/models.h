@@ -11,8 +11,8 @@ namespace sl {
 
 // A network plus what the rest of the system needs to know about it.
 struct Model {
-  std::string arch;        // "lenet", "cifar10cnn"; checked when a checkpoint is loaded
-  Shape input_shape;       // one sample, [C, H, W]
+  std::string arch;   // "lenet", "cifar10cnn"; checked when a checkpoint is loaded
+  Shape input_shape;  // one sample, [C, H, W]
   int num_classes = 10;
   std::shared_ptr<Sequential> net;
 

@@ -75,7 +75,11 @@ void SGD::step() {
 
 // ---- Adam --------------------------------------------------------------------------------------------
 Adam::Adam(std::vector<Tensor> params, const AdamArgs& args)
-    : Optimizer(std::move(params)), args_(args), m_(params_.size()), v_(params_.size()), vmax_(params_.size()),
+    : Optimizer(std::move(params)),
+      args_(args),
+      m_(params_.size()),
+      v_(params_.size()),
+      vmax_(params_.size()),
       steps_(params_.size(), 0) {
   SL_CHECK(args.lr >= 0 && args.eps >= 0 && args.weight_decay >= 0, ValueError,
            "Adam: lr, eps and weight decay must be >= 0");

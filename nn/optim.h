@@ -57,11 +57,11 @@ class Adam : public Optimizer {
   int64_t step_count(size_t i) const;
 
  private:
-  bool fused() const;   // every parameter on one CUDA device with one dtype
+  bool fused() const;  // every parameter on one CUDA device with one dtype
   void step_fused();
   AdamArgs args_;
-  std::vector<Tensor> m_, v_, vmax_;  // per parameter; vmax only with amsgrad
-  std::vector<int64_t> steps_;        // per parameter (CPU path)
+  std::vector<Tensor> m_, v_, vmax_;    // per parameter; vmax only with amsgrad
+  std::vector<int64_t> steps_;          // per parameter (CPU path)
   Tensor dev_lr_, dev_steps_, ticket_;  // fused CUDA path: lr [1], step counts [params], launch ticket (int32 [1])
 };
 

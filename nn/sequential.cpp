@@ -30,8 +30,8 @@ Tensor Sequential::run(const Tensor& x, size_t last) {
     Module* m = layers[i].second.get();
     const bool relu_next = i + 1 <= last && i + 1 < layers.size() && dynamic_cast<ReLU*>(layers[i + 1].second.get());
     if (relu_next) {
-      auto* pool = i + 2 <= last && i + 2 < layers.size() ? dynamic_cast<MaxPool2d*>(layers[i + 2].second.get())
-                                                          : nullptr;
+      auto* pool =
+          i + 2 <= last && i + 2 < layers.size() ? dynamic_cast<MaxPool2d*>(layers[i + 2].second.get()) : nullptr;
       if (auto* c = dynamic_cast<Conv2d*>(m); c && pool && fuse_pool()) {
         y = c->forward_relu_pool(y, pool->kernel, pool->stride);
         i += 2;

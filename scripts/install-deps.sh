@@ -5,7 +5,7 @@ set -euo pipefail
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 pkgs=(build-essential cmake libeigen3-dev catch2 libstb-dev libcli11-dev nlohmann-json3-dev
-      libbenchmark-dev gnuplot-nox)
+      libbenchmark-dev gnuplot-nox clang-format-14)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ! command -v npm >/dev/null 2>&1; then missing+=(npm); fi

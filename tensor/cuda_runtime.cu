@@ -409,9 +409,15 @@ void fill(void* dst, Device dev, DType t, int64_t n, double value) {
   cudaStream_t s = stream_for(dev);
   const unsigned blocks = unsigned(std::min<int64_t>((n + 255) / 256, int64_t(sm_count(dev)) * 8));
   switch (t) {
-    case DType::f32: fill_kernel<float><<<blocks, 256, 0, s>>>(static_cast<float*>(dst), n, float(value)); break;
-    case DType::f64: fill_kernel<double><<<blocks, 256, 0, s>>>(static_cast<double*>(dst), n, value); break;
-    case DType::i32: fill_kernel<int32_t><<<blocks, 256, 0, s>>>(static_cast<int32_t*>(dst), n, int32_t(value)); break;
+    case DType::f32:
+      fill_kernel<float><<<blocks, 256, 0, s>>>(static_cast<float*>(dst), n, float(value));
+      break;
+    case DType::f64:
+      fill_kernel<double><<<blocks, 256, 0, s>>>(static_cast<double*>(dst), n, value);
+      break;
+    case DType::i32:
+      fill_kernel<int32_t><<<blocks, 256, 0, s>>>(static_cast<int32_t*>(dst), n, int32_t(value));
+      break;
   }
   check_launch("fill");
 }

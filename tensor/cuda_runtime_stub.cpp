@@ -4,7 +4,8 @@
 
 namespace sl::cuda_rt {
 
-static const char* kMsg = "this splitleak was built without CUDA (configure with -DSPLITLEAK_CUDA=ON on a machine with nvcc)";
+static const char* kMsg =
+    "this splitleak was built without CUDA (configure with -DSPLITLEAK_CUDA=ON on a machine with nvcc)";
 
 bool available() { return false; }
 Allocator& allocator(int) { throw DeviceError(kMsg); }

@@ -13,14 +13,14 @@
 namespace sl::cuda_rt {
 
 struct AllocatorStats {
-  size_t bytes_in_use = 0;        // handed out and not yet freed (size classes, not requested bytes)
-  size_t bytes_cached = 0;        // free blocks held in the cache
-  size_t bytes_reserved = 0;      // in_use + cached: what cudaMalloc has given us
+  size_t bytes_in_use = 0;    // handed out and not yet freed (size classes, not requested bytes)
+  size_t bytes_cached = 0;    // free blocks held in the cache
+  size_t bytes_reserved = 0;  // in_use + cached: what cudaMalloc has given us
   size_t peak_bytes_in_use = 0;
-  uint64_t num_allocs = 0;        // allocate() calls
-  uint64_t num_cache_hits = 0;    // allocate() calls served from the cache
-  uint64_t num_cuda_malloc = 0;   // cudaMalloc calls made
-  uint64_t num_cuda_free = 0;     // cudaFree calls made (empty_cache, or a retry after out-of-memory)
+  uint64_t num_allocs = 0;          // allocate() calls
+  uint64_t num_cache_hits = 0;      // allocate() calls served from the cache
+  uint64_t num_cuda_malloc = 0;     // cudaMalloc calls made
+  uint64_t num_cuda_free = 0;       // cudaFree calls made (empty_cache, or a retry after out-of-memory)
   uint64_t num_capture_malloc = 0;  // of num_cuda_malloc, those made while a CUDA graph was being captured
 };
 
@@ -36,8 +36,8 @@ size_t size_class(size_t bytes);
 // uses is never handed to other work. A capture's warm-up runs with the pool active, so the capture itself
 // finds every block in the pool; a miss during capture still works (cudaMalloc with the thread's capture mode
 // relaxed) and is counted in num_capture_malloc. Pool 0 is the default pool.
-int create_pool(int device = 0);            // a new, empty private pool id (> 0)
-void set_active_pool(int device, int pool); // 0 returns to the default pool
+int create_pool(int device = 0);             // a new, empty private pool id (> 0)
+void set_active_pool(int device, int pool);  // 0 returns to the default pool
 int active_pool(int device = 0);
 // Moves a private pool's free blocks into the default pool (blocks still in use return there when freed).
 void release_pool(int device, int pool);

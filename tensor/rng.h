@@ -17,7 +17,9 @@
 
 namespace sl {
 
-struct Philox4 { uint32_t x[4]; };
+struct Philox4 {
+  uint32_t x[4];
+};
 
 SL_HD void philox_mulhilo(uint32_t a, uint32_t b, uint32_t& hi, uint32_t& lo) {
   uint64_t p = uint64_t(a) * uint64_t(b);
@@ -34,7 +36,10 @@ SL_HD Philox4 philox4x32(uint64_t seed, uint64_t counter) {
     philox_mulhilo(0xD2511F53u, c0, hi0, lo0);
     philox_mulhilo(0xCD9E8D57u, c2, hi1, lo1);
     uint32_t n0 = hi1 ^ c1 ^ k0, n1 = lo1, n2 = hi0 ^ c3 ^ k1, n3 = lo0;
-    c0 = n0; c1 = n1; c2 = n2; c3 = n3;
+    c0 = n0;
+    c1 = n1;
+    c2 = n2;
+    c3 = n3;
     k0 += 0x9E3779B9u;
     k1 += 0xBB67AE85u;
   }
@@ -67,13 +72,23 @@ class Generator {
   explicit Generator(uint64_t seed = 0) : seed_(seed) {}
   uint64_t seed() const { return seed_; }
   uint64_t offset() const { return offset_; }
-  void manual_seed(uint64_t s) { seed_ = s; offset_ = 0; }
+  void manual_seed(uint64_t s) {
+    seed_ = s;
+    offset_ = 0;
+  }
   // Reserve n counters; returns the first.
-  uint64_t take(uint64_t n) { uint64_t o = offset_; offset_ += n; return o; }
+  uint64_t take(uint64_t n) {
+    uint64_t o = offset_;
+    offset_ += n;
+    return o;
+  }
   // Single draws, for host-side decisions (shuffling, augmentation parameters).
   double uniform() { return rng_uniform(seed_, take(1)); }
   double normal() { return rng_normal(seed_, take(1)); }
-  uint64_t next_u64() { auto r = philox4x32(seed_, take(1)); return (uint64_t(r.x[0]) << 32) | r.x[1]; }
+  uint64_t next_u64() {
+    auto r = philox4x32(seed_, take(1));
+    return (uint64_t(r.x[0]) << 32) | r.x[1];
+  }
   // Uniform integer in [0, n).
   uint64_t below(uint64_t n) { return n ? next_u64() % n : 0; }
 

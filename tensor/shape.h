@@ -36,7 +36,10 @@ class Shape {
   std::vector<int64_t> contiguous_strides() const {
     std::vector<int64_t> st(dims_.size());
     int64_t s = 1;
-    for (size_t i = dims_.size(); i-- > 0;) { st[i] = s; s *= dims_[i]; }
+    for (size_t i = dims_.size(); i-- > 0;) {
+      st[i] = s;
+      s *= dims_[i];
+    }
     return st;
   }
 

@@ -10,8 +10,7 @@ namespace sl {
 namespace {
 
 std::shared_ptr<TensorImpl> make_impl(const Shape& s, DType t, Device d) {
-  for (auto n : s.dims())
-    SL_CHECK(n >= 0, ShapeError, "negative dimension in shape ", s.str());
+  for (auto n : s.dims()) SL_CHECK(n >= 0, ShapeError, "negative dimension in shape ", s.str());
   auto impl = std::make_shared<TensorImpl>();
   impl->storage = std::make_shared<Storage>(size_t(s.numel()) * dtype_size(t), d);
   impl->shape = s;
@@ -36,9 +35,12 @@ double read_strided(const Tensor& t, int64_t linear) {
   }
   const char* base = static_cast<const char*>(t.impl()->storage->data);
   switch (t.dtype()) {
-    case DType::f32: return reinterpret_cast<const float*>(base)[off];
-    case DType::f64: return reinterpret_cast<const double*>(base)[off];
-    case DType::i32: return reinterpret_cast<const int32_t*>(base)[off];
+    case DType::f32:
+      return reinterpret_cast<const float*>(base)[off];
+    case DType::f64:
+      return reinterpret_cast<const double*>(base)[off];
+    case DType::i32:
+      return reinterpret_cast<const int32_t*>(base)[off];
   }
   return 0;
 }
@@ -50,9 +52,15 @@ void write_from_doubles(T* p, const std::vector<double>& v) {
 
 void write_doubles(const Tensor& dst, const std::vector<double>& v) {
   switch (dst.dtype()) {
-    case DType::f32: write_from_doubles(dst.data<float>(), v); break;
-    case DType::f64: write_from_doubles(dst.data<double>(), v); break;
-    case DType::i32: write_from_doubles(dst.data<int32_t>(), v); break;
+    case DType::f32:
+      write_from_doubles(dst.data<float>(), v);
+      break;
+    case DType::f64:
+      write_from_doubles(dst.data<double>(), v);
+      break;
+    case DType::i32:
+      write_from_doubles(dst.data<int32_t>(), v);
+      break;
   }
 }
 
@@ -137,8 +145,7 @@ double Tensor::at(std::initializer_list<int64_t> idx) const {
   int64_t lin = 0;
   size_t d = 0;
   for (auto i : idx) {
-    SL_CHECK(i >= 0 && i < c.shape()[d], ShapeError, "at(): index ", i, " out of range for dim ", d, " of ",
-             c.str());
+    SL_CHECK(i >= 0 && i < c.shape()[d], ShapeError, "at(): index ", i, " out of range for dim ", d, " of ", c.str());
     lin = lin * c.shape()[d] + i;
     ++d;
   }
@@ -158,8 +165,7 @@ Tensor Tensor::reshape(const Shape& s) const {
     }
   }
   if (infer >= 0) {
-    SL_CHECK(known > 0 && numel() % known == 0, ShapeError, "reshape: cannot infer -1 in ", s.str(), " from ",
-             str());
+    SL_CHECK(known > 0 && numel() % known == 0, ShapeError, "reshape: cannot infer -1 in ", s.str(), " from ", str());
     dims[size_t(infer)] = numel() / known;
   }
   Shape ns(dims);
@@ -235,9 +241,15 @@ Tensor Tensor::detach() const {
 Tensor& Tensor::fill_(double v) {
   if (device().is_cpu() && is_contiguous()) {
     switch (dtype()) {
-      case DType::f32: fill_cpu(data<float>(), numel(), v); break;
-      case DType::f64: fill_cpu(data<double>(), numel(), v); break;
-      case DType::i32: fill_cpu(data<int32_t>(), numel(), v); break;
+      case DType::f32:
+        fill_cpu(data<float>(), numel(), v);
+        break;
+      case DType::f64:
+        fill_cpu(data<double>(), numel(), v);
+        break;
+      case DType::i32:
+        fill_cpu(data<int32_t>(), numel(), v);
+        break;
     }
     return *this;
   }
@@ -279,8 +291,8 @@ void check_shape(const Tensor& t, const Shape& s, const char* what) {
 void check_same(const Tensor& a, const Tensor& b, const char* what) {
   SL_CHECK(a.device() == b.device(), ValueError, what, ": tensors on different devices (", a.device().str(), " vs ",
            b.device().str(), ")");
-  SL_CHECK(a.dtype() == b.dtype(), ValueError, what, ": tensors of different dtypes (", dtype_name(a.dtype()),
-           " vs ", dtype_name(b.dtype()), ")");
+  SL_CHECK(a.dtype() == b.dtype(), ValueError, what, ": tensors of different dtypes (", dtype_name(a.dtype()), " vs ",
+           dtype_name(b.dtype()), ")");
 }
 
 }  // namespace sl

@@ -17,14 +17,14 @@ struct Node;  // autograd graph node (autograd/node.h)
 
 struct TensorImpl {
   std::shared_ptr<Storage> storage;
-  int64_t offset = 0;               // in elements
+  int64_t offset = 0;  // in elements
   Shape shape;
-  std::vector<int64_t> strides;     // in elements
+  std::vector<int64_t> strides;  // in elements
   DType dtype = DType::f32;
   // autograd
   bool requires_grad = false;
-  std::shared_ptr<TensorImpl> grad;   // accumulated gradient of a leaf
-  std::shared_ptr<Node> grad_fn;      // the op that produced this tensor (null for leaves)
+  std::shared_ptr<TensorImpl> grad;  // accumulated gradient of a leaf
+  std::shared_ptr<Node> grad_fn;     // the op that produced this tensor (null for leaves)
 };
 
 class Tensor {
@@ -56,7 +56,8 @@ class Tensor {
   bool is_contiguous() const;
   size_t nbytes() const { return size_t(numel()) * dtype_size(dtype()); }
   // Typed pointer to the first element; throws ValueError when T does not match dtype.
-  template <class T> T* data() const;
+  template <class T>
+  T* data() const;
   void* raw_data() const;
   TensorImpl* impl() const { return impl_.get(); }
   const std::shared_ptr<TensorImpl>& impl_ptr() const { return impl_; }
@@ -68,19 +69,19 @@ class Tensor {
   double at(std::initializer_list<int64_t> idx) const;
 
   // --- views and copies -----------------------------------------------------
-  Tensor reshape(const Shape& s) const;   // zero-copy when contiguous; -1 allowed once
+  Tensor reshape(const Shape& s) const;  // zero-copy when contiguous; -1 allowed once
   Tensor flatten(int start_dim = 1) const;
   Tensor slice(int64_t begin, int64_t end) const;  // rows [begin,end) of dim 0, zero-copy
   Tensor contiguous() const;
-  Tensor clone() const;                   // deep copy, same device/dtype, no autograd history
-  Tensor to(Device d) const;              // copy to another device (self if already there)
-  Tensor to(DType t) const;               // convert dtype (self if already that)
-  Tensor detach() const;                  // shares storage, no autograd history
+  Tensor clone() const;       // deep copy, same device/dtype, no autograd history
+  Tensor to(Device d) const;  // copy to another device (self if already there)
+  Tensor to(DType t) const;   // convert dtype (self if already that)
+  Tensor detach() const;      // shares storage, no autograd history
 
   // --- in place (no autograd) ----------------------------------------------
   Tensor& fill_(double v);
   Tensor& zero_();
-  Tensor& copy_(const Tensor& src);       // same shape; any devices/dtypes (f32<->f64 on CPU)
+  Tensor& copy_(const Tensor& src);  // same shape; any devices/dtypes (f32<->f64 on CPU)
 
   // --- autograd -------------------------------------------------------------
   bool requires_grad() const { return impl_->requires_grad; }

@@ -21,7 +21,7 @@ struct OpCase {
   double ref_tol = 1e-9;       // forward vs reference, absolute + relative
   bool gradcheck = true;       // finite-difference check of every float64 input
   double grad_atol = 1e-5, grad_rtol = 1e-4;
-  double device_tol = 1e-4;    // float32 on another backend vs float32 on the CPU (relative to max |value|)
+  double device_tol = 1e-4;  // float32 on another backend vs float32 on the CPU (relative to max |value|)
 };
 
 // Runs all checks of one case; reports failures through Catch2 (CHECK), naming the case.

@@ -31,8 +31,8 @@ std::string slurp(const fs::path& p) {
 }
 
 RunResult run(const std::string& args, const fs::path& dir) {
-  std::string cmd = std::string(SPLITLEAK_BIN_DIR) + "/splitleak " + args + " >" + (dir / "out.txt").string() +
-                    " 2>" + (dir / "err.txt").string() + " </dev/null";
+  std::string cmd = std::string(SPLITLEAK_BIN_DIR) + "/splitleak " + args + " >" + (dir / "out.txt").string() + " 2>" +
+                    (dir / "err.txt").string() + " </dev/null";
   int st = std::system(cmd.c_str());
   RunResult r;
   r.crashed = WIFSIGNALED(st) || (WIFEXITED(st) && WEXITSTATUS(st) > 2);
@@ -94,8 +94,8 @@ TEST_CASE("cli: train, eval --split and info on a tiny data set", "[cli]") {
   std::string data = " --data " + (dir / "data").string();
   std::string ckpt = (dir / "lenet.ckpt").string();
 
-  auto r = run("train --dataset mnist --model lenet --epochs 2 --batch 16 --lr 0.003 --seed 3 --json --out " + ckpt +
-                   data, dir);
+  auto r = run(
+      "train --dataset mnist --model lenet --epochs 2 --batch 16 --lr 0.003 --seed 3 --json --out " + ckpt + data, dir);
   INFO(r.err);
   REQUIRE(r.code == 0);
   CHECK_THAT(r.out, Catch::Contains("\"test_accuracy\""));

@@ -11,8 +11,8 @@
 //
 // Hidden benchmark: `splitleak_tests "[.cuda-bench]"` times our conv kernels against cuDNN at the CIFAR10CNN
 // shapes (median of 20 runs after warm-up, CUDA events on the engine's stream).
-#include <catch2/catch.hpp>
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdio>
 #include <string>
@@ -204,8 +204,8 @@ TEST_CASE("cuda: errors name the CUDA call or the kernel", "[cuda][cuda-errors]"
 #ifdef SPLITLEAK_WITH_CUDA
   // (CUDA 13 calls an oversized block "invalid argument"; the message is CUDA's own, after the kernel's name)
   CHECK_THROWS_WITH(cuda::debug_invalid_launch(), Catch::StartsWith("debug_invalid_launch: invalid"));
-  CHECK_THROWS_WITH(SL_CUDA_CHECK(cudaSetDevice(4242)), Catch::StartsWith("cudaSetDevice: ") &&
-                                                          Catch::Contains("test_cuda.cpp"));
+  CHECK_THROWS_WITH(SL_CUDA_CHECK(cudaSetDevice(4242)),
+                    Catch::StartsWith("cudaSetDevice: ") && Catch::Contains("test_cuda.cpp"));
   CHECK_THROWS_AS(Tensor::empty(Shape{4}, DType::f32, Device::cuda(4242)), DeviceError);
   CHECK_THROWS_WITH(Tensor::empty(Shape{4}, DType::f32, Device::cuda(4242)), Catch::Contains("cuda:4242"));
   // The device still works after these (none of them is a sticky error).
@@ -226,7 +226,8 @@ TEST_CASE("cuda: Philox draws the same numbers on the CPU and the GPU", "[cuda][
     auto same = [&](const char* what, double rtol) {
       auto vc = c.to_vector(), vd = d.to_vector();
       double worst = 0;
-      for (size_t i = 0; i < vc.size(); ++i) worst = std::max(worst, std::fabs(vc[i] - vd[i]) / std::max(1.0, std::fabs(vc[i])));
+      for (size_t i = 0; i < vc.size(); ++i)
+        worst = std::max(worst, std::fabs(vc[i] - vd[i]) / std::max(1.0, std::fabs(vc[i])));
       INFO(what << " " << dtype_name(t) << ": worst relative difference " << worst);
       CHECK(worst <= rtol);
     };
@@ -247,10 +248,10 @@ TEST_CASE("cuda: Philox draws the same numbers on the CPU and the GPU", "[cuda][
 
 #if defined(SPLITLEAK_WITH_CUDA) && defined(SPLITLEAK_HAVE_CUDNN)
 namespace {
-#define SL_CUDNN(call)                                                                  \
-  do {                                                                                  \
-    cudnnStatus_t st_ = (call);                                                         \
-    if (st_ != CUDNN_STATUS_SUCCESS) FAIL(#call << ": " << cudnnGetErrorString(st_));   \
+#define SL_CUDNN(call)                                                                \
+  do {                                                                                \
+    cudnnStatus_t st_ = (call);                                                       \
+    if (st_ != CUDNN_STATUS_SUCCESS) FAIL(#call << ": " << cudnnGetErrorString(st_)); \
   } while (0)
 
 // cuDNN as the oracle: FMA math only (no TF32), the algorithm cuDNN's heuristics rank first, on our stream.
@@ -349,8 +350,8 @@ struct CudnnConv {
   }
   void backward_weight(const Tensor& x, const Tensor& gy, Tensor& gw, Tensor& gb) {
     const float one = 1, zero = 0;
-    SL_CUDNN(cudnnConvolutionBackwardFilter(h, &one, xd, x.raw_data(), yd, gy.raw_data(), cd, bwd_filter, ws,
-                                            ws_bytes, &zero, wd, gw.raw_data()));
+    SL_CUDNN(cudnnConvolutionBackwardFilter(h, &one, xd, x.raw_data(), yd, gy.raw_data(), cd, bwd_filter, ws, ws_bytes,
+                                            &zero, wd, gw.raw_data()));
     if (gb.defined()) SL_CUDNN(cudnnConvolutionBackwardBias(h, &one, yd, gy.raw_data(), &zero, bd, gb.raw_data()));
   }
 };
@@ -395,15 +396,27 @@ TEST_CASE("cuda: GEMM matches cuBLAS at the project's linear shapes and for ever
   REQUIRE(cublasCreate(&h) == CUBLAS_STATUS_SUCCESS);
   cublasSetStream(h, cuda_rt::stream_for(kGpu));
   cublasSetMathMode(h, CUBLAS_PEDANTIC_MATH);  // plain FP32, no TF32
-  struct G { int m, n, k; bool ta, tb; double alpha, beta; const char* what; };
+  struct G {
+    int m, n, k;
+    bool ta, tb;
+    double alpha, beta;
+    const char* what;
+  };
   std::vector<G> cases = {
-      {32, 120, 256, false, true, 1, 0, "lenet fc1 forward"},    {32, 84, 120, false, true, 1, 0, "lenet fc2 forward"},
-      {32, 10, 84, false, true, 1, 0, "lenet fc3 forward"},      {32, 256, 120, false, false, 1, 0, "lenet fc1 grad x"},
-      {120, 256, 32, true, false, 1, 0, "lenet fc1 grad w"},     {128, 512, 2048, false, true, 1, 0, "cifar fc1 forward"},
-      {128, 10, 512, false, true, 1, 0, "cifar fc2 forward"},    {128, 2048, 512, false, false, 1, 0, "cifar fc1 grad x"},
-      {512, 2048, 128, true, false, 1, 0, "cifar fc1 grad w"},   {10, 512, 128, true, false, 1, 0, "cifar fc2 grad w"},
-      {33, 65, 17, true, true, -0.5, 0.25, "ragged TT, alpha/beta"}, {1, 1, 1, false, false, 2, 1, "1x1x1"},
-      {257, 129, 1000, false, true, 1, 1, "ragged NT beta 1"},   {70, 3, 4099, true, false, 1, 0, "long K TN"},
+      {32, 120, 256, false, true, 1, 0, "lenet fc1 forward"},
+      {32, 84, 120, false, true, 1, 0, "lenet fc2 forward"},
+      {32, 10, 84, false, true, 1, 0, "lenet fc3 forward"},
+      {32, 256, 120, false, false, 1, 0, "lenet fc1 grad x"},
+      {120, 256, 32, true, false, 1, 0, "lenet fc1 grad w"},
+      {128, 512, 2048, false, true, 1, 0, "cifar fc1 forward"},
+      {128, 10, 512, false, true, 1, 0, "cifar fc2 forward"},
+      {128, 2048, 512, false, false, 1, 0, "cifar fc1 grad x"},
+      {512, 2048, 128, true, false, 1, 0, "cifar fc1 grad w"},
+      {10, 512, 128, true, false, 1, 0, "cifar fc2 grad w"},
+      {33, 65, 17, true, true, -0.5, 0.25, "ragged TT, alpha/beta"},
+      {1, 1, 1, false, false, 2, 1, "1x1x1"},
+      {257, 129, 1000, false, true, 1, 1, "ragged NT beta 1"},
+      {70, 3, 4099, true, false, 1, 0, "long K TN"},
   };
   for (const auto& c : cases) {
     INFO(c.what << ": m " << c.m << " n " << c.n << " k " << c.k);
@@ -479,8 +492,8 @@ TEST_CASE("cuda: kernels agree with the CPU at the project's shapes and on awkwa
     }
     // pools: LeNet/CIFAR 2/2, and overlapping 3/2 and 3/1 windows (backward adds overlapping contributions)
     // (2/2 at 16x16: the windows tile the input; 16x15: a column no window covers; 3/3: a row none covers)
-    for (auto [k, st, width] : {std::tuple{2, 2, 15}, std::tuple{2, 2, 16}, std::tuple{3, 3, 15},
-                                std::tuple{3, 2, 15}, std::tuple{3, 1, 15}}) {
+    for (auto [k, st, width] : {std::tuple{2, 2, 15}, std::tuple{2, 2, 16}, std::tuple{3, 3, 15}, std::tuple{3, 2, 15},
+                                std::tuple{3, 1, 15}}) {
       INFO("max_pool2d " << k << "/" << st << " width " << width << " " << dtype_name(t));
       Tensor x = test::randn({4, 16, 16, width}, g).to(t);
       const int64_t oh = conv_out_size(16, k, st, 0), ow = conv_out_size(width, k, st, 0);
@@ -513,8 +526,8 @@ TEST_CASE("cuda: kernels agree with the CPU at the project's shapes and on awkwa
     kern::softmax_forward(z.to(kGpu), pd);
     CHECK(cmp(pd, p) <= 1e-6);
     Tensor logits = test::randn({128, 10}, g, 2.0).to(DType::f32), labels = test::rand_labels(128, 10, g);
-    Tensor l = Tensor::empty(Shape{}), pr = Tensor::empty(logits.shape()), ld = Tensor::empty(Shape{}, DType::f32, kGpu),
-           prd = Tensor::empty(logits.shape(), DType::f32, kGpu);
+    Tensor l = Tensor::empty(Shape{}), pr = Tensor::empty(logits.shape()),
+           ld = Tensor::empty(Shape{}, DType::f32, kGpu), prd = Tensor::empty(logits.shape(), DType::f32, kGpu);
     kern::cross_entropy_forward(logits, labels, l, pr);
     kern::cross_entropy_forward(logits.to(kGpu), labels.to(kGpu), ld, prd);
     CHECK(std::fabs(ld.item() - l.item()) <= 1e-6 * std::max(1.0, l.item()));
@@ -529,7 +542,8 @@ TEST_CASE("cuda: kernels agree with the CPU at the project's shapes and on awkwa
       kern::tv_forward(img, beta, 1e-3, tv);
       kern::tv_forward(img.to(kGpu), beta, 1e-3, tvd);
       CHECK(std::fabs(tvd.item() - tv.item()) <= 1e-5 * std::max(1.0, std::fabs(tv.item())));
-      Tensor one = Tensor::full(Shape{}, 1.0), gi = Tensor::empty(img.shape()), gid = Tensor::empty(img.shape(), DType::f32, kGpu);
+      Tensor one = Tensor::full(Shape{}, 1.0), gi = Tensor::empty(img.shape()),
+             gid = Tensor::empty(img.shape(), DType::f32, kGpu);
       kern::tv_backward(img, beta, 1e-3, one, gi);
       kern::tv_backward(img.to(kGpu), beta, 1e-3, one.to(kGpu), gid);
       CHECK(cmp(gid, gi) <= 1e-5);
@@ -541,18 +555,21 @@ TEST_CASE("cuda: kernels agree with the CPU at the project's shapes and on awkwa
   }
 }
 
-TEST_CASE("cuda: the direct small-channel convolution matches the CPU for every register block", "[cuda][cuda-configs]") {
+TEST_CASE("cuda: the direct small-channel convolution matches the CPU for every register block",
+          "[cuda][cuda-configs]") {
   if (!gpu_ready("direct convolution against the CPU")) return;
 #ifdef SPLITLEAK_WITH_CUDA
   struct Reset {
     ~Reset() { cuda::debug_force_conv_direct(-1); }
   } reset;
   Generator g(31);
-  struct S { int n, cin, h, w, cout, k, pad; };
+  struct S {
+    int n, cin, h, w, cout, k, pad;
+  };
   // LeNet's layers (forward: Co <= 16; backward-data: C <= 16), the image layers (C = 1, 3), odd sizes, padding
   // up to k - 1, outputs narrower than a 4- or 8-column block, and a batch whose last block is partly empty
-  const std::vector<S> shapes = {{3, 1, 28, 28, 8, 5, 0},  {5, 8, 12, 12, 16, 5, 0}, {2, 3, 9, 7, 6, 3, 1},
-                                 {4, 16, 5, 11, 2, 3, 2},  {7, 2, 6, 6, 1, 5, 4},   {1, 5, 13, 10, 16, 3, 0},
+  const std::vector<S> shapes = {{3, 1, 28, 28, 8, 5, 0}, {5, 8, 12, 12, 16, 5, 0}, {2, 3, 9, 7, 6, 3, 1},
+                                 {4, 16, 5, 11, 2, 3, 2}, {7, 2, 6, 6, 1, 5, 4},    {1, 5, 13, 10, 16, 3, 0},
                                  {3, 16, 8, 8, 16, 5, 2}};
   for (const auto& sh : shapes) {
     ConvArgs a{1, sh.pad, 0};
@@ -591,12 +608,17 @@ TEST_CASE("cuda: conv2d_relu_pool equals the conv, its ReLU and the pool run apa
     ~Reset() { cuda::debug_force_conv_direct(-1); }
   } reset;
   Generator g(37);
-  struct S { int n, cin, h, w, cout, k, pad; };
+  struct S {
+    int n, cin, h, w, cout, k, pad;
+  };
   // LeNet's two layers, channel counts that leave a block's channels partly empty, output heights that are not a
   // multiple of the block's rows, k3 with padding, a batch whose last block is partly empty; many negative
   // pre-activations so that whole windows are 0 after the ReLU (ties: the first position wins)
-  const std::vector<S> shapes = {{3, 1, 28, 28, 8, 5, 0}, {5, 8, 12, 12, 16, 5, 0}, {2, 3, 10, 14, 6, 3, 1},
-                                 {3, 2, 14, 10, 3, 5, 2}, {7, 4, 6, 6, 16, 3, 0}};
+  const std::vector<S> shapes = {{3, 1, 28, 28, 8, 5, 0},
+                                 {5, 8, 12, 12, 16, 5, 0},
+                                 {2, 3, 10, 14, 6, 3, 1},
+                                 {3, 2, 14, 10, 3, 5, 2},
+                                 {7, 4, 6, 6, 16, 3, 0}};
   for (const auto& sh : shapes) {
     ConvArgs a{1, sh.pad, 0};
     a.relu = true;
@@ -649,12 +671,16 @@ TEST_CASE("cuda: the Winograd F(4x4, 3x3) convolutions match the CPU in all thre
   } reset;
   Generator g(41);
   cuda::debug_force_conv_direct(0);
-  struct S { int n, cin, h, w, cout, pad; bool relu; };
+  struct S {
+    int n, cin, h, w, cout, pad;
+    bool relu;
+  };
   // CIFAR10CNN-like layers (tiles cover the image), sizes that leave partial tiles, padding 0 and 2 (the
   // backward-data's padding 2 - pad: 2 and 0), few channels (forced path), ReLU in the epilogue, and enough
   // tiles (528) that the weight gradient splits them into two slices with zero-padded rows
-  const std::vector<S> shapes = {{4, 32, 16, 16, 64, 1, false}, {3, 17, 10, 7, 5, 1, true}, {2, 8, 9, 13, 12, 0, false},
-                                 {2, 6, 5, 6, 9, 2, true},      {130, 4, 4, 4, 3, 1, false}, {33, 8, 16, 13, 8, 1, false}};
+  const std::vector<S> shapes = {{4, 32, 16, 16, 64, 1, false}, {3, 17, 10, 7, 5, 1, true},
+                                 {2, 8, 9, 13, 12, 0, false},   {2, 6, 5, 6, 9, 2, true},
+                                 {130, 4, 4, 4, 3, 1, false},   {33, 8, 16, 13, 8, 1, false}};
   // The transforms scale values by up to 8 before the channel sums, so the rounding is larger than a direct
   // sum's (1e-5 there): stated tolerance 2e-4 of the largest magnitude.
   constexpr double kTol = 2e-4;
@@ -675,7 +701,8 @@ TEST_CASE("cuda: the Winograd F(4x4, 3x3) convolutions match the CPU in all thre
     Tensor bt = rnd({sh.cin}), yt = Tensor::empty(x.shape());
     kern::conv_transpose2d_forward(gy, w, bt, plain, yt);
     // SL_TEST_QUICK=1 (the compute-sanitizer runs): the default choice and the 64 x 256 tiles only
-    const std::vector<int> cfgs = std::getenv("SL_TEST_QUICK") ? std::vector<int>{-1, 7} : std::vector<int>{-1, 0, 2, 4, 7};
+    const std::vector<int> cfgs =
+        std::getenv("SL_TEST_QUICK") ? std::vector<int>{-1, 7} : std::vector<int>{-1, 0, 2, 4, 7};
     for (int cfg : cfgs) {
       INFO("n " << sh.n << " c " << sh.cin << " " << sh.h << "x" << sh.w << " co " << sh.cout << " pad " << sh.pad
                 << " relu " << sh.relu << " GEMM tile " << cfg);
@@ -697,7 +724,8 @@ TEST_CASE("cuda: the Winograd F(4x4, 3x3) convolutions match the CPU in all thre
   // the default choice takes the transforms on a CIFAR10CNN layer at batch 32: same results as forcing them
   {
     ConvArgs a{1, 1, 0};
-    Tensor x = test::randn({32, 64, 16, 16}, g).to(DType::f32).to(kGpu), w = test::randn({64, 64, 3, 3}, g).to(DType::f32).to(kGpu);
+    Tensor x = test::randn({32, 64, 16, 16}, g).to(DType::f32).to(kGpu),
+           w = test::randn({64, 64, 3, 3}, g).to(DType::f32).to(kGpu);
     Tensor y1 = Tensor::empty({32, 64, 16, 16}, DType::f32, kGpu), y2 = Tensor::empty(y1.shape(), DType::f32, kGpu);
     Tensor y0 = Tensor::empty(y1.shape(), DType::f32, kGpu);
     cuda::debug_force_gemm_plan(-1, 0);
@@ -787,8 +815,22 @@ TEST_CASE("cuda: fused multi-tensor Adam/SGD equal the per-tensor steps bit for 
 #ifdef SPLITLEAK_WITH_CUDA
   Generator g(9);
   // CIFAR10CNN's parameter shapes plus a few ragged ones, and more tensors than one launch takes
-  std::vector<Shape> shapes = {{64, 3, 3, 3}, {64}, {64, 64, 3, 3}, {64}, {128, 64, 3, 3}, {128}, {128, 128, 3, 3},
-                               {128}, {128, 128, 3, 3}, {128}, {512, 2048}, {512}, {10, 512}, {10}, {1}, {1025}};
+  std::vector<Shape> shapes = {{64, 3, 3, 3},
+                               {64},
+                               {64, 64, 3, 3},
+                               {64},
+                               {128, 64, 3, 3},
+                               {128},
+                               {128, 128, 3, 3},
+                               {128},
+                               {128, 128, 3, 3},
+                               {128},
+                               {512, 2048},
+                               {512},
+                               {10, 512},
+                               {10},
+                               {1},
+                               {1025}};
   while (shapes.size() < size_t(cuda::kMultiTensorMax) + 5) shapes.push_back(Shape{int64_t(shapes.size()) * 37});
   auto make = [&](double scale) {
     std::vector<Tensor> v;
@@ -884,8 +926,8 @@ TEST_CASE("cuda: conv kernel timings against cuDNN at the CIFAR10CNN shapes", "[
     std::sort(t.begin(), t.end());
     return double(t[t.size() / 2]);
   };
-  std::printf("[cuda-bench] %-32s %9s %9s %9s | %9s %9s %9s | %9s %9s %9s  (us; GFLOP/s of ours)\n", "shape",
-              "fwd", "bwd-data", "bwd-w", "cudnn-f", "cudnn-d", "cudnn-w", "tf32-f", "tf32-d", "tf32-w");
+  std::printf("[cuda-bench] %-32s %9s %9s %9s | %9s %9s %9s | %9s %9s %9s  (us; GFLOP/s of ours)\n", "shape", "fwd",
+              "bwd-data", "bwd-w", "cudnn-f", "cudnn-d", "cudnn-w", "tf32-f", "tf32-d", "tf32-w");
   for (const auto& s : kProjectConvs) {
     ConvArgs a{s.stride, s.pad, 0};
     Tensor x = uniform({s.n, s.cin, s.h, s.w}, kGpu, 1), w = uniform({s.cout, s.cin, s.k, s.k}, kGpu, 2);
@@ -929,7 +971,11 @@ TEST_CASE("cuda: conv kernel timings against cuDNN at the CIFAR10CNN shapes", "[
     }
     cuda::debug_force_gemm_plan(-1, 0);
   }
-  struct G { int m, n, k; bool ta, tb; const char* what; };
+  struct G {
+    int m, n, k;
+    bool ta, tb;
+    const char* what;
+  };
   for (auto c : {G{128, 512, 2048, false, true, "cifar fc1 fwd"}, G{128, 2048, 512, false, false, "cifar fc1 grad x"},
                  G{512, 2048, 128, true, false, "cifar fc1 grad w"}, G{32, 120, 256, false, true, "lenet fc1 fwd"}}) {
     Tensor A = uniform(c.ta ? Shape{c.k, c.m} : Shape{c.m, c.k}, kGpu, 1);

@@ -57,21 +57,30 @@ TEST_CASE("cuda: TF32 and 3xTF32 tensor-core convolutions and GEMMs match the FF
     return;
   }
   Restore restore;
-  struct Cv { const char* name; int n, c, h, w, co, k, stride, pad; };
+  struct Cv {
+    const char* name;
+    int n, c, h, w, co, k, stride, pad;
+  };
   // SL_TEST_QUICK=1 (the compute-sanitizer runs of kernels/cuda/device_run.sh): the small shapes only, which still
   // reach every kernel variant (generic and tap-major loads, both tiles, split 3 and the warp finish at 20)
   const bool quick = std::getenv("SL_TEST_QUICK") != nullptr;
   std::vector<Cv> convs = {{"cifar conv2 64->64 k3 N4", 4, 64, 32, 32, 64, 3, 1, 1},
-                                 {"cifar conv4 128->128 k3 16x16 N2", 2, 128, 16, 16, 128, 3, 1, 1},
-                                 {"lenet conv2 8->16 k5 N3", 3, 8, 12, 12, 16, 5, 1, 0},
-                                 {"odd 5->19 k3 s2 p1 13x11", 3, 5, 13, 11, 19, 3, 2, 1},
-                                 {"strided 16->32 k3 s2 p1 15x15", 2, 16, 15, 15, 32, 3, 2, 1},
-                                 {"tap-major 32->48 k5 p2 9x7", 3, 32, 9, 7, 48, 5, 1, 2},
-                                 {"first layer 3->64 k3 N2", 2, 3, 32, 32, 64, 3, 1, 1}};
+                           {"cifar conv4 128->128 k3 16x16 N2", 2, 128, 16, 16, 128, 3, 1, 1},
+                           {"lenet conv2 8->16 k5 N3", 3, 8, 12, 12, 16, 5, 1, 0},
+                           {"odd 5->19 k3 s2 p1 13x11", 3, 5, 13, 11, 19, 3, 2, 1},
+                           {"strided 16->32 k3 s2 p1 15x15", 2, 16, 15, 15, 32, 3, 2, 1},
+                           {"tap-major 32->48 k5 p2 9x7", 3, 32, 9, 7, 48, 5, 1, 2},
+                           {"first layer 3->64 k3 N2", 2, 3, 32, 32, 64, 3, 1, 1}};
   if (quick) convs.erase(convs.begin(), convs.begin() + 2);
-  struct Gm { int m, n, k; bool ta, tb; };
-  std::vector<Gm> gemms = {{128, 512, 2048, false, true}, {37, 50, 29, false, false}, {64, 300, 70, true, false},
-                           {19, 130, 33, true, true}, {32, 120, 256, false, true}};
+  struct Gm {
+    int m, n, k;
+    bool ta, tb;
+  };
+  std::vector<Gm> gemms = {{128, 512, 2048, false, true},
+                           {37, 50, 29, false, false},
+                           {64, 300, 70, true, false},
+                           {19, 130, 33, true, true},
+                           {32, 120, 256, false, true}};
   if (quick) gemms.erase(gemms.begin());
   for (MatmulPrecision prec : {MatmulPrecision::tf32, MatmulPrecision::tf32x3}) {
     const double tol = prec == MatmulPrecision::tf32 ? 3e-3 : 1e-4;
@@ -79,7 +88,8 @@ TEST_CASE("cuda: TF32 and 3xTF32 tensor-core convolutions and GEMMs match the FF
       for (int slices : {0, 3, 20}) {  // 20: the warp-per-element split-K finish
         if (cfg < 0 && slices) continue;
         for (const auto& c : convs) {
-          const int oh = int(conv_out_size(c.h, c.k, c.stride, c.pad)), ow = int(conv_out_size(c.w, c.k, c.stride, c.pad));
+          const int oh = int(conv_out_size(c.h, c.k, c.stride, c.pad)),
+                    ow = int(conv_out_size(c.w, c.k, c.stride, c.pad));
           const ConvArgs a{c.stride, c.pad, 0};
           Tensor x = rnd({c.n, c.c, c.h, c.w}, 1), w = rnd({c.co, c.c, c.k, c.k}, 2), b = rnd({c.co}, 3);
           Tensor gy = rnd({c.n, c.co, oh, ow}, 4);
@@ -113,9 +123,9 @@ TEST_CASE("cuda: TF32 and 3xTF32 tensor-core convolutions and GEMMs match the FF
           run(y1, gx1, gw1);
           const double ef = rel(y1, yr), ed = rel(gx1, gxr), ew = rel(gw1, gwr);
           const double f32f = rel(y0, yr), f32d = rel(gx0, gxr), f32w = rel(gw0, gwr);
-          INFO(matmul_precision_name(prec) << " cfg " << cfg << " slices " << slices << " " << c.name << ": fwd " << ef
-                                           << " bwd-data " << ed << " bwd-weight " << ew << " (FFMA fp32: " << f32f
-                                           << " " << f32d << " " << f32w << ")");
+          INFO(matmul_precision_name(prec)
+               << " cfg " << cfg << " slices " << slices << " " << c.name << ": fwd " << ef << " bwd-data " << ed
+               << " bwd-weight " << ew << " (FFMA fp32: " << f32f << " " << f32d << " " << f32w << ")");
           // tf32: within 3e-3 of float64. 3xtf32: float32-level operands, but the tensor cores accumulate in
           // float32 without round-to-nearest, so the error grows with K: measured 4e-6..5e-6 at K = 576..1152 and
           // 1.4e-5..3.6e-5 at K = 2048..4096 without split-K (the FFMA path with split-K: ~3e-7)
@@ -123,8 +133,9 @@ TEST_CASE("cuda: TF32 and 3xTF32 tensor-core convolutions and GEMMs match the FF
           CHECK(ed <= tol);
           CHECK(ew <= tol);
           if (cfg < 0)
-            std::printf("[mma] %-6s %-34s vs float64: fwd %.2e bwd-data %.2e bwd-weight %.2e | FFMA fp32: %.2e %.2e %.2e\n",
-                        matmul_precision_name(prec), c.name, ef, ed, ew, f32f, f32d, f32w);
+            std::printf(
+                "[mma] %-6s %-34s vs float64: fwd %.2e bwd-data %.2e bwd-weight %.2e | FFMA fp32: %.2e %.2e %.2e\n",
+                matmul_precision_name(prec), c.name, ef, ed, ew, f32f, f32d, f32w);
         }
         for (const auto& gm : gemms) {
           Tensor A = rnd(gm.ta ? Shape{gm.k, gm.m} : Shape{gm.m, gm.k}, 5);

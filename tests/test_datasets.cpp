@@ -1,11 +1,10 @@
 // Data sets: IDX / PNG sprite / JSON / .bin readers on small synthetic files, their error messages,
 // normalisation, the loader, augmentation, MD5, PNG and grid output. No network, no real data sets
 // (except the hidden [.fetch] case, which fetches them for real).
-#include <catch2/catch.hpp>
-
 #include <unistd.h>
 
 #include <atomic>
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -48,7 +47,9 @@ void put_bytes(const std::string& path, const std::vector<uint8_t>& b) {
   f.write(reinterpret_cast<const char*>(b.data()), std::streamsize(b.size()));
 }
 
-void put_text(const std::string& path, const std::string& s) { put_bytes(path, std::vector<uint8_t>(s.begin(), s.end())); }
+void put_text(const std::string& path, const std::string& s) {
+  put_bytes(path, std::vector<uint8_t>(s.begin(), s.end()));
+}
 
 void be32(std::vector<uint8_t>& out, uint32_t v) {
   for (int s = 24; s >= 0; s -= 8) out.push_back(uint8_t(v >> s));
@@ -205,8 +206,8 @@ TEST_CASE("normalize and denormalize are inverse, MNIST and CIFAR constants", "[
     CHECK(one.shape() == Shape{C, 3, 3});
   }
   // MNIST: pixel 0 -> -1, 1 -> 1; clamping only in denormalize(clamp01 = true)
-  const Tensor ends = normalize(Tensor::from_vector(std::vector<float>{0.0f, 1.0f}, Shape{1, 1, 1, 2}),
-                                mnist_normalization());
+  const Tensor ends =
+      normalize(Tensor::from_vector(std::vector<float>{0.0f, 1.0f}, Shape{1, 1, 1, 2}), mnist_normalization());
   CHECK(ends.to_vector() == std::vector<double>{-1.0, 1.0});
   const Tensor big = Tensor::from_vector(std::vector<float>{-3.0f, 3.0f}, Shape{1, 1, 1, 2});
   CHECK(denormalize(big, mnist_normalization()).to_vector() == std::vector<double>{0.0, 1.0});
@@ -269,7 +270,8 @@ TEST_CASE("MNIST errors name the file, the byte and expected vs got", "[data]") 
     put_bytes(lab, good_labels);
     e = io_error(load);
     CHECK(contains(e, img));
-    CHECK(contains(e, str("truncated at byte ", b.size(), ", expected ", good_images.size(), " bytes for 4 images of 6x6")));
+    CHECK(contains(
+        e, str("truncated at byte ", b.size(), ", expected ", good_images.size(), " bytes for 4 images of 6x6")));
   }
   SECTION("truncated header") {
     put_bytes(img, {0, 0, 8, 3, 0, 0});

@@ -35,7 +35,8 @@ std::vector<Tensor> lenet_batch(int64_t n, uint64_t k) {
 double max_param_diff(Module& a, Module& b) {
   auto pa = a.parameters(), pb = b.parameters();
   double d = 0;
-  for (size_t i = 0; i < pa.size(); ++i) d = std::max(d, test::rel_max_diff(pa[i].to(Device::cpu()), pb[i].to(Device::cpu())));
+  for (size_t i = 0; i < pa.size(); ++i)
+    d = std::max(d, test::rel_max_diff(pa[i].to(Device::cpu()), pb[i].to(Device::cpu())));
   return d;
 }
 

@@ -1,7 +1,7 @@
 // nn/: modules, layers, the two models and their splits, init, optimizers, checkpoints.
-#include <catch2/catch.hpp>
 #include <unistd.h>
 
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -63,7 +63,9 @@ std::string load_error(const std::string& path) {
 }
 
 // Gives a parameter a gradient by hand (the optimizer tests do not depend on backward).
-void set_grad(Tensor& p, std::vector<double> g) { p.impl()->grad = Tensor::from_vector(g, p.shape(), p.dtype()).impl_ptr(); }
+void set_grad(Tensor& p, std::vector<double> g) {
+  p.impl()->grad = Tensor::from_vector(g, p.shape(), p.dtype()).impl_ptr();
+}
 
 // Finite-difference check of the gradients of loss() with respect to the given tensors (float64, CPU), at
 // up to `per_tensor` random elements of each (all elements when it has fewer). Used where checking every
@@ -119,10 +121,10 @@ TEST_CASE("LeNet and CIFAR10CNN have SPEC's layer names and output shapes", "[nn
   CHECK(lenet.net->layer("conv1")->describe() == "Conv2d(1->8, k5)");
 
   Model cifar = make_model("cifar10cnn", gen);
-  CHECK(cifar.net->layer_names() ==
-        std::vector<std::string>{"conv11", "ReLU11", "conv12", "ReLU12", "pool1", "conv21", "ReLU21",
-                                 "conv22", "ReLU22", "pool2", "conv31", "ReLU31", "conv32", "ReLU32",
-                                 "pool3", "flatten", "fc1", "fc1act", "fc2"});
+  CHECK(cifar.net->layer_names() == std::vector<std::string>{"conv11", "ReLU11", "conv12", "ReLU12", "pool1", "conv21",
+                                                             "ReLU21", "conv22", "ReLU22", "pool2", "conv31", "ReLU31",
+                                                             "conv32", "ReLU32", "pool3", "flatten", "fc1", "fc1act",
+                                                             "fc2"});
   auto cs = cifar.net->output_shapes(cifar.batch_shape(1));
   CHECK(cs[1].second == Shape{1, 64, 32, 32});
   CHECK(cs[8].second == Shape{1, 128, 16, 16});  // ReLU22, the reference's CIFAR split
@@ -417,7 +419,8 @@ TEST_CASE("Adam and AMSGrad, by hand", "[nn]") {
   // Step 2: m = 0.09 g1 + 0.1 g2 = [0.091, -0.181, 0.046]             (m̂ = m / (1 - 0.9²) = m / 0.19)
   //         v = 0.000999 g1² + 0.001 g2² = [0.0009991, 0.0039961, 0.00024985]  (v̂ = v / 0.001999)
   //   Adam:    p2 = p1 - 0.1 m̂ / sqrt(v̂)
-  //   AMSGrad: v shrank, so vmax stays at step 1's 0.001 g1² = [0.001, 0.004, 0.00025]: p2 = p1 - 0.1 m̂ / sqrt(vmax / 0.001999)
+  //   AMSGrad: v shrank, so vmax stays at step 1's 0.001 g1² = [0.001, 0.004, 0.00025]: p2 = p1 - 0.1 m̂ / sqrt(vmax /
+  //   0.001999)
   const double m2[3] = {0.091, -0.181, 0.046};
   const double v2[3] = {0.0009991, 0.0039961, 0.00024985};
   const double vmax2[3] = {0.001, 0.004, 0.00025};

@@ -52,36 +52,61 @@ TEST_CASE("elementwise ops, reductions and losses pass the op harness", "[ops]")
   std::vector<OpCase> cases;
   for (auto& s : shapes) {
     std::string sn = s.str();
-    cases.push_back({"add " + sn, {randn(s, g), randn(s, g)}, [](auto& in) { return add(in[0], in[1]); },
+    cases.push_back({"add " + sn,
+                     {randn(s, g), randn(s, g)},
+                     [](auto& in) { return add(in[0], in[1]); },
                      [](auto& in) { return zip_ref(in[0], in[1], [](double a, double b) { return a + b; }); }});
-    cases.push_back({"sub " + sn, {randn(s, g), randn(s, g)}, [](auto& in) { return sub(in[0], in[1]); },
+    cases.push_back({"sub " + sn,
+                     {randn(s, g), randn(s, g)},
+                     [](auto& in) { return sub(in[0], in[1]); },
                      [](auto& in) { return zip_ref(in[0], in[1], [](double a, double b) { return a - b; }); }});
-    cases.push_back({"mul " + sn, {randn(s, g), randn(s, g)}, [](auto& in) { return mul(in[0], in[1]); },
+    cases.push_back({"mul " + sn,
+                     {randn(s, g), randn(s, g)},
+                     [](auto& in) { return mul(in[0], in[1]); },
                      [](auto& in) { return zip_ref(in[0], in[1], [](double a, double b) { return a * b; }); }});
-    cases.push_back({"scale " + sn, {randn(s, g)}, [](auto& in) { return scale(in[0], -2.5); },
+    cases.push_back({"scale " + sn,
+                     {randn(s, g)},
+                     [](auto& in) { return scale(in[0], -2.5); },
                      [](auto& in) { return map_ref(in[0], [](double a) { return -2.5 * a; }); }});
-    cases.push_back({"add_scalar " + sn, {randn(s, g)}, [](auto& in) { return add_scalar(in[0], 0.75); },
+    cases.push_back({"add_scalar " + sn,
+                     {randn(s, g)},
+                     [](auto& in) { return add_scalar(in[0], 0.75); },
                      [](auto& in) { return map_ref(in[0], [](double a) { return a + 0.75; }); }});
-    cases.push_back({"relu " + sn, {randn(s, g)}, [](auto& in) { return relu(in[0]); },
+    cases.push_back({"relu " + sn,
+                     {randn(s, g)},
+                     [](auto& in) { return relu(in[0]); },
                      [](auto& in) { return map_ref(in[0], [](double a) { return a > 0 ? a : 0.0; }); }});
-    cases.push_back({"sigmoid " + sn, {randn(s, g, 3.0)}, [](auto& in) { return sigmoid(in[0]); },
+    cases.push_back({"sigmoid " + sn,
+                     {randn(s, g, 3.0)},
+                     [](auto& in) { return sigmoid(in[0]); },
                      [](auto& in) { return map_ref(in[0], [](double a) { return 1 / (1 + std::exp(-a)); }); }});
-    cases.push_back({"sum " + sn, {randn(s, g)}, [](auto& in) { return sum(in[0]); }, [](auto& in) {
+    cases.push_back({"sum " + sn,
+                     {randn(s, g)},
+                     [](auto& in) { return sum(in[0]); },
+                     [](auto& in) {
                        double t = 0;
                        for (double v : in[0].to_vector()) t += v;
                        return scalar_ref(t);
                      }});
-    cases.push_back({"mean " + sn, {randn(s, g)}, [](auto& in) { return mean(in[0]); }, [](auto& in) {
+    cases.push_back({"mean " + sn,
+                     {randn(s, g)},
+                     [](auto& in) { return mean(in[0]); },
+                     [](auto& in) {
                        double t = 0;
                        for (double v : in[0].to_vector()) t += v;
                        return scalar_ref(t / double(in[0].numel()));
                      }});
-    cases.push_back({"mean_sq " + sn, {randn(s, g)}, [](auto& in) { return mean_sq(in[0]); }, [](auto& in) {
+    cases.push_back({"mean_sq " + sn,
+                     {randn(s, g)},
+                     [](auto& in) { return mean_sq(in[0]); },
+                     [](auto& in) {
                        double t = 0;
                        for (double v : in[0].to_vector()) t += v * v;
                        return scalar_ref(t / double(in[0].numel()));
                      }});
-    cases.push_back({"mse_loss " + sn, {randn(s, g), randn(s, g)}, [](auto& in) { return mse_loss(in[0], in[1]); },
+    cases.push_back({"mse_loss " + sn,
+                     {randn(s, g), randn(s, g)},
+                     [](auto& in) { return mse_loss(in[0], in[1]); },
                      [](auto& in) {
                        auto a = in[0].to_vector(), b = in[1].to_vector();
                        double t = 0;
@@ -89,7 +114,8 @@ TEST_CASE("elementwise ops, reductions and losses pass the op harness", "[ops]")
                        return scalar_ref(t / double(a.size()));
                      }});
     // the weight argument (a loss scale folded into the kernels)
-    cases.push_back({"mse_loss weight -2.5 " + sn, {randn(s, g), randn(s, g)},
+    cases.push_back({"mse_loss weight -2.5 " + sn,
+                     {randn(s, g), randn(s, g)},
                      [](auto& in) { return mse_loss(in[0], in[1], -2.5); },
                      [](auto& in) {
                        auto a = in[0].to_vector(), b = in[1].to_vector();
@@ -97,15 +123,20 @@ TEST_CASE("elementwise ops, reductions and losses pass the op harness", "[ops]")
                        for (size_t i = 0; i < a.size(); ++i) t += (a[i] - b[i]) * (a[i] - b[i]);
                        return scalar_ref(-2.5 * t / double(a.size()));
                      }});
-    cases.push_back({"reshape+flatten " + sn, {randn(s, g)},
-                     [](auto& in) { return flatten(reshape(in[0], Shape{-1, 1}), 0); },
+    cases.push_back({"reshape+flatten " + sn,
+                     {randn(s, g)},
+                     [](auto& in) {
+                       return flatten(reshape(in[0], Shape{-1, 1}), 0);
+                     },
                      [](auto& in) { return in[0].reshape(Shape{-1}); }});
   }
   for (int64_t n : {1, 3})
     for (int64_t c : {2, 10}) {
       std::string nm = std::to_string(n) + "x" + std::to_string(c);
-      cases.push_back({"cross_entropy " + nm, {randn(Shape{n, c}, g, 2.0), rand_labels(n, int(c), g)},
-                       [](auto& in) { return cross_entropy(in[0], in[1]); }, [](auto& in) {
+      cases.push_back({"cross_entropy " + nm,
+                       {randn(Shape{n, c}, g, 2.0), rand_labels(n, int(c), g)},
+                       [](auto& in) { return cross_entropy(in[0], in[1]); },
+                       [](auto& in) {
                          int64_t rows = in[0].size(0), cols = in[0].size(1);
                          double t = 0;
                          for (int64_t r = 0; r < rows; ++r) {
@@ -115,7 +146,9 @@ TEST_CASE("elementwise ops, reductions and losses pass the op harness", "[ops]")
                          }
                          return scalar_ref(t / double(rows));
                        }});
-      cases.push_back({"softmax " + nm, {randn(Shape{n, c}, g, 2.0)}, [](auto& in) { return softmax(in[0]); },
+      cases.push_back({"softmax " + nm,
+                       {randn(Shape{n, c}, g, 2.0)},
+                       [](auto& in) { return softmax(in[0]); },
                        [](auto& in) {
                          int64_t rows = in[0].size(0), cols = in[0].size(1);
                          std::vector<double> out;
@@ -129,10 +162,12 @@ TEST_CASE("elementwise ops, reductions and losses pass the op harness", "[ops]")
     }
   for (Shape s : {Shape{1, 1, 2, 2}, Shape{2, 3, 5, 4}, Shape{1, 1, 7, 9}})
     for (double beta : {2.0, 1.0, 1.5}) {
-      cases.push_back({"tv_loss beta " + std::to_string(beta) + " " + s.str(), {randn(s, g)},
+      cases.push_back({"tv_loss beta " + std::to_string(beta) + " " + s.str(),
+                       {randn(s, g)},
                        [beta](auto& in) { return tv_loss(in[0], beta, 1e-3); },
                        [beta](auto& in) { return scalar_ref(tv_ref(in[0], beta, 1e-3)); }});
-      cases.push_back({"tv_loss weight 7 beta " + std::to_string(beta) + " " + s.str(), {randn(s, g)},
+      cases.push_back({"tv_loss weight 7 beta " + std::to_string(beta) + " " + s.str(),
+                       {randn(s, g)},
                        [beta](auto& in) { return tv_loss(in[0], beta, 1e-3, 7.0); },
                        [beta](auto& in) { return scalar_ref(7.0 * tv_ref(in[0], beta, 1e-3)); }});
     }
@@ -140,7 +175,8 @@ TEST_CASE("elementwise ops, reductions and losses pass the op harness", "[ops]")
   // float32, finite differences, other backends) sees the same mask / noise.
   for (Shape s : {Shape{1, 5}, Shape{2, 3, 4, 5}}) {
     for (bool rescale : {false, true})
-      cases.push_back({"dropout r0.3 " + std::string(rescale ? "rescaled " : "") + s.str(), {randn(s, g)},
+      cases.push_back({"dropout r0.3 " + std::string(rescale ? "rescaled " : "") + s.str(),
+                       {randn(s, g)},
                        [rescale](auto& in) {
                          Generator d(99);
                          return dropout(in[0], 0.3, rescale, d);
@@ -151,7 +187,8 @@ TEST_CASE("elementwise ops, reductions and losses pass the op harness", "[ops]")
                            v[i] = rng_uniform(99, i) < 0.3 ? 0.0 : (rescale ? v[i] / 0.7 : v[i]);
                          return Tensor::from_vector(v, in[0].shape(), DType::f64);
                        }});
-    cases.push_back({"gaussian noise " + s.str(), {randn(s, g)},
+    cases.push_back({"gaussian noise " + s.str(),
+                     {randn(s, g)},
                      [](auto& in) {
                        Generator d(5);
                        return add_gaussian_noise(in[0], 0.7, d);
@@ -161,7 +198,8 @@ TEST_CASE("elementwise ops, reductions and losses pass the op harness", "[ops]")
                        for (size_t i = 0; i < v.size(); ++i) v[i] += 0.7 * rng_normal(5, i);
                        return Tensor::from_vector(v, in[0].shape(), DType::f64);
                      }});
-    cases.push_back({"laplace noise " + s.str(), {randn(s, g)},
+    cases.push_back({"laplace noise " + s.str(),
+                     {randn(s, g)},
                      [](auto& in) {
                        Generator d(6);
                        return add_laplace_noise(in[0], 0.4, d);
@@ -204,7 +242,10 @@ TEST_CASE("random fills are reproducible, thread-count independent and have the 
   for (int i = 0; i < 10; ++i) CHECK(c.at({i}) == a.at({i + 5}));
   auto v = a.to_vector();
   double m = 0, s2 = 0;
-  for (double x : v) { m += x; s2 += x * x; }
+  for (double x : v) {
+    m += x;
+    s2 += x * x;
+  }
   m /= double(v.size());
   s2 = s2 / double(v.size()) - m * m;
   CHECK(std::fabs(m) < 0.02);
@@ -219,8 +260,10 @@ TEST_CASE("random fills are reproducible, thread-count independent and have the 
   double zeros = 0;
   bool kept_scaled = true;
   for (double x : a.to_vector()) {
-    if (x == 0) zeros += 1;
-    else kept_scaled = kept_scaled && std::fabs(x - 1 / 0.7) < 1e-6;
+    if (x == 0)
+      zeros += 1;
+    else
+      kept_scaled = kept_scaled && std::fabs(x - 1 / 0.7) < 1e-6;
   }
   CHECK(kept_scaled);
   CHECK(std::fabs(zeros / 100000 - 0.3) < 0.01);

@@ -119,20 +119,25 @@ Tensor randn32(const Shape& s, Generator& g) { return randn(s, g).to(DType::f32)
 TEST_CASE("linear passes the op harness", "[layers]") {
   Generator g(101);
   std::vector<OpCase> cases;
-  cases.push_back({"linear N1 5->3 bias", {randn({1, 5}, g), randn({3, 5}, g), randn({3}, g)},
+  cases.push_back({"linear N1 5->3 bias",
+                   {randn({1, 5}, g), randn({3, 5}, g), randn({3}, g)},
                    [](auto& in) { return linear(in[0], in[1], in[2]); },
                    [](auto& in) { return linear_ref(in[0], in[1], in[2]); }});
-  cases.push_back({"linear N7 13->11 no bias", {randn({7, 13}, g), randn({11, 13}, g)},
+  cases.push_back({"linear N7 13->11 no bias",
+                   {randn({7, 13}, g), randn({11, 13}, g)},
                    [](auto& in) { return linear(in[0], in[1], Tensor()); },
                    [](auto& in) { return linear_ref(in[0], in[1], Tensor()); }});
-  cases.push_back({"linear N9 37->19 bias", {randn({9, 37}, g), randn({19, 37}, g), randn({19}, g)},
+  cases.push_back({"linear N9 37->19 bias",
+                   {randn({9, 37}, g), randn({19, 37}, g), randn({19}, g)},
                    [](auto& in) { return linear(in[0], in[1], in[2]); },
                    [](auto& in) { return linear_ref(in[0], in[1], in[2]); }});
   // the fused ReLU epilogue (Sequential's Linear + ReLU)
-  cases.push_back({"linear+relu N9 37->19 bias", {randn({9, 37}, g), randn({19, 37}, g), randn({19}, g)},
+  cases.push_back({"linear+relu N9 37->19 bias",
+                   {randn({9, 37}, g), randn({19, 37}, g), randn({19}, g)},
                    [](auto& in) { return linear(in[0], in[1], in[2], true); },
                    [](auto& in) { return relu_ref(linear_ref(in[0], in[1], in[2])); }});
-  cases.push_back({"linear+relu N3 6->5 no bias", {randn({3, 6}, g), randn({5, 6}, g)},
+  cases.push_back({"linear+relu N3 6->5 no bias",
+                   {randn({3, 6}, g), randn({5, 6}, g)},
                    [](auto& in) { return linear(in[0], in[1], Tensor(), true); },
                    [](auto& in) { return relu_ref(linear_ref(in[0], in[1], Tensor())); }});
   for (auto& c : cases) run_op_case(c);
@@ -140,14 +145,18 @@ TEST_CASE("linear passes the op harness", "[layers]") {
 
 TEST_CASE("conv2d passes the op harness", "[layers]") {
   Generator g(202);
-  struct Cfg { int64_t n, cin, h, w, cout; int k, s, p; bool bias; };
+  struct Cfg {
+    int64_t n, cin, h, w, cout;
+    int k, s, p;
+    bool bias;
+  };
   const std::vector<Cfg> cfgs = {
-      {1, 2, 7, 9, 3, 3, 1, 1, true},   // batch 1, odd sizes, padding 1
-      {2, 3, 9, 7, 4, 3, 2, 2, false},  // stride 2, padding 2, no bias
-      {2, 3, 5, 6, 2, 1, 1, 0, true},   // 1x1 (pointwise path)
-      {3, 2, 9, 8, 3, 5, 1, 0, true},   // k5, batch 3
+      {1, 2, 7, 9, 3, 3, 1, 1, true},     // batch 1, odd sizes, padding 1
+      {2, 3, 9, 7, 4, 3, 2, 2, false},    // stride 2, padding 2, no bias
+      {2, 3, 5, 6, 2, 1, 1, 0, true},     // 1x1 (pointwise path)
+      {3, 2, 9, 8, 3, 5, 1, 0, true},     // k5, batch 3
       {2, 1, 10, 11, 2, 5, 2, 1, false},  // k5 stride 2 padding 1
-      {1, 2, 4, 4, 2, 5, 1, 1, true},   // kernel wider than the input, fits the padding
+      {1, 2, 4, 4, 2, 5, 1, 1, true},     // kernel wider than the input, fits the padding
   };
   for (const auto& c : cfgs) {
     std::vector<Tensor> in;
@@ -156,10 +165,9 @@ TEST_CASE("conv2d passes the op harness", "[layers]") {
     in.push_back(randn({c.cout, c.cin, c.k, c.k}, g));
     if (c.bias) in.push_back(randn({c.cout}, g));
     const int s = c.s, p = c.p;
-    std::string name = "conv2d N" + std::to_string(c.n) + " " + std::to_string(c.cin) + "->" +
-                       std::to_string(c.cout) + " " + std::to_string(c.h) + "x" + std::to_string(c.w) + " k" +
-                       std::to_string(c.k) + " s" + std::to_string(s) + " p" + std::to_string(p) +
-                       (c.bias ? " bias" : " no bias");
+    std::string name = "conv2d N" + std::to_string(c.n) + " " + std::to_string(c.cin) + "->" + std::to_string(c.cout) +
+                       " " + std::to_string(c.h) + "x" + std::to_string(c.w) + " k" + std::to_string(c.k) + " s" +
+                       std::to_string(s) + " p" + std::to_string(p) + (c.bias ? " bias" : " no bias");
     run_op_case({name, in, [s, p](auto& v) { return conv2d(v[0], v[1], arg(v, 2), s, p); },
                  [s, p](auto& v) { return conv2d_ref(v[0], v[1], arg(v, 2), s, p); }});
     // the fused ReLU epilogue (Sequential's Conv2d + ReLU)
@@ -170,7 +178,11 @@ TEST_CASE("conv2d passes the op harness", "[layers]") {
 
 TEST_CASE("conv_transpose2d passes the op harness", "[layers]") {
   Generator g(303);
-  struct Cfg { int64_t n, cin, h, w, cout; int k, s, p, op; bool bias; };
+  struct Cfg {
+    int64_t n, cin, h, w, cout;
+    int k, s, p, op;
+    bool bias;
+  };
   const std::vector<Cfg> cfgs = {
       {2, 3, 4, 5, 2, 3, 2, 1, 1, true},   // stride 2, padding 1, output padding 1
       {1, 2, 3, 3, 3, 3, 1, 0, 0, false},  // plain, no bias
@@ -192,24 +204,33 @@ TEST_CASE("conv_transpose2d passes the op harness", "[layers]") {
 
 TEST_CASE("max_pool2d passes the op harness", "[layers]") {
   Generator g(404);
-  struct Cfg { int64_t n, c, h, w; int k, s; };
+  struct Cfg {
+    int64_t n, c, h, w;
+    int k, s;
+  };
   const std::vector<Cfg> cfgs = {{2, 3, 6, 7, 2, 2}, {1, 2, 7, 9, 3, 2}, {2, 1, 5, 5, 2, 1}, {1, 2, 8, 8, 2, 2}};
   for (const auto& c : cfgs) {
     const int k = c.k, s = c.s;
     std::string name = "max_pool2d " + std::to_string(k) + "/" + std::to_string(s) + " " + std::to_string(c.h) + "x" +
                        std::to_string(c.w);
-    run_op_case({name, {randn({c.n, c.c, c.h, c.w}, g)}, [k, s](auto& v) { return max_pool2d(v[0], k, s); },
+    run_op_case({name,
+                 {randn({c.n, c.c, c.h, c.w}, g)},
+                 [k, s](auto& v) { return max_pool2d(v[0], k, s); },
                  [k, s](auto& v) { return max_pool2d_ref(v[0], k, s); }});
   }
 }
 
 TEST_CASE("conv2d_relu_pool passes the op harness", "[layers]") {
   Generator g(505);
-  struct Cfg { int64_t n, cin, h, w, cout; int k, s, p, pk, ps; bool bias; };
+  struct Cfg {
+    int64_t n, cin, h, w, cout;
+    int k, s, p, pk, ps;
+    bool bias;
+  };
   const std::vector<Cfg> cfgs = {
-      {2, 2, 8, 10, 3, 3, 1, 0, 2, 2, true},   // LeNet-like: 2x2 / 2 windows tile the conv output
-      {1, 3, 9, 7, 2, 3, 1, 1, 2, 2, false},   // odd conv output (the last row / column in no window)
-      {2, 1, 9, 9, 2, 3, 2, 1, 3, 2, true},    // stride-2 conv, overlapping 3x3 / 2 windows
+      {2, 2, 8, 10, 3, 3, 1, 0, 2, 2, true},  // LeNet-like: 2x2 / 2 windows tile the conv output
+      {1, 3, 9, 7, 2, 3, 1, 1, 2, 2, false},  // odd conv output (the last row / column in no window)
+      {2, 1, 9, 9, 2, 3, 2, 1, 3, 2, true},   // stride-2 conv, overlapping 3x3 / 2 windows
   };
   for (const auto& c : cfgs) {
     std::vector<Tensor> in = {randn({c.n, c.cin, c.h, c.w}, g), randn({c.cout, c.cin, c.k, c.k}, g)};
@@ -314,7 +335,7 @@ TEST_CASE("layer ops reject bad shapes and arguments with clear errors", "[layer
   CHECK_THROWS_WITH(conv2d(x, randn({4, 2, 3, 3}, g), Tensor(), 1, 0), Catch::Contains("3 channels"));
   CHECK_THROWS_AS(conv2d(randn({2, 3, 8}, g), w, Tensor(), 1, 0), ShapeError);
   CHECK_THROWS_AS(conv2d(x, randn({4, 3, 9, 9}, g), Tensor(), 1, 0), ShapeError);  // kernel > input
-  CHECK_NOTHROW(conv2d(x, randn({4, 3, 9, 9}, g), Tensor(), 1, 1));              // fits with padding
+  CHECK_NOTHROW(conv2d(x, randn({4, 3, 9, 9}, g), Tensor(), 1, 1));                // fits with padding
   CHECK_THROWS_AS(conv2d(x, w, Tensor(), 0, 0), ValueError);
   CHECK_THROWS_AS(conv2d(x, w, Tensor(), 1, -1), ValueError);
   // the fused conv + ReLU + pool checks the conv's arguments and then the pool's, naming itself
@@ -322,8 +343,8 @@ TEST_CASE("layer ops reject bad shapes and arguments with clear errors", "[layer
                     Catch::Contains("conv2d_relu_pool") && Catch::Contains("3 channels"));
   CHECK_THROWS_AS(conv2d_relu_pool(x, w, Tensor(), 1, 0, 7, 7), ShapeError);  // 6x6 conv output, 7x7 window
   CHECK_THROWS_AS(conv2d_relu_pool(x, w, Tensor(), 1, 0, 2, 0), ValueError);
-  CHECK_THROWS_AS(conv2d(x, w, randn({3}, g), 1, 0), ShapeError);  // bias size
-  CHECK_THROWS_AS(conv2d(x.to(DType::f32), w, Tensor(), 1, 0), ValueError);  // dtype mismatch
+  CHECK_THROWS_AS(conv2d(x, w, randn({3}, g), 1, 0), ShapeError);                  // bias size
+  CHECK_THROWS_AS(conv2d(x.to(DType::f32), w, Tensor(), 1, 0), ValueError);        // dtype mismatch
   CHECK_THROWS_AS(conv2d(x, randn({4, 3, 3, 2}, g), Tensor(), 1, 0), ShapeError);  // non-square
   CHECK_THROWS_AS(linear(randn({2, 5}, g), randn({3, 6}, g), Tensor()), ShapeError);
   CHECK_THROWS_WITH(linear(randn({2, 5}, g), randn({3, 6}, g), Tensor()), Catch::Contains("5 features"));
@@ -379,9 +400,11 @@ void check_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha,
 
 TEST_CASE("gemm matches a naive triple loop: all transposes, ragged sizes, alpha/beta", "[gemm]") {
   Generator g(707);
-  struct Size { int64_t m, n, k; };
-  const std::vector<Size> sizes = {{1, 1, 1},   {17, 33, 65}, {130, 7, 300}, {6, 16, 256}, {7, 17, 257},
-                                   {200, 300, 270}, {5, 2100, 20}, {64, 3, 1}, {3, 64, 2}};
+  struct Size {
+    int64_t m, n, k;
+  };
+  const std::vector<Size> sizes = {{1, 1, 1},       {17, 33, 65},  {130, 7, 300}, {6, 16, 256}, {7, 17, 257},
+                                   {200, 300, 270}, {5, 2100, 20}, {64, 3, 1},    {3, 64, 2}};
   const double ab[][2] = {{1.0, 0.0}, {0.5, -1.5}, {-2.0, 1.0}};
   int combo = 0;
   for (const auto& s : sizes)
@@ -433,14 +456,16 @@ TEST_CASE("gemm edge cases: beta = 0 ignores NaN in C, k = 0 scales C, threads g
 // ---- conv kernels at sizes that block the column matrix and thread over the batch -----------------------
 TEST_CASE("conv kernels match the naive reference at blocked sizes, for any thread count", "[layers]") {
   Generator g(808);
-  struct Cfg { int64_t n, cin, h, w, cout; int k, s, p; };
+  struct Cfg {
+    int64_t n, cin, h, w, cout;
+    int k, s, p;
+  };
   // cin 64 k3: 576 column rows -> several column blocks per image; n 4 threads over the batch, n 1 and 3 do not.
   const std::vector<Cfg> cfgs = {{4, 64, 18, 20, 8, 3, 1, 1}, {1, 64, 21, 19, 5, 3, 2, 1}, {3, 32, 24, 24, 6, 5, 1, 2}};
   for (const auto& c : cfgs) {
     INFO("conv " << c.n << "x" << c.cin << "x" << c.h << "x" << c.w << " -> " << c.cout << " k" << c.k << " s" << c.s
                  << " p" << c.p);
-    Tensor x = randn32({c.n, c.cin, c.h, c.w}, g), w = randn32({c.cout, c.cin, c.k, c.k}, g),
-           b = randn32({c.cout}, g);
+    Tensor x = randn32({c.n, c.cin, c.h, c.w}, g), w = randn32({c.cout, c.cin, c.k, c.k}, g), b = randn32({c.cout}, g);
     ConvArgs a;
     a.stride = c.s;
     a.pad = c.p;

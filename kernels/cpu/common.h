@@ -13,9 +13,12 @@ constexpr int64_t kParallelGrain = 1 << 15;
 template <class F>
 decltype(auto) dispatch_float(const Tensor& t, const char* op, F&& f) {
   switch (t.dtype()) {
-    case DType::f32: return f(float{});
-    case DType::f64: return f(double{});
-    default: throw ValueError(str(op, ": expects float32 or float64, got ", dtype_name(t.dtype())));
+    case DType::f32:
+      return f(float{});
+    case DType::f64:
+      return f(double{});
+    default:
+      throw ValueError(str(op, ": expects float32 or float64, got ", dtype_name(t.dtype())));
   }
 }
 

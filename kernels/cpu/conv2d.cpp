@@ -32,11 +32,11 @@ conv::Geom conv_geom(const Tensor& x, const Tensor& w, const Tensor& y, ConvArgs
   check_cpu_contig(y, op, "output", 4);
   SL_CHECK(x.dtype() == w.dtype() && x.dtype() == y.dtype(), ValueError, op, ": dtypes differ (", x.str(), ", ",
            w.str(), ", ", y.str(), ")");
-  SL_CHECK(a.stride >= 1 && a.pad >= 0, ValueError, op, ": stride must be >= 1 and padding >= 0 (got ", a.stride,
-           ", ", a.pad, ")");
+  SL_CHECK(a.stride >= 1 && a.pad >= 0, ValueError, op, ": stride must be >= 1 and padding >= 0 (got ", a.stride, ", ",
+           a.pad, ")");
   const int64_t k = w.size(2);
-  SL_CHECK(w.size(3) == k && w.size(1) == x.size(1) && w.size(0) == y.size(1) && y.size(0) == x.size(0), ShapeError,
-           op, ": inconsistent shapes: input ", x.str(), ", weight ", w.str(), ", output ", y.str());
+  SL_CHECK(w.size(3) == k && w.size(1) == x.size(1) && w.size(0) == y.size(1) && y.size(0) == x.size(0), ShapeError, op,
+           ": inconsistent shapes: input ", x.str(), ", weight ", w.str(), ", output ", y.str());
   conv::Geom g;
   g.C = x.size(1);
   g.H = x.size(2);

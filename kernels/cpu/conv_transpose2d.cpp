@@ -37,8 +37,8 @@ conv::Geom convt_geom(const Tensor& x, const Tensor& w, const Tensor& y, ConvArg
            ": need stride >= 1, padding >= 0 and 0 <= output_padding < stride (got ", a.stride, ", ", a.pad, ", ",
            a.output_padding, ")");
   const int64_t k = w.size(2);
-  SL_CHECK(w.size(3) == k && w.size(0) == x.size(1) && w.size(1) == y.size(1) && y.size(0) == x.size(0), ShapeError,
-           op, ": inconsistent shapes: input ", x.str(), ", weight ", w.str(), ", output ", y.str());
+  SL_CHECK(w.size(3) == k && w.size(0) == x.size(1) && w.size(1) == y.size(1) && y.size(0) == x.size(0), ShapeError, op,
+           ": inconsistent shapes: input ", x.str(), ", weight ", w.str(), ", output ", y.str());
   conv::Geom g;
   g.C = y.size(1);
   g.H = y.size(2);

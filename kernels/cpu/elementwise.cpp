@@ -29,13 +29,22 @@ void map1(const Tensor& a, Tensor& out, F f) {
 }  // namespace
 
 void add(const Tensor& a, const Tensor& b, Tensor& out) {
-  dispatch_float(a, "add", [&](auto t) { using T = decltype(t); map2<T>(a, b, out, [](T x, T y) { return x + y; }); });
+  dispatch_float(a, "add", [&](auto t) {
+    using T = decltype(t);
+    map2<T>(a, b, out, [](T x, T y) { return x + y; });
+  });
 }
 void sub(const Tensor& a, const Tensor& b, Tensor& out) {
-  dispatch_float(a, "sub", [&](auto t) { using T = decltype(t); map2<T>(a, b, out, [](T x, T y) { return x - y; }); });
+  dispatch_float(a, "sub", [&](auto t) {
+    using T = decltype(t);
+    map2<T>(a, b, out, [](T x, T y) { return x - y; });
+  });
 }
 void mul(const Tensor& a, const Tensor& b, Tensor& out) {
-  dispatch_float(a, "mul", [&](auto t) { using T = decltype(t); map2<T>(a, b, out, [](T x, T y) { return x * y; }); });
+  dispatch_float(a, "mul", [&](auto t) {
+    using T = decltype(t);
+    map2<T>(a, b, out, [](T x, T y) { return x * y; });
+  });
 }
 void scale(const Tensor& a, double s, Tensor& out) {
   dispatch_float(a, "scale", [&](auto t) {
@@ -60,7 +69,10 @@ void axpy(double alpha, const Tensor& x, Tensor& y) {
   });
 }
 void relu_forward(const Tensor& x, Tensor& y) {
-  dispatch_float(x, "relu", [&](auto t) { using T = decltype(t); map1<T>(x, y, [](T v) { return v > T(0) ? v : T(0); }); });
+  dispatch_float(x, "relu", [&](auto t) {
+    using T = decltype(t);
+    map1<T>(x, y, [](T v) { return v > T(0) ? v : T(0); });
+  });
 }
 void relu_backward(const Tensor& y, const Tensor& gy, Tensor& gx) {
   dispatch_float(y, "relu_backward", [&](auto t) {

@@ -60,12 +60,15 @@ namespace {
 
 // ---- block sizes ------------------------------------------------------------------------------------------
 // L1 holds one KC x NR panel of B (16 KiB for float) plus an MR x KC sliver of A; L2 holds the MC x KC block of A.
-template <class T> struct Blocking;
-template <> struct Blocking<float> {
+template <class T>
+struct Blocking;
+template <>
+struct Blocking<float> {
   static constexpr int MR = 6, NR = 16;
   static constexpr int64_t KC = 256, MC = 144, NC = 2048;
 };
-template <> struct Blocking<double> {
+template <>
+struct Blocking<double> {
   static constexpr int MR = 6, NR = 8;
   static constexpr int64_t KC = 256, MC = 96, NC = 1024;
 };
@@ -78,8 +81,10 @@ inline int64_t ceil_div(int64_t x, int64_t m) { return (x + m - 1) / m; }
 // (passed through memory so that no vector register is tied up across the k loop).
 // a: MR-strided packed panel (only its first R rows are read); b: NR-wide packed, zero-padded panel.
 #if SL_GEMM_AVX2
-template <class T> struct Simd;
-template <> struct Simd<float> {
+template <class T>
+struct Simd;
+template <>
+struct Simd<float> {
   using V = __m256;
   static constexpr int W = 8;
   static V zero() { return _mm256_setzero_ps(); }
@@ -90,11 +95,14 @@ template <> struct Simd<float> {
   static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
   static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
   static void storeu(float* p, V v) { _mm256_storeu_ps(p, v); }
-  static __m256i mask(int n) { return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)); }
+  static __m256i mask(int n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  }
   static V maskload(const float* p, __m256i m) { return _mm256_maskload_ps(p, m); }
   static void maskstore(float* p, __m256i m, V v) { _mm256_maskstore_ps(p, m, v); }
 };
-template <> struct Simd<double> {
+template <>
+struct Simd<double> {
   using V = __m256d;
   static constexpr int W = 4;
   static V zero() { return _mm256_setzero_pd(); }
@@ -118,18 +126,18 @@ void micro_kernel(int64_t kc, const T* __restrict a, const T* __restrict b, T* _
   constexpr int W = S::W, MR = Blocking<T>::MR;
   static_assert(Blocking<T>::NR == 2 * W, "the micro-kernel covers two vectors per row");
   // Named accumulators (not an array): GCC keeps them in registers without shadow stores.
-  V c00 = S::zero(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00, c40 = c00,
-    c41 = c00, c50 = c00, c51 = c00;
+  V c00 = S::zero(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00, c40 = c00, c41 = c00,
+    c50 = c00, c51 = c00;
 #pragma GCC unroll 6
   for (int r = 0; r < R; ++r) {
     _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc), _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + 2 * W - 1), _MM_HINT_T0);
   }
-#define SL_GEMM_ROW(r)                          \
-  if constexpr (R > r) {                        \
-    const V ar = S::bcast(a + r);               \
-    c##r##0 = S::fma(ar, b0, c##r##0);          \
-    c##r##1 = S::fma(ar, b1, c##r##1);          \
+#define SL_GEMM_ROW(r)                 \
+  if constexpr (R > r) {               \
+    const V ar = S::bcast(a + r);      \
+    c##r##0 = S::fma(ar, b0, c##r##0); \
+    c##r##1 = S::fma(ar, b1, c##r##1); \
   }
   for (int64_t p = 0; p < kc; ++p) {
     const V b0 = S::load(b), b1 = S::load(b + W);
@@ -179,7 +187,7 @@ void micro_kernel(int64_t kc, const T* __restrict a, const T* __restrict b, T* _
     }
   }
 }
-#else   // portable fallback with the same packed layout
+#else  // portable fallback with the same packed layout
 template <class T, int R>
 void micro_kernel(int64_t kc, const T* __restrict a, const T* __restrict b, T* __restrict c, int64_t ldc, int nr,
                   const T* alpha_beta) {
@@ -328,7 +336,7 @@ void pack_b_block(bool trans, const T* b, int64_t ldb, int64_t p0, int64_t kc, i
 template <class T>
 struct ASource {
   bool trans = false;
-  const T* a = nullptr;   // unpacked matrix (when packed == nullptr)
+  const T* a = nullptr;  // unpacked matrix (when packed == nullptr)
   int64_t lda = 0;
   const T* packed = nullptr;  // pre-packed by pack_a: block (pc, rows i..) at packed + pc * m_round + i * kc
   int64_t m_round = 0;
@@ -359,11 +367,15 @@ template <class T>
 void gemm_tile(int64_t m, int64_t n, int64_t k, T alpha, const ASource<T>& A, int64_t i_off, const BSource<T>& B,
                int64_t j_off, T beta, T* c, int64_t ldc) {
   using Bk = Blocking<T>;
-  T* buf_b = static_cast<T*>(
-      thread_scratch(kScratchPackB, size_t(std::min<int64_t>(Bk::KC, k) * round_up(std::min<int64_t>(Bk::NC, n), Bk::NR)) * sizeof(T)));
-  T* buf_a = A.packed ? nullptr
-                      : static_cast<T*>(thread_scratch(
-                            kScratchPackA, size_t(std::min<int64_t>(Bk::KC, k) * round_up(std::min<int64_t>(Bk::MC, m), Bk::MR)) * sizeof(T)));
+  T* buf_b = static_cast<T*>(thread_scratch(
+      kScratchPackB,
+      size_t(std::min<int64_t>(Bk::KC, k) * round_up(std::min<int64_t>(Bk::NC, n), Bk::NR)) * sizeof(T)));
+  T* buf_a =
+      A.packed
+          ? nullptr
+          : static_cast<T*>(thread_scratch(
+                kScratchPackA,
+                size_t(std::min<int64_t>(Bk::KC, k) * round_up(std::min<int64_t>(Bk::MC, m), Bk::MR)) * sizeof(T)));
   for (int64_t jc = 0; jc < n; jc += Bk::NC) {
     const int64_t nc = std::min<int64_t>(Bk::NC, n - jc);
     for (int64_t pc = 0; pc < k; pc += Bk::KC) {
@@ -452,8 +464,8 @@ void check_matrix(const Tensor& t, const char* op, const char* name) {
 
 // ---- raw entry points ---------------------------------------------------------------------------------------
 template <class T>
-void gemm_raw(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda,
-              const T* b, int64_t ldb, T beta, T* c, int64_t ldc, bool parallel) {
+void gemm_raw(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda, const T* b,
+              int64_t ldb, T beta, T* c, int64_t ldc, bool parallel) {
   ASource<T> A;
   A.trans = trans_a;
   A.a = a;
@@ -479,8 +491,8 @@ void pack_a(bool trans_a, int64_t m, int64_t k, const T* a, int64_t lda, T* dst)
 }
 
 template <class T>
-void gemm_packed_a(int64_t m, int64_t n, int64_t k, T alpha, const T* packed_a, bool trans_b, const T* b,
-                   int64_t ldb, T beta, T* c, int64_t ldc, bool parallel) {
+void gemm_packed_a(int64_t m, int64_t n, int64_t k, T alpha, const T* packed_a, bool trans_b, const T* b, int64_t ldb,
+                   T beta, T* c, int64_t ldc, bool parallel) {
   ASource<T> A;
   A.packed = packed_a;
   A.m_round = round_up(m, Blocking<T>::MR);
@@ -490,16 +502,16 @@ void gemm_packed_a(int64_t m, int64_t n, int64_t k, T alpha, const T* packed_a, 
 
 template void gemm_raw<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*,
                               int64_t, float, float*, int64_t, bool);
-template void gemm_raw<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*, int64_t,
-                               const double*, int64_t, double, double*, int64_t, bool);
+template void gemm_raw<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*, int64_t, const double*,
+                               int64_t, double, double*, int64_t, bool);
 template int64_t packed_a_size<float>(int64_t, int64_t);
 template int64_t packed_a_size<double>(int64_t, int64_t);
 template void pack_a<float>(bool, int64_t, int64_t, const float*, int64_t, float*);
 template void pack_a<double>(bool, int64_t, int64_t, const double*, int64_t, double*);
-template void gemm_packed_a<float>(int64_t, int64_t, int64_t, float, const float*, bool, const float*, int64_t,
-                                   float, float*, int64_t, bool);
-template void gemm_packed_a<double>(int64_t, int64_t, int64_t, double, const double*, bool, const double*,
-                                    int64_t, double, double*, int64_t, bool);
+template void gemm_packed_a<float>(int64_t, int64_t, int64_t, float, const float*, bool, const float*, int64_t, float,
+                                   float*, int64_t, bool);
+template void gemm_packed_a<double>(int64_t, int64_t, int64_t, double, const double*, bool, const double*, int64_t,
+                                    double, double*, int64_t, bool);
 
 // ---- tensor-level API (kernels/backend_api.inc) -------------------------------------------------------------
 void gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor& c, double alpha, double beta) {
@@ -511,8 +523,8 @@ void gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor& 
   const int64_t m = trans_a ? a.size(1) : a.size(0), k = trans_a ? a.size(0) : a.size(1);
   const int64_t kb = trans_b ? b.size(1) : b.size(0), n = trans_b ? b.size(0) : b.size(1);
   SL_CHECK(k == kb, ShapeError, "gemm: inner dimensions differ: op(A) is ", m, "x", k, ", op(B) is ", kb, "x", n);
-  SL_CHECK(c.size(0) == m && c.size(1) == n, ShapeError, "gemm: C is ", c.shape().str(), ", expected [", m, ", ",
-           n, "]");
+  SL_CHECK(c.size(0) == m && c.size(1) == n, ShapeError, "gemm: C is ", c.shape().str(), ", expected [", m, ", ", n,
+           "]");
   dispatch_float(a, "gemm", [&](auto tag) {
     using T = decltype(tag);
     gemm_raw<T>(trans_a, trans_b, m, n, k, T(alpha), a.data<T>(), a.size(1), b.data<T>(), b.size(1), T(beta),

@@ -15,8 +15,8 @@ namespace sl::cpu {
 // parallel = true splits C over the OpenMP threads (ignored inside an active parallel region or for tiny
 // products); false runs on the calling thread only, e.g. inside a caller's own `omp parallel for`.
 template <class T>
-void gemm_raw(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda,
-              const T* b, int64_t ldb, T beta, T* c, int64_t ldc, bool parallel);
+void gemm_raw(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda, const T* b,
+              int64_t ldb, T beta, T* c, int64_t ldc, bool parallel);
 
 // --- a pre-packed left operand, packed once and reused by many products (read-only, shareable by threads) ---
 // Number of elements of the buffer pack_a needs for op(A) of m x k (allocate with aligned_buffer below).
@@ -27,8 +27,8 @@ template <class T>
 void pack_a(bool trans_a, int64_t m, int64_t k, const T* a, int64_t lda, T* dst);
 // C = alpha * A * op(B) + beta * C with A given packed by pack_a(…, m, k, …).
 template <class T>
-void gemm_packed_a(int64_t m, int64_t n, int64_t k, T alpha, const T* packed_a, bool trans_b, const T* b,
-                   int64_t ldb, T beta, T* c, int64_t ldc, bool parallel);
+void gemm_packed_a(int64_t m, int64_t n, int64_t k, T alpha, const T* packed_a, bool trans_b, const T* b, int64_t ldb,
+                   T beta, T* c, int64_t ldc, bool parallel);
 
 // --- 64-byte-aligned scratch memory ---------------------------------------------------------------------
 // An owning, 64-byte-aligned, uninitialised buffer.
@@ -41,7 +41,10 @@ class AlignedBuffer {
   AlignedBuffer& operator=(const AlignedBuffer&) = delete;
   // Makes the buffer at least `bytes` long (old contents are lost when it grows); returns it.
   void* reserve(size_t bytes);
-  template <class T> T* as() const { return static_cast<T*>(p_); }
+  template <class T>
+  T* as() const {
+    return static_cast<T*>(p_);
+  }
 
  private:
   void* p_ = nullptr;

@@ -29,7 +29,7 @@ namespace sl::cpu::conv {
 struct Geom {
   int64_t C = 0, H = 0, W = 0;  // the image side of the lowering (conv input)
   int k = 1, stride = 1, pad = 0;
-  int64_t OH = 0, OW = 0;       // the output side
+  int64_t OH = 0, OW = 0;  // the output side
   int64_t rows() const { return C * k * k; }
   int64_t cols() const { return OH * OW; }
   int64_t image_size() const { return C * H * W; }
@@ -190,10 +190,10 @@ PaddedSource<T> padded_source(const T* x, const Geom& g) {
 }
 
 // Runs f(i, gemm_parallel) for i in [0, count): across the threads (f runs its GEMMs serially) when there are
-// enough items to balance, else one after another with a parallel GEMM inside. `flops` is the whole job's. Items are handed out
-// dynamically (a thread slowed by other work takes fewer); what an item computes does not depend on the thread.
-// Small convolutions (under kSerialFlops in all) run on the calling thread alone, and so do memory-bound
-// loops over fewer than kParallelElements elements: waking the other threads would cost more than it saves.
+// enough items to balance, else one after another with a parallel GEMM inside. `flops` is the whole job's. Items are
+// handed out dynamically (a thread slowed by other work takes fewer); what an item computes does not depend on the
+// thread. Small convolutions (under kSerialFlops in all) run on the calling thread alone, and so do memory-bound loops
+// over fewer than kParallelElements elements: waking the other threads would cost more than it saves.
 constexpr double kSerialFlops = 4e6;
 constexpr int64_t kParallelElements = int64_t(1) << 18;
 

@@ -26,8 +26,7 @@ void sgd_step(Tensor& param, const Tensor& grad, Tensor& buf, const SgdArgs& a, 
   });
 }
 
-void adam_step(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, Tensor& vmax, const AdamArgs& a,
-               int64_t step) {
+void adam_step(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, Tensor& vmax, const AdamArgs& a, int64_t step) {
   dispatch_float(param, "adam_step", [&](auto t) {
     using T = decltype(t);
     T* p = param.data<T>();

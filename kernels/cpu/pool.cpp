@@ -67,8 +67,9 @@ int64_t pool2x2_row_simd<float>(const float* r0, const float* r1, int64_t W, int
                  h1 = _mm256_loadu_ps(p1 + 8);
     __m256 best = even(l0, h0), off = _mm256_setzero_ps();
     auto take = [&](__m256 v, __m256 code) {
-      const __m256 m = _mm256_or_ps(_mm256_cmp_ps(v, best, _CMP_GT_OQ),
-                                    _mm256_and_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q), _mm256_cmp_ps(best, best, _CMP_ORD_Q)));
+      const __m256 m =
+          _mm256_or_ps(_mm256_cmp_ps(v, best, _CMP_GT_OQ),
+                       _mm256_and_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q), _mm256_cmp_ps(best, best, _CMP_ORD_Q)));
       best = _mm256_blendv_ps(best, v, m);
       off = _mm256_blendv_ps(off, code, m);
     };
@@ -178,7 +179,9 @@ bool pool_backward(const T* gy, const int32_t* idx, int64_t planes, int64_t H, i
   // Shapes that a 2x2 / stride-2 pool gives; the windows are confirmed from the indices themselves.
   const bool maybe_2x2 = OH == H / 2 && OW == W / 2 && OH > 0 && OW > 0;
   int bad = 0;
-#pragma omp parallel for schedule(static) reduction(| : bad) if (planes * in_plane > kPoolParallelElements && !omp_in_parallel())
+#pragma omp parallel for schedule(static) \
+    reduction(|                           \
+              : bad) if (planes * in_plane > kPoolParallelElements && !omp_in_parallel())
   for (int64_t pl = 0; pl < planes; ++pl) {
     T* gp = gx + pl * in_plane;
     const T* gyp = gy + pl * out_plane;
@@ -226,11 +229,10 @@ void max_pool2d_backward(const Tensor& gy, const Tensor& idx, int k, int stride,
   const int64_t planes = gy.size(0) * gy.size(1);
   // Indices come from max_pool2d_forward; one out of its plane (a corrupt tensor) is reported, not written.
   const int32_t* ip = idx.data<int32_t>();
-  const bool ok = gy.dtype() == DType::f32
-                      ? pool_backward(gy.data<float>(), ip, planes, gx.size(2), gx.size(3), gy.size(2), gy.size(3),
-                                      gx.data<float>())
-                      : pool_backward(gy.data<double>(), ip, planes, gx.size(2), gx.size(3), gy.size(2), gy.size(3),
-                                      gx.data<double>());
+  const bool ok = gy.dtype() == DType::f32 ? pool_backward(gy.data<float>(), ip, planes, gx.size(2), gx.size(3),
+                                                           gy.size(2), gy.size(3), gx.data<float>())
+                                           : pool_backward(gy.data<double>(), ip, planes, gx.size(2), gx.size(3),
+                                                           gy.size(2), gy.size(3), gx.data<double>());
   SL_CHECK(ok, ValueError, op, ": indices out of range for grad_input ", gx.str());
 }
 

@@ -16,23 +16,28 @@ namespace sl::cuda {
 template <class F>
 decltype(auto) dispatch_float(const Tensor& t, const char* op, F&& f) {
   switch (t.dtype()) {
-    case DType::f32: return f(float{});
-    case DType::f64: return f(double{});
-    default: throw ValueError(str(op, ": expects float32 or float64, got ", dtype_name(t.dtype())));
+    case DType::f32:
+      return f(float{});
+    case DType::f64:
+      return f(double{});
+    default:
+      throw ValueError(str(op, ": expects float32 or float64, got ", dtype_name(t.dtype())));
   }
 }
 
 // Calls fn<float>(args...) or fn<double>(args...) by the dtype of `tensor` (nvcc allows no __device__ lambda
 // inside a generic lambda, so the typed bodies are function templates).
-#define SL_CUDA_DISPATCH(tensor, opname, fn, ...)                                                           \
-  do {                                                                                                      \
-    switch ((tensor).dtype()) {                                                                             \
-      case ::sl::DType::f32: return fn<float>(__VA_ARGS__);                                                 \
-      case ::sl::DType::f64: return fn<double>(__VA_ARGS__);                                                \
-      default:                                                                                              \
-        throw ::sl::ValueError(::sl::str(opname, ": expects float32 or float64, got ",                      \
-                                         ::sl::dtype_name((tensor).dtype())));                              \
-    }                                                                                                       \
+#define SL_CUDA_DISPATCH(tensor, opname, fn, ...)                                                         \
+  do {                                                                                                    \
+    switch ((tensor).dtype()) {                                                                           \
+      case ::sl::DType::f32:                                                                              \
+        return fn<float>(__VA_ARGS__);                                                                    \
+      case ::sl::DType::f64:                                                                              \
+        return fn<double>(__VA_ARGS__);                                                                   \
+      default:                                                                                            \
+        throw ::sl::ValueError(                                                                           \
+            ::sl::str(opname, ": expects float32 or float64, got ", ::sl::dtype_name((tensor).dtype()))); \
+    }                                                                                                     \
   } while (0)
 
 inline cudaStream_t stream_of(const Tensor& t) { return cuda_rt::stream_for(t.device()); }
@@ -51,7 +56,10 @@ class DeviceBuffer {
   ~DeviceBuffer() { alloc_->deallocate(p_, bytes_); }
   DeviceBuffer(const DeviceBuffer&) = delete;
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  template <class T> T* as() const { return static_cast<T*>(p_); }
+  template <class T>
+  T* as() const {
+    return static_cast<T*>(p_);
+  }
 
  private:
   Allocator* alloc_;
@@ -169,8 +177,10 @@ static __device__ float g_one_f = 1.0f;  // one copy per translation unit (no -r
 static __device__ double g_one_d = 1.0;
 template <class T>
 __device__ __forceinline__ const T* one_ptr() {
-  if constexpr (sizeof(T) == 4) return reinterpret_cast<const T*>(&g_one_f);
-  else return reinterpret_cast<const T*>(&g_one_d);
+  if constexpr (sizeof(T) == 4)
+    return reinterpret_cast<const T*>(&g_one_f);
+  else
+    return reinterpret_cast<const T*>(&g_one_d);
 }
 
 struct FastDiv {

@@ -4,7 +4,8 @@
 //
 //   forward          y[n,co,oh,ow]  = b[co] + sum_{ci,kh,kw} w[co,ci,kh,kw] x[n,ci,oh*s-p+kh,ow*s-p+kw]
 //                    GEMM  M = Co, N = batch*OH*OW, K = C*k*k;   A = w (as stored),  B = im2col(x)
-//   backward data    gx[n,ci,ih,iw] = sum_{co,kh,kw} w[co,ci,kh,kw] gy[n,co,(ih+p-kh)/s,(iw+p-kw)/s]  (exact division only)
+//   backward data    gx[n,ci,ih,iw] = sum_{co,kh,kw} w[co,ci,kh,kw] gy[n,co,(ih+p-kh)/s,(iw+p-kw)/s]  (exact division
+//   only)
 //                    GEMM  M = C,  N = batch*H*W,   K = Co*k*k;  A = w regrouped, B = the scattered gy taps
 //   backward weight  gw[co,ci,kh,kw] = sum_{n,oh,ow} gy[n,co,oh,ow] x[n,ci,oh*s-p+kh,ow*s-p+kw]
 //                    GEMM  M = Co, N = C*k*k,       K = batch*OH*OW (long: split-K, slices added in order)
@@ -15,8 +16,8 @@
 // in FP32 through Winograd's F(4x4, 3x3) transforms (kernels/cuda/conv_winograd.cuh), all three passes.
 // Every output element is written by exactly one thread, in a fixed summation order: deterministic, no atomics.
 #include "kernels/cuda/conv_direct.cuh"
-#include "kernels/cuda/conv_winograd.cuh"
 #include "kernels/cuda/conv_raw.cuh"
+#include "kernels/cuda/conv_winograd.cuh"
 #include "kernels/cuda/igemm.cuh"
 
 namespace sl::cuda {
@@ -163,8 +164,10 @@ struct BwdWeight {
     return gy + (int(img) * Co + m) * OHW + int(r);
   }
   __device__ void store(int m, int n, T v) const {
-    if (n < NCOL) gw[m * NCOL + n] = v;
-    else gb[m] = v;
+    if (n < NCOL)
+      gw[m * NCOL + n] = v;
+    else
+      gb[m] = v;
   }
 };
 
@@ -258,8 +261,10 @@ __global__ void regroup_weights(const float* w, float* wt, int Co, int C, int KK
   const int total = Co * C * KK;
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
     const int co = i / (C * KK), rem = i - co * C * KK, ci = rem / KK, tap = rem - ci * KK;
-    if (by_input) wt[(ci * KK + tap) * Co + co] = w[i];
-    else wt[(co * KK + tap) * C + ci] = w[i];
+    if (by_input)
+      wt[(ci * KK + tap) * Co + co] = w[i];
+    else
+      wt[(co * KK + tap) * C + ci] = w[i];
   }
 }
 
@@ -287,10 +292,28 @@ bool forward_tap_major(const Geom& g, const float* x, const float* w, const floa
   cudaStream_t st = stream_of(on);
   regroup_weights<<<std::min((g.Co * K + 255) / 256, 1024), 256, 0, st>>>(w, wt.as<float>(), g.Co, g.C, KK, false);
   SL_CUDA_LAUNCH("conv2d_forward_regroup");
-  FwdT p{x, wt.as<float>(), bias, y, g.C, g.H, g.W, g.Co, OHW, K, g.stride, g.pad, g.H * g.W,
-         FastDiv(uint32_t(OHW)), FastDiv(uint32_t(g.OW)), FastDiv(uint32_t(g.C)), FastDiv(uint32_t(g.KS)), g.relu};
-  if (pr == MatmulPrecision::fp32) igemm::run<float>(p, g.Co, g.N * OHW, K, on, "conv2d_forward_tapmajor");
-  else igemm::run_mma(p, g.Co, g.N * OHW, K, on, "conv2d_forward_mma", pr == MatmulPrecision::tf32x3 ? 3 : 1);
+  FwdT p{x,
+         wt.as<float>(),
+         bias,
+         y,
+         g.C,
+         g.H,
+         g.W,
+         g.Co,
+         OHW,
+         K,
+         g.stride,
+         g.pad,
+         g.H * g.W,
+         FastDiv(uint32_t(OHW)),
+         FastDiv(uint32_t(g.OW)),
+         FastDiv(uint32_t(g.C)),
+         FastDiv(uint32_t(g.KS)),
+         g.relu};
+  if (pr == MatmulPrecision::fp32)
+    igemm::run<float>(p, g.Co, g.N * OHW, K, on, "conv2d_forward_tapmajor");
+  else
+    igemm::run_mma(p, g.Co, g.N * OHW, K, on, "conv2d_forward_mma", pr == MatmulPrecision::tf32x3 ? 3 : 1);
   return true;
 }
 
@@ -303,10 +326,26 @@ bool backward_data_tap_major(const Geom& g, const float* gy, const float* w, con
   cudaStream_t st = stream_of(on);
   regroup_weights<<<std::min((g.C * K + 255) / 256, 1024), 256, 0, st>>>(w, wt.as<float>(), g.Co, g.C, KK, true);
   SL_CUDA_LAUNCH("conv2d_backward_data_regroup");
-  BwdDataT p{gy, wt.as<float>(), bias, gx, g.C, HW, g.Co, g.OH, g.OW, K, g.pad, g.OH * g.OW,
-             FastDiv(uint32_t(HW)), FastDiv(uint32_t(g.W)), FastDiv(uint32_t(g.Co)), FastDiv(uint32_t(g.KS))};
-  if (pr == MatmulPrecision::fp32) igemm::run<float>(p, g.C, g.N * HW, K, on, "conv2d_backward_data_tapmajor");
-  else igemm::run_mma(p, g.C, g.N * HW, K, on, "conv2d_backward_data_mma", pr == MatmulPrecision::tf32x3 ? 3 : 1);
+  BwdDataT p{gy,
+             wt.as<float>(),
+             bias,
+             gx,
+             g.C,
+             HW,
+             g.Co,
+             g.OH,
+             g.OW,
+             K,
+             g.pad,
+             g.OH * g.OW,
+             FastDiv(uint32_t(HW)),
+             FastDiv(uint32_t(g.W)),
+             FastDiv(uint32_t(g.Co)),
+             FastDiv(uint32_t(g.KS))};
+  if (pr == MatmulPrecision::fp32)
+    igemm::run<float>(p, g.C, g.N * HW, K, on, "conv2d_backward_data_tapmajor");
+  else
+    igemm::run_mma(p, g.C, g.N * HW, K, on, "conv2d_backward_data_mma", pr == MatmulPrecision::tf32x3 ? 3 : 1);
   return true;
 }
 
@@ -315,8 +354,8 @@ bool backward_data_tap_major(const Geom& g, const float* gy, const float* w, con
 // with one warp (as channel_sums_finish does when there are more channels than counters). The split depends on
 // the shape only: deterministic. One slice: the block writes the channel's sum directly.
 template <class T>
-__global__ void channel_sums_partial(const T* t, int C, int HW, int total, int per_slice, FastDiv d_hw,
-                                     double* partial, T* out, unsigned* counters) {
+__global__ void channel_sums_partial(const T* t, int C, int HW, int total, int per_slice, FastDiv d_hw, double* partial,
+                                     T* out, unsigned* counters) {
   const int c = blockIdx.x, sl = blockIdx.y;
   const int beg = sl * per_slice, end = min(total, beg + per_slice);
   double s = 0;
@@ -409,9 +448,12 @@ __global__ void bwd_data_direct_kernel(const T* __restrict__ gy, const T* __rest
 template <class T, bool kUnitStride>
 void launch_bwd_data_direct(const Geom& g, const T* gy, const T* w, const T* bias, T* gx, unsigned blocks,
                             cudaStream_t st) {
-  if (g.KS == 3) bwd_data_direct_kernel<T, kUnitStride, 3><<<blocks, 256, 0, st>>>(gy, w, bias, gx, g);
-  else if (g.KS == 5) bwd_data_direct_kernel<T, kUnitStride, 5><<<blocks, 256, 0, st>>>(gy, w, bias, gx, g);
-  else bwd_data_direct_kernel<T, kUnitStride, 0><<<blocks, 256, 0, st>>>(gy, w, bias, gx, g);
+  if (g.KS == 3)
+    bwd_data_direct_kernel<T, kUnitStride, 3><<<blocks, 256, 0, st>>>(gy, w, bias, gx, g);
+  else if (g.KS == 5)
+    bwd_data_direct_kernel<T, kUnitStride, 5><<<blocks, 256, 0, st>>>(gy, w, bias, gx, g);
+  else
+    bwd_data_direct_kernel<T, kUnitStride, 0><<<blocks, 256, 0, st>>>(gy, w, bias, gx, g);
 }
 
 void check_geom(const Geom& g, const char* op) {
@@ -428,9 +470,8 @@ template <class T>
 void forward(const Geom& g, const T* x, const T* w, const T* bias, T* y, const Tensor& on) {
   check_geom(g, "conv2d_forward");
   if constexpr (std::is_same_v<T, float>) {
-    if (g.stride == 1 &&
-        direct::run({g.N, g.C, g.H, g.W, g.Co, g.OH, g.OW, g.pad, g.relu}, g.KS, false, x, w, bias, y, on,
-                    "conv2d_forward_direct"))
+    if (g.stride == 1 && direct::run({g.N, g.C, g.H, g.W, g.Co, g.OH, g.OW, g.pad, g.relu}, g.KS, false, x, w, bias, y,
+                                     on, "conv2d_forward_direct"))
       return;
     if (g.stride == 1 && g.KS == 3 && fp32_convs() &&
         wino::correlate({g.N, g.C, g.H, g.W, g.Co, g.OH, g.OW, g.pad, g.relu}, false, x, w, bias, y, on,
@@ -439,8 +480,23 @@ void forward(const Geom& g, const T* x, const T* w, const T* bias, T* y, const T
     if (forward_tap_major(g, x, w, bias, y, on)) return;
   }
   const int KK = g.KS * g.KS, OHW = g.OH * g.OW;
-  Fwd<T> p{x, w, bias, y, g.C, g.H, g.W, g.Co, OHW, g.C * KK, g.stride, g.pad,
-           FastDiv(uint32_t(OHW)), FastDiv(uint32_t(g.OW)), FastDiv(uint32_t(KK)), FastDiv(uint32_t(g.KS)), g.relu};
+  Fwd<T> p{x,
+           w,
+           bias,
+           y,
+           g.C,
+           g.H,
+           g.W,
+           g.Co,
+           OHW,
+           g.C * KK,
+           g.stride,
+           g.pad,
+           FastDiv(uint32_t(OHW)),
+           FastDiv(uint32_t(g.OW)),
+           FastDiv(uint32_t(KK)),
+           FastDiv(uint32_t(g.KS)),
+           g.relu};
   igemm::run<T>(p, g.Co, g.N * OHW, g.C * KK, on, "conv2d_forward_igemm");
 }
 
@@ -460,16 +516,33 @@ void backward_data(const Geom& g, const T* gy, const T* w, const T* bias, T* gx,
   if (g.C <= 4) {
     const int64_t total = int64_t(g.N) * HW;  // one thread per input pixel
     if (total == 0 || g.C == 0) return;
-    const unsigned blocks = unsigned(std::min<int64_t>((total + 255) / 256, int64_t(cuda_rt::sm_count(on.device())) * 16));
-    if (g.stride == 1) launch_bwd_data_direct<T, true>(g, gy, w, bias, gx, blocks, stream_of(on));
-    else launch_bwd_data_direct<T, false>(g, gy, w, bias, gx, blocks, stream_of(on));
+    const unsigned blocks =
+        unsigned(std::min<int64_t>((total + 255) / 256, int64_t(cuda_rt::sm_count(on.device())) * 16));
+    if (g.stride == 1)
+      launch_bwd_data_direct<T, true>(g, gy, w, bias, gx, blocks, stream_of(on));
+    else
+      launch_bwd_data_direct<T, false>(g, gy, w, bias, gx, blocks, stream_of(on));
     SL_CUDA_LAUNCH("conv2d_backward_data_direct");
     return;
   }
   if constexpr (std::is_same_v<T, float>)
     if (backward_data_tap_major(g, gy, w, bias, gx, on)) return;
-  BwdData<T> p{gy, w, bias, gx, g.C, HW, g.Co, g.OH, g.OW, KK, g.stride, g.pad,
-               FastDiv(uint32_t(HW)), FastDiv(uint32_t(g.W)), FastDiv(uint32_t(KK)), FastDiv(uint32_t(g.KS))};
+  BwdData<T> p{gy,
+               w,
+               bias,
+               gx,
+               g.C,
+               HW,
+               g.Co,
+               g.OH,
+               g.OW,
+               KK,
+               g.stride,
+               g.pad,
+               FastDiv(uint32_t(HW)),
+               FastDiv(uint32_t(g.W)),
+               FastDiv(uint32_t(KK)),
+               FastDiv(uint32_t(g.KS))};
   igemm::run<T>(p, g.C, g.N * HW, g.Co * KK, on, "conv2d_backward_data_igemm");
 }
 
@@ -477,8 +550,22 @@ template <class T>
 void backward_weight(const Geom& g, const T* x, const T* gy, T* gw, T* gb, const Tensor& on) {
   check_geom(g, "conv2d_backward_weight");
   const int KK = g.KS * g.KS, OHW = g.OH * g.OW;
-  BwdWeight<T> p{x, gy, gw, g.C, g.H, g.W, g.Co, OHW, g.C * KK, g.stride, g.pad,
-                 FastDiv(uint32_t(OHW)), FastDiv(uint32_t(g.OW)), FastDiv(uint32_t(KK)), FastDiv(uint32_t(g.KS)), gb};
+  BwdWeight<T> p{x,
+                 gy,
+                 gw,
+                 g.C,
+                 g.H,
+                 g.W,
+                 g.Co,
+                 OHW,
+                 g.C * KK,
+                 g.stride,
+                 g.pad,
+                 FastDiv(uint32_t(OHW)),
+                 FastDiv(uint32_t(g.OW)),
+                 FastDiv(uint32_t(KK)),
+                 FastDiv(uint32_t(g.KS)),
+                 gb};
   if (g.N * OHW == 0) {  // no positions: the gradients are zero
     SL_CUDA_CHECK(cudaMemsetAsync(gw, 0, size_t(g.Co) * g.C * KK * sizeof(T), stream_of(on)));
     if (gb) SL_CUDA_CHECK(cudaMemsetAsync(gb, 0, size_t(g.Co) * sizeof(T), stream_of(on)));
@@ -550,8 +637,8 @@ conv::Geom geom_of(const Tensor& x, const Tensor& w, const Tensor& y, ConvArgs a
   SL_CHECK(w.size(2) == w.size(3) && w.size(1) == x.size(1) && y.size(1) == w.size(0) && y.size(0) == x.size(0),
            ShapeError, op, ": x ", x.shape().str(), ", weight ", w.shape().str(), " and output ", y.shape().str(),
            " do not fit");
-  return {int(x.size(0)), int(x.size(1)), int(x.size(2)), int(x.size(3)), int(w.size(0)), int(w.size(2)),
-          int(y.size(2)), int(y.size(3)), a.stride, a.pad};
+  return {int(x.size(0)), int(x.size(1)), int(x.size(2)), int(x.size(3)), int(w.size(0)),
+          int(w.size(2)), int(y.size(2)), int(y.size(3)), a.stride,       a.pad};
 }
 
 template <class T>
@@ -587,8 +674,8 @@ void conv2d_relu_pool_forward_t(const Tensor& x, const Tensor& w, const Tensor& 
            " must be int32 of the output's shape ", y.shape().str());
   if constexpr (std::is_same_v<T, float>) {
     if (k == 2 && stride == 2 && a.stride == 1 && y.shape() == Shape{cs[0], cs[1], cs[2] / 2, cs[3] / 2}) {
-      conv::Geom g{int(cs[0]), int(x.size(1)), int(x.size(2)), int(x.size(3)), int(cs[1]), ks, int(cs[2]), int(cs[3]),
-                   a.stride, a.pad};
+      conv::Geom g{int(cs[0]), int(x.size(1)), int(x.size(2)), int(x.size(3)), int(cs[1]),
+                   ks,         int(cs[2]),     int(cs[3]),     a.stride,       a.pad};
       g.relu = true;
       SL_CHECK(w.size(1) == x.size(1), ShapeError, op, ": x ", x.shape().str(), " and weight ", w.shape().str(),
                " do not fit");

@@ -12,7 +12,8 @@
 // directions and the channel roles swapped, padding KS - 1 - pad (stride 1 only). kBwdData selects how the
 // shared weights are gathered from w [Co, C, KS, KS]:
 //   forward       in = x  [N, C, H, W],   out = y  [N, Co, OH, OW]:  sw[ci][kh][kw][c] = w[co0 + c, ci, kh, kw]
-//   backward-data in = gy [N, Co, OH, OW], out = gx [N, C, H, W]:    sw[co][kh][kw][c] = w[co, c0 + c, KS-1-kh, KS-1-kw]
+//   backward-data in = gy [N, Co, OH, OW], out = gx [N, C, H, W]:    sw[co][kh][kw][c] = w[co, c0 + c, KS-1-kh,
+//   KS-1-kw]
 // Every output element is written by one thread in a fixed order (input channel, kernel row, kernel column):
 // deterministic.
 //
@@ -26,9 +27,9 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
-#include <string>
 #include <map>
 #include <mutex>
+#include <string>
 
 #include "kernels/cuda/conv_raw.cuh"
 
@@ -40,9 +41,9 @@ struct Shape {  // the direct view: in [N, Cin, H, W] -> out [N, Cout, OH, OW], 
 };
 
 template <int KS, int COT, int TH, bool kBwdData, bool kPool = false>
-__global__ void __launch_bounds__(128) direct_conv_kernel(const float* __restrict__ in, const float* __restrict__ w,
-                                                          const float* __restrict__ bias, float* __restrict__ out,
-                                                          int32_t* __restrict__ pool_idx, Shape s) {
+__global__ void __launch_bounds__(128)
+    direct_conv_kernel(const float* __restrict__ in, const float* __restrict__ w, const float* __restrict__ bias,
+                       float* __restrict__ out, int32_t* __restrict__ pool_idx, Shape s) {
   static_assert(!kPool || (!kBwdData && TH % 2 == 0), "the pooled epilogue needs the forward and row pairs");
   constexpr int KK = KS * KS, RH = TH + KS - 1;
   extern __shared__ float4 smem4[];
@@ -54,8 +55,10 @@ __global__ void __launch_bounds__(128) direct_conv_kernel(const float* __restric
     const int co = co0 + c;
     float v = 0.f;
     if (co < s.Cout) {
-      if (kBwdData) v = __ldg(w + (int64_t(ci) * s.Cout + co) * KK + (KK - 1 - tap));
-      else v = __ldg(w + (int64_t(co) * s.Cin + ci) * KK + tap);
+      if (kBwdData)
+        v = __ldg(w + (int64_t(ci) * s.Cout + co) * KK + (KK - 1 - tap));
+      else
+        v = __ldg(w + (int64_t(co) * s.Cin + ci) * KK + tap);
     }
     sw[i] = v;
   }
@@ -102,7 +105,10 @@ __global__ void __launch_bounds__(128) direct_conv_kernel(const float* __restric
 #pragma unroll
           for (int c = 0; c < COT; c += 4) {
             const float4 q = *reinterpret_cast<const float4*>(wv + c);
-            wr[c] = q.x; wr[c + 1] = q.y; wr[c + 2] = q.z; wr[c + 3] = q.w;
+            wr[c] = q.x;
+            wr[c + 1] = q.y;
+            wr[c + 2] = q.z;
+            wr[c + 3] = q.w;
           }
         } else {
 #pragma unroll
@@ -167,7 +173,8 @@ __global__ void __launch_bounds__(128) direct_conv_kernel(const float* __restric
 struct Block {
   int cot, th;
 };
-inline constexpr Block kBlocks[] = {{1, 8}, {4, 1}, {4, 4}, {8, 4}, {8, 8}, {4, 2}, {4, 6}, {8, 2}, {8, 6}, {1, 4}, {1, 7}};
+inline constexpr Block kBlocks[] = {{1, 8}, {4, 1}, {4, 4}, {8, 4}, {8, 8}, {4, 2},
+                                    {4, 6}, {8, 2}, {8, 6}, {1, 4}, {1, 7}};
 inline constexpr int kNumBlocks = int(sizeof(kBlocks) / sizeof(kBlocks[0]));
 
 // Test hook (sl::cuda::debug_force_conv_direct): -1 the choice below, 0 off, 1..kNumBlocks the blocks of kBlocks.
@@ -239,8 +246,10 @@ template <int KS, bool kBwd, bool kPool, int I = 0>
 void launch_block(int i, const float* in, const float* w, const float* bias, float* out, int32_t* idx, const Shape& s,
                   cudaStream_t st) {
   if constexpr (I < kNumBlocks) {
-    if (i == I) launch_one<KS, kBlocks[I].cot, kBlocks[I].th, kBwd, kPool>(in, w, bias, out, idx, s, st);
-    else launch_block<KS, kBwd, kPool, I + 1>(i, in, w, bias, out, idx, s, st);
+    if (i == I)
+      launch_one<KS, kBlocks[I].cot, kBlocks[I].th, kBwd, kPool>(in, w, bias, out, idx, s, st);
+    else
+      launch_block<KS, kBwd, kPool, I + 1>(i, in, w, bias, out, idx, s, st);
   }
 }
 
@@ -314,8 +323,11 @@ int tuned_block(const Shape& s, int KS, bool bwd, bool pool, Block fallback, cud
   for (int i = 0; i < kNumBlocks; ++i)
     if (ms[i] < ms[pick]) pick = i;
   if (tuning_mode() == 2) {
-    std::string line = "direct conv " + std::string(bwd ? "bwd-data" : pool ? "fwd+pool" : "fwd") + " N" +
-                       std::to_string(s.N) + " " + std::to_string(s.Cin) + "->" + std::to_string(s.Cout) + " " +
+    std::string line = "direct conv " +
+                       std::string(bwd    ? "bwd-data"
+                                   : pool ? "fwd+pool"
+                                          : "fwd") +
+                       " N" + std::to_string(s.N) + " " + std::to_string(s.Cin) + "->" + std::to_string(s.Cout) + " " +
                        std::to_string(s.OH) + "x" + std::to_string(s.OW) + " k" + std::to_string(KS) + ":";
     for (int i = 0; i < kNumBlocks; ++i)
       if (ms[i] < 1e30f)
@@ -344,13 +356,19 @@ inline bool run(const Shape& s, int KS, bool bwd_data, const float* in, const fl
   cudaStream_t st = stream_of(on);
   auto launch = [&](int i) {
     if (KS == 3) {
-      if (pool) launch_block<3, false, true>(i, in, w, bias, out, pool_idx, s, st);
-      else if (bwd_data) launch_block<3, true, false>(i, in, w, bias, out, nullptr, s, st);
-      else launch_block<3, false, false>(i, in, w, bias, out, nullptr, s, st);
+      if (pool)
+        launch_block<3, false, true>(i, in, w, bias, out, pool_idx, s, st);
+      else if (bwd_data)
+        launch_block<3, true, false>(i, in, w, bias, out, nullptr, s, st);
+      else
+        launch_block<3, false, false>(i, in, w, bias, out, nullptr, s, st);
     } else {
-      if (pool) launch_block<5, false, true>(i, in, w, bias, out, pool_idx, s, st);
-      else if (bwd_data) launch_block<5, true, false>(i, in, w, bias, out, nullptr, s, st);
-      else launch_block<5, false, false>(i, in, w, bias, out, nullptr, s, st);
+      if (pool)
+        launch_block<5, false, true>(i, in, w, bias, out, pool_idx, s, st);
+      else if (bwd_data)
+        launch_block<5, true, false>(i, in, w, bias, out, nullptr, s, st);
+      else
+        launch_block<5, false, false>(i, in, w, bias, out, nullptr, s, st);
     }
     SL_CUDA_LAUNCH(name);
   };

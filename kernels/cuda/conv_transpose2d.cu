@@ -17,8 +17,8 @@ conv::Geom transposed_geom(const Tensor& x, const Tensor& w, const Tensor& y, Co
            ShapeError, op, ": x ", x.shape().str(), ", weight ", w.shape().str(), " and output ", y.shape().str(),
            " do not fit");
   // conv2d view: input y [N, Cout, OH, OW], output x [N, Cin, H, W], weight [Cin, Cout, k, k]
-  return {int(y.size(0)), int(y.size(1)), int(y.size(2)), int(y.size(3)), int(x.size(1)), int(w.size(2)),
-          int(x.size(2)), int(x.size(3)), a.stride, a.pad};
+  return {int(y.size(0)), int(y.size(1)), int(y.size(2)), int(y.size(3)), int(x.size(1)),
+          int(w.size(2)), int(x.size(2)), int(x.size(3)), a.stride,       a.pad};
 }
 
 template <class T>

@@ -172,7 +172,10 @@ __global__ void grad_transform(const float* __restrict__ gy, float* __restrict__
 #pragma unroll
       for (int a = 0; a < wf::kTile; ++a) {
         const float4 r = __ldg(reinterpret_cast<const float4*>(src + (ty * 4 + a) * OW + tx * 4));
-        y[a][0] = r.x; y[a][1] = r.y; y[a][2] = r.z; y[a][3] = r.w;
+        y[a][0] = r.x;
+        y[a][1] = r.y;
+        y[a][2] = r.z;
+        y[a][3] = r.w;
       }
     } else {
 #pragma unroll
@@ -255,18 +258,17 @@ inline bool correlate(const Shape& s, bool bwd, const float* in, const float* w,
   DeviceBuffer M(dev, size_t(wf::kPoints) * s.Cout * t.P * sizeof(float));
   filter_transform<<<blocks_for(int64_t(s.Cout) * s.Cin), 256, 0, st>>>(w, U.as<float>(), s.Cout, s.Cin, bwd);
   SL_CUDA_LAUNCH("conv_winograd_filter");
-  input_transform<<<blocks_for(int64_t(s.Cin) * t.P), 256, 0, st>>>(in, V.as<float>(), s.Cin, s.H, s.W, s.pad, t,
-                                                                     t.P);
+  input_transform<<<blocks_for(int64_t(s.Cin) * t.P), 256, 0, st>>>(in, V.as<float>(), s.Cin, s.H, s.W, s.pad, t, t.P);
   SL_CUDA_LAUNCH("conv_winograd_input");
-  PointGemm<false> p{U.as<float>(), V.as<float>(), M.as<float>(), s.Cin, t.P, t.P, 1,
-                     int64_t(s.Cout) * s.Cin, int64_t(s.Cin) * t.P, int64_t(s.Cout) * t.P, 0, 0};
+  PointGemm<false> p{U.as<float>(),           V.as<float>(),        M.as<float>(),         s.Cin, t.P, t.P, 1,
+                     int64_t(s.Cout) * s.Cin, int64_t(s.Cin) * t.P, int64_t(s.Cout) * t.P, 0,     0};
   // tiles measured on CIFAR10CNN's layers at batch 128 (kernels/cuda/NOTES.md): 64 x 256 where they give every SM
   // two blocks, else 64 x 64
   const int64_t long_tiles = int64_t((s.Cout + 63) / 64) * ((t.P + 255) / 256) * wf::kPoints;
   igemm::run_batched(p, wf::kPoints, s.Cout, t.P, s.Cin, on, name,
                      long_tiles >= 2 * cuda_rt::sm_count(dev) ? kLongTiles : kSmallTiles);
-  output_transform<<<blocks_for(int64_t(s.Cout) * t.P), 256, 0, st>>>(M.as<float>(), bias, out, s.Cout, s.OH, s.OW,
-                                                                       t, s.relu, vec_rows(out, s.OW));
+  output_transform<<<blocks_for(int64_t(s.Cout) * t.P), 256, 0, st>>>(M.as<float>(), bias, out, s.Cout, s.OH, s.OW, t,
+                                                                      s.relu, vec_rows(out, s.OW));
   SL_CUDA_LAUNCH("conv_winograd_output");
   return true;
 }
@@ -295,13 +297,12 @@ inline bool weight_grad(const Shape& s, const float* x, const float* gy, float* 
   input_transform<<<blocks_for(int64_t(s.Cin) * ld), 256, 0, st>>>(x, V.as<float>(), s.Cin, s.H, s.W, s.pad, t, ld);
   SL_CUDA_LAUNCH("conv_winograd_input");
   grad_transform<<<blocks_for(int64_t(s.Cout) * ld), 256, 0, st>>>(gy, G.as<float>(), s.Cout, s.OH, s.OW, t, ld,
-                                                                    vec_rows(gy, s.OW));
+                                                                   vec_rows(gy, s.OW));
   SL_CUDA_LAUNCH("conv_winograd_grad");
-  PointGemm<true> p{G.as<float>(), V.as<float>(), dU.as<float>(), ld, ld, s.Cin, split,
+  PointGemm<true> p{G.as<float>(),        V.as<float>(),       dU.as<float>(),          ld,    ld,   s.Cin, split,
                     int64_t(s.Cout) * ld, int64_t(s.Cin) * ld, int64_t(s.Cout) * s.Cin, chunk, chunk};
   igemm::run_batched(p, wf::kPoints * split, s.Cout, s.Cin, chunk, on, name, kSmallTiles);
-  filter_grad_transform<<<blocks_for(int64_t(s.Cout) * s.Cin), 256, 0, st>>>(dU.as<float>(), gw, s.Cout, s.Cin,
-                                                                              split);
+  filter_grad_transform<<<blocks_for(int64_t(s.Cout) * s.Cin), 256, 0, st>>>(dU.as<float>(), gw, s.Cout, s.Cin, split);
   SL_CUDA_LAUNCH("conv_winograd_filter_grad");
   return true;
 }

@@ -23,30 +23,70 @@ void map1(const Tensor& a, Tensor& out, const char* name, F f) {
   for_each(out, out.numel(), name, [=] __device__(int64_t i) { po[i] = f(pa[i]); });
 }
 
-struct AddOp { template <class T> __device__ T operator()(T x, T y) const { return x + y; } };
-struct SubOp { template <class T> __device__ T operator()(T x, T y) const { return x - y; } };
-struct MulOp { template <class T> __device__ T operator()(T x, T y) const { return x * y; } };
+struct AddOp {
+  template <class T>
+  __device__ T operator()(T x, T y) const {
+    return x + y;
+  }
+};
+struct SubOp {
+  template <class T>
+  __device__ T operator()(T x, T y) const {
+    return x - y;
+  }
+};
+struct MulOp {
+  template <class T>
+  __device__ T operator()(T x, T y) const {
+    return x * y;
+  }
+};
 struct ScaleOp {
   double k;
-  template <class T> __device__ T operator()(T x) const { return T(k) * x; }
+  template <class T>
+  __device__ T operator()(T x) const {
+    return T(k) * x;
+  }
 };
 struct AddScalarOp {
   double k;
-  template <class T> __device__ T operator()(T x) const { return x + T(k); }
+  template <class T>
+  __device__ T operator()(T x) const {
+    return x + T(k);
+  }
 };
 struct AxpyOp {  // (x, y) -> y + alpha x
   double alpha;
-  template <class T> __device__ T operator()(T x, T y) const { return y + T(alpha) * x; }
+  template <class T>
+  __device__ T operator()(T x, T y) const {
+    return y + T(alpha) * x;
+  }
 };
-struct ReluOp { template <class T> __device__ T operator()(T v) const { return v > T(0) ? v : T(0); } };
-struct ReluBackOp { template <class T> __device__ T operator()(T y, T g) const { return y > T(0) ? g : T(0); } };
+struct ReluOp {
+  template <class T>
+  __device__ T operator()(T v) const {
+    return v > T(0) ? v : T(0);
+  }
+};
+struct ReluBackOp {
+  template <class T>
+  __device__ T operator()(T y, T g) const {
+    return y > T(0) ? g : T(0);
+  }
+};
 struct SigmoidOp {
-  template <class T> __device__ T operator()(T v) const {
+  template <class T>
+  __device__ T operator()(T v) const {
     T e = exp(-fabs(v));
     return v >= T(0) ? T(1) / (T(1) + e) : e / (T(1) + e);
   }
 };
-struct SigmoidBackOp { template <class T> __device__ T operator()(T y, T g) const { return g * y * (T(1) - y); } };
+struct SigmoidBackOp {
+  template <class T>
+  __device__ T operator()(T y, T g) const {
+    return g * y * (T(1) - y);
+  }
+};
 template <class T>
 struct MulDeviceScalarOp {
   const T* s;
@@ -83,7 +123,9 @@ void add_scalar(const Tensor& a, double s, Tensor& out) {
   SL_CUDA_DISPATCH(a, "add_scalar", map1, a, out, "add_scalar", AddScalarOp{s});
 }
 void add_inplace(Tensor& acc, const Tensor& g) { add(acc, g, acc); }
-void axpy(double alpha, const Tensor& x, Tensor& y) { SL_CUDA_DISPATCH(x, "axpy", map2, x, y, y, "axpy", AxpyOp{alpha}); }
+void axpy(double alpha, const Tensor& x, Tensor& y) {
+  SL_CUDA_DISPATCH(x, "axpy", map2, x, y, y, "axpy", AxpyOp{alpha});
+}
 void relu_forward(const Tensor& x, Tensor& y) { SL_CUDA_DISPATCH(x, "relu", map1, x, y, "relu_forward", ReluOp{}); }
 void relu_backward(const Tensor& y, const Tensor& gy, Tensor& gx) {
   SL_CUDA_DISPATCH(y, "relu_backward", map2, y, gy, gx, "relu_backward", ReluBackOp{});

@@ -64,8 +64,10 @@ struct LinearWeightGrad {
   __device__ T a(int m, int k) const { return gy[int64_t(k) * out + m]; }
   __device__ T b(int k, int n) const { return n < in ? x[int64_t(k) * in + n] : T(1); }
   __device__ void store(int m, int n, T v) const {
-    if (n < in) gw[int64_t(m) * in + n] = v;
-    else gb[m] = v;
+    if (n < in)
+      gw[int64_t(m) * in + n] = v;
+    else
+      gb[m] = v;
   }
 };
 
@@ -73,10 +75,14 @@ template <class T>
 void gemm_raw(bool ta, bool tb, int m, int n, int k, T alpha, const T* a, int lda, const T* b, int ldb, T beta, T* c,
               int ldc, const T* bias, const Tensor& on, const char* name, bool relu = false) {
   auto go = [&](auto pr) { igemm::run<T>(pr, m, n, k, on, name); };
-  if (!ta && !tb) go(GemmProblem<T, false, false>{a, b, c, bias, lda, ldb, ldc, alpha, beta, relu});
-  else if (!ta && tb) go(GemmProblem<T, false, true>{a, b, c, bias, lda, ldb, ldc, alpha, beta, relu});
-  else if (ta && !tb) go(GemmProblem<T, true, false>{a, b, c, bias, lda, ldb, ldc, alpha, beta, relu});
-  else go(GemmProblem<T, true, true>{a, b, c, bias, lda, ldb, ldc, alpha, beta, relu});
+  if (!ta && !tb)
+    go(GemmProblem<T, false, false>{a, b, c, bias, lda, ldb, ldc, alpha, beta, relu});
+  else if (!ta && tb)
+    go(GemmProblem<T, false, true>{a, b, c, bias, lda, ldb, ldc, alpha, beta, relu});
+  else if (ta && !tb)
+    go(GemmProblem<T, true, false>{a, b, c, bias, lda, ldb, ldc, alpha, beta, relu});
+  else
+    go(GemmProblem<T, true, true>{a, b, c, bias, lda, ldb, ldc, alpha, beta, relu});
 }
 
 void check_matrix(const Tensor& t, const char* op, const char* what) {
@@ -181,7 +187,8 @@ void debug_force_mma_plan(int cfg, int slices) {
 }
 
 void debug_force_gemm_plan(int cfg, int slices) {
-  SL_CHECK(cfg >= -1 && cfg < igemm::kNumCfgs && slices >= 0, ValueError, "debug_force_gemm_plan: cfg ", cfg, ", slices ", slices);
+  SL_CHECK(cfg >= -1 && cfg < igemm::kNumCfgs && slices >= 0, ValueError, "debug_force_gemm_plan: cfg ", cfg,
+           ", slices ", slices);
   igemm::g_forced_cfg = cfg;
   igemm::g_forced_slices = slices;
 }

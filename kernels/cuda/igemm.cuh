@@ -24,9 +24,9 @@
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
-#include <utility>
 #include <string>
 #include <type_traits>
+#include <utility>
 
 #include "kernels/cuda/common.cuh"
 
@@ -52,7 +52,10 @@ __device__ __forceinline__ void ld4(const T* s, T* d) {
 template <>
 __device__ __forceinline__ void ld4<float>(const float* s, float* d) {
   float4 v = *reinterpret_cast<const float4*>(s);
-  d[0] = v.x; d[1] = v.y; d[2] = v.z; d[3] = v.w;
+  d[0] = v.x;
+  d[1] = v.y;
+  d[2] = v.z;
+  d[3] = v.w;
 }
 
 // Staged B (a problem with kStagedB = true, see igemm_mma.cuh): the thread's column is described once (b_col), each
@@ -98,13 +101,23 @@ struct is_staged_b<P, std::void_t<decltype(P::kStagedB)>> : std::bool_constant<P
 // problem derives from it (an image position, say) is computed once per thread, outside the K loop.
 template <class P, int BM, int BK, int NT>
 __device__ __forceinline__ void a_slot(int tid, int j, int& mm, int& kk) {
-  if constexpr (P::kAContigK) { mm = tid / BK + j * (NT / BK); kk = tid % BK; }
-  else { kk = tid / BM + j * (NT / BM); mm = tid % BM; }
+  if constexpr (P::kAContigK) {
+    mm = tid / BK + j * (NT / BK);
+    kk = tid % BK;
+  } else {
+    kk = tid / BM + j * (NT / BM);
+    mm = tid % BM;
+  }
 }
 template <class P, int BN, int BK, int NT>
 __device__ __forceinline__ void b_slot(int tid, int j, int& kk, int& nn) {
-  if constexpr (P::kBContigN) { kk = tid / BN + j * (NT / BN); nn = tid % BN; }
-  else { nn = tid / BK + j * (NT / BK); kk = tid % BK; }
+  if constexpr (P::kBContigN) {
+    kk = tid / BN + j * (NT / BN);
+    nn = tid % BN;
+  } else {
+    nn = tid / BK + j * (NT / BK);
+    kk = tid % BK;
+  }
 }
 
 // A thread's staged-loader state, set up once before the K loop (both engines, the same element -> thread map):
@@ -157,7 +170,7 @@ template <class T, class C, class P>
 __device__ __forceinline__ void igemm_tile(const P& p, int M, int N, int K, int kbeg, int kend, T* ws) {
   constexpr int BM = C::BM, BN = C::BN, BK = C::BK, TM = C::TM, TN = C::TN, NT = C::NT, PAD = C::PAD;
   constexpr int A_PER = BM * BK / NT, B_PER = BN * BK / NT;
-  constexpr int TX = BN / TN;            // threads along n
+  constexpr int TX = BN / TN;              // threads along n
   constexpr int MG = TM / 4, NG = TN / 4;  // row / column groups of 4 per thread
   constexpr int MSTEP = BM / MG, NSTEP = BN / NG;
   __shared__ __align__(16) T As[2][BK][BM + PAD];
@@ -284,8 +297,10 @@ __device__ __forceinline__ void igemm_tile(const P& p, int M, int N, int K, int 
     for (int j = 0; j < TN; ++j) {
       const int n = n0 + (j / 4) * NSTEP + tx * 4 + (j % 4);
       if (n >= N) continue;
-      if (ws) ws[(int64_t(blockIdx.z) * M + m) * N + n] = acc[i][j];
-      else p.store(m, n, acc[i][j]);
+      if (ws)
+        ws[(int64_t(blockIdx.z) * M + m) * N + n] = acc[i][j];
+      else
+        p.store(m, n, acc[i][j]);
     }
   }
 }
@@ -341,16 +356,16 @@ void launch_splitk_finish(const P& p, int M, int N, int slices, const T* ws, Dev
 
 // ---- the configurations and the choice between them ---------------------------------------------------------
 //           BM   BN  BK TM TN MINB    threads
-using Big = Cfg<128, 128, 8, 8, 8, 2>;      // 256   <= 128 registers (a few hoisted addresses spill)
-using Wide = Cfg<64, 128, 8, 8, 8, 3>;      // 128   M around 64 (conv channels); <= 168 registers
-using Small = Cfg<64, 64, 8, 4, 4, 4>;      // 256   more, smaller tiles
-using Thin = Cfg<32, 128, 8, 4, 8, 4>;      // 128   M <= 32 (small channel counts, small batches)
-using Narrow = Cfg<64, 32, 8, 4, 4, 4>;     // 128   N <= 32 (weight gradients of thin layers)
-using Big16 = Cfg<128, 128, 16, 8, 8, 2>;   // 256   Big with twice the K per step (half the barriers)
-using Wide16 = Cfg<64, 128, 16, 8, 8, 2>;   // 128
-using Long = Cfg<64, 256, 8, 8, 8, 2>;      // 256   M around 64 with Big's 8x8 thread tile (conv12's 64 channels)
-using Small32 = Cfg<64, 64, 32, 4, 4, 2>;   // 256   Small with K steps of 32: short-K GEMMs with large outputs
-using SmallF64 = Cfg<64, 64, 8, 4, 4, 2>;   // the float64 path (Small's tile)
+using Big = Cfg<128, 128, 8, 8, 8, 2>;     // 256   <= 128 registers (a few hoisted addresses spill)
+using Wide = Cfg<64, 128, 8, 8, 8, 3>;     // 128   M around 64 (conv channels); <= 168 registers
+using Small = Cfg<64, 64, 8, 4, 4, 4>;     // 256   more, smaller tiles
+using Thin = Cfg<32, 128, 8, 4, 8, 4>;     // 128   M <= 32 (small channel counts, small batches)
+using Narrow = Cfg<64, 32, 8, 4, 4, 4>;    // 128   N <= 32 (weight gradients of thin layers)
+using Big16 = Cfg<128, 128, 16, 8, 8, 2>;  // 256   Big with twice the K per step (half the barriers)
+using Wide16 = Cfg<64, 128, 16, 8, 8, 2>;  // 128
+using Long = Cfg<64, 256, 8, 8, 8, 2>;     // 256   M around 64 with Big's 8x8 thread tile (conv12's 64 channels)
+using Small32 = Cfg<64, 64, 32, 4, 4, 2>;  // 256   Small with K steps of 32: short-K GEMMs with large outputs
+using SmallF64 = Cfg<64, 64, 8, 4, 4, 2>;  // the float64 path (Small's tile)
 constexpr int kNumCfgs = 9, kSmallCfg = 2;
 static_assert(kNumCfgs == kGemmConfigs, "kernels/cuda/cuda.h lists as many configurations");
 
@@ -378,7 +393,7 @@ inline void env_plan(int& cfg, int& slices) {
 
 struct CfgInfo {
   int bm, bn, bk;
-  double rate;  // measured throughput of an SM running this configuration (relative units; H200, see NOTES.md)
+  double rate;        // measured throughput of an SM running this configuration (relative units; H200, see NOTES.md)
   int threads, minb;  // threads per block; blocks per SM at which `rate` was measured
   int min_k = 0;      // the cost model leaves the configuration out for shorter K,
   int max_k = 0;      // for longer K (0: no limit)
@@ -389,10 +404,15 @@ struct CfgInfo {
 // K with large outputs, where 8-deep steps leave each step waiting on its loads: CIFAR fc1's weight gradient
 // (512 x 2048, K = 128) 15.5 us on Small, 13.4 on Small32 (rate 2.36 x 15.5 / 13.4); measured elsewhere it loses
 // (fc1 backward-data, K = 512, unsplit: 29.9 against 19.3 us).
-inline constexpr CfgInfo kCfgs[kNumCfgs] = {
-    {128, 128, 8, 3.2, 256, 2}, {64, 128, 8, 2.3, 128, 3},   {64, 64, 8, 2.36, 256, 4},  {32, 128, 8, 1.8, 128, 4},
-    {64, 32, 8, 2.2, 128, 4},   {128, 128, 16, 3.25, 256, 2}, {64, 128, 16, 2.3, 128, 2},
-    {64, 256, 8, 3.0, 256, 2, 128}, {64, 64, 32, 2.73, 256, 2, 64, 512, int64_t(1) << 18, false}};
+inline constexpr CfgInfo kCfgs[kNumCfgs] = {{128, 128, 8, 3.2, 256, 2},
+                                            {64, 128, 8, 2.3, 128, 3},
+                                            {64, 64, 8, 2.36, 256, 4},
+                                            {32, 128, 8, 1.8, 128, 4},
+                                            {64, 32, 8, 2.2, 128, 4},
+                                            {128, 128, 16, 3.25, 256, 2},
+                                            {64, 128, 16, 2.3, 128, 2},
+                                            {64, 256, 8, 3.0, 256, 2, 128},
+                                            {64, 64, 32, 2.73, 256, 2, 64, 512, int64_t(1) << 18, false}};
 
 // An SM reaches its rate only with enough warps to hide latency (~16, i.e. 512 threads); fewer resident
 // threads run proportionally slower. Relative to the occupancy at which the rate was measured.
@@ -500,15 +520,24 @@ void run(const P& p, int M, int N, int K, const Tensor& on, const char* name) {
                        is_staged_b<P>::value || is_staged_k<P>::value);
   if constexpr (f32) {
     switch (pl.cfg) {
-      case 0: return launch_cfg<T, Big>(p, M, N, K, pl, on, s, name);
-      case 1: return launch_cfg<T, Wide>(p, M, N, K, pl, on, s, name);
-      case 3: return launch_cfg<T, Thin>(p, M, N, K, pl, on, s, name);
-      case 4: return launch_cfg<T, Narrow>(p, M, N, K, pl, on, s, name);
-      case 5: return launch_cfg<T, Big16>(p, M, N, K, pl, on, s, name);
-      case 6: return launch_cfg<T, Wide16>(p, M, N, K, pl, on, s, name);
-      case 7: return launch_cfg<T, Long>(p, M, N, K, pl, on, s, name);
-      case 8: return launch_cfg<T, Small32>(p, M, N, K, pl, on, s, name);
-      default: return launch_cfg<T, Small>(p, M, N, K, pl, on, s, name);
+      case 0:
+        return launch_cfg<T, Big>(p, M, N, K, pl, on, s, name);
+      case 1:
+        return launch_cfg<T, Wide>(p, M, N, K, pl, on, s, name);
+      case 3:
+        return launch_cfg<T, Thin>(p, M, N, K, pl, on, s, name);
+      case 4:
+        return launch_cfg<T, Narrow>(p, M, N, K, pl, on, s, name);
+      case 5:
+        return launch_cfg<T, Big16>(p, M, N, K, pl, on, s, name);
+      case 6:
+        return launch_cfg<T, Wide16>(p, M, N, K, pl, on, s, name);
+      case 7:
+        return launch_cfg<T, Long>(p, M, N, K, pl, on, s, name);
+      case 8:
+        return launch_cfg<T, Small32>(p, M, N, K, pl, on, s, name);
+      default:
+        return launch_cfg<T, Small>(p, M, N, K, pl, on, s, name);
     }
   } else {
     launch_cfg<T, SmallF64>(p, M, N, K, pl, on, s, name);
@@ -528,15 +557,24 @@ void run_batched(const P& p, int batches, int M, int N, int K, const Tensor& on,
   if (only < 0) only = cfg;
   const Plan pl = plan(M, N, K, cuda_rt::sm_count(on.device()), only, 1, batches);
   switch (pl.cfg) {
-    case 0: return launch_cfg<float, Big>(p, M, N, K, pl, on, s, name, batches);
-    case 1: return launch_cfg<float, Wide>(p, M, N, K, pl, on, s, name, batches);
-    case 3: return launch_cfg<float, Thin>(p, M, N, K, pl, on, s, name, batches);
-    case 4: return launch_cfg<float, Narrow>(p, M, N, K, pl, on, s, name, batches);
-    case 5: return launch_cfg<float, Big16>(p, M, N, K, pl, on, s, name, batches);
-    case 6: return launch_cfg<float, Wide16>(p, M, N, K, pl, on, s, name, batches);
-    case 7: return launch_cfg<float, Long>(p, M, N, K, pl, on, s, name, batches);
-    case 8: return launch_cfg<float, Small32>(p, M, N, K, pl, on, s, name, batches);
-    default: return launch_cfg<float, Small>(p, M, N, K, pl, on, s, name, batches);
+    case 0:
+      return launch_cfg<float, Big>(p, M, N, K, pl, on, s, name, batches);
+    case 1:
+      return launch_cfg<float, Wide>(p, M, N, K, pl, on, s, name, batches);
+    case 3:
+      return launch_cfg<float, Thin>(p, M, N, K, pl, on, s, name, batches);
+    case 4:
+      return launch_cfg<float, Narrow>(p, M, N, K, pl, on, s, name, batches);
+    case 5:
+      return launch_cfg<float, Big16>(p, M, N, K, pl, on, s, name, batches);
+    case 6:
+      return launch_cfg<float, Wide16>(p, M, N, K, pl, on, s, name, batches);
+    case 7:
+      return launch_cfg<float, Long>(p, M, N, K, pl, on, s, name, batches);
+    case 8:
+      return launch_cfg<float, Small32>(p, M, N, K, pl, on, s, name, batches);
+    default:
+      return launch_cfg<float, Small>(p, M, N, K, pl, on, s, name, batches);
   }
 }
 

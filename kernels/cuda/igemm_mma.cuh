@@ -41,8 +41,8 @@ struct MmaCfg {
 };
 
 //                         BM   BN  WM WN STAGES MINB   threads  warp tile
-using MmaBig = MmaCfg<128, 128, 2, 4, 4, 2>;   //  256      64 x 32
-using MmaWide = MmaCfg<64, 128, 2, 2, 4, 2>;   //  128      32 x 64   (M around 64)
+using MmaBig = MmaCfg<128, 128, 2, 4, 4, 2>;  //  256      64 x 32
+using MmaWide = MmaCfg<64, 128, 2, 2, 4, 2>;  //  128      32 x 64   (M around 64)
 
 __device__ __forceinline__ uint32_t to_tf32(float x) {
   uint32_t r;
@@ -65,12 +65,14 @@ __device__ __forceinline__ void cp_async4(float* dst, const float* src, bool ok)
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N>
-__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
 
 // kSplit: 1 = tf32, 3 = 3xtf32. ws as in igemm_kernel (split-K partial tiles, or null: store through p.store).
 template <class C, class P, int kSplit>
-__global__ void __launch_bounds__(C::NT, C::MINB) igemm_mma_kernel(const P p, int M, int N, int K, int kchunk,
-                                                                   float* ws) {
+__global__ void __launch_bounds__(C::NT, C::MINB)
+    igemm_mma_kernel(const P p, int M, int N, int K, int kchunk, float* ws) {
   constexpr int BM = C::BM, BN = C::BN, BK = C::BK, NT = C::NT, LDA = C::LDA, LDB = C::LDB;
   constexpr int MI = C::MI, NI = C::NI, STAGES = C::STAGES;
   constexpr int A_PER = BM * BK / NT, B_PER = BN * BK / NT;
@@ -230,8 +232,10 @@ __global__ void __launch_bounds__(C::NT, C::MINB) igemm_mma_kernel(const P p, in
           const int n = n0 + wn * C::WTN + j * 8 + 2 * t + e;
           if (n >= N) continue;
           const float v = acc[i][j][2 * h + e];
-          if (ws) ws[(int64_t(blockIdx.z) * M + m) * N + n] = v;
-          else p.store(m, n, v);
+          if (ws)
+            ws[(int64_t(blockIdx.z) * M + m) * N + n] = v;
+          else
+            p.store(m, n, v);
         }
       }
     }
@@ -247,7 +251,9 @@ struct MmaPlan {
   int kchunk = 0;
 };
 inline MmaPlan mma_plan(int M, int N, int K, int sms) {
-  struct Opt { int bm, bn, per_sm; };
+  struct Opt {
+    int bm, bn, per_sm;
+  };
   const Opt opts[2] = {{MmaBig::BM, MmaBig::BN, 2}, {MmaWide::BM, MmaWide::BN, 4}};
   constexpr int BK = 16;
   MmaPlan best;
@@ -316,11 +322,15 @@ void run_mma(const P& p, int M, int N, int K, const Tensor& on, const char* name
   MmaPlan pl = mma_plan(M, N, K, cuda_rt::sm_count(on.device()));
   if (g_forced_mma_cfg >= 0) pl = mma_plan_forced(K, g_forced_mma_cfg, g_forced_mma_slices);
   if (pl.cfg == 0) {
-    if (split == 3) launch_mma_cfg<MmaBig, P, 3>(p, M, N, K, pl, on, s, name);
-    else launch_mma_cfg<MmaBig, P, 1>(p, M, N, K, pl, on, s, name);
+    if (split == 3)
+      launch_mma_cfg<MmaBig, P, 3>(p, M, N, K, pl, on, s, name);
+    else
+      launch_mma_cfg<MmaBig, P, 1>(p, M, N, K, pl, on, s, name);
   } else {
-    if (split == 3) launch_mma_cfg<MmaWide, P, 3>(p, M, N, K, pl, on, s, name);
-    else launch_mma_cfg<MmaWide, P, 1>(p, M, N, K, pl, on, s, name);
+    if (split == 3)
+      launch_mma_cfg<MmaWide, P, 3>(p, M, N, K, pl, on, s, name);
+    else
+      launch_mma_cfg<MmaWide, P, 1>(p, M, N, K, pl, on, s, name);
   }
 }
 

@@ -77,12 +77,13 @@ void mse_forward_t(const Tensor& a, const Tensor& b, Tensor& out, double weight)
   T* o = out.data<T>();
   int64_t n = a.numel();
   double inv = n ? weight / double(n) : 0.0;
-  reduce_sum(a, n, "mse_forward",
-             [=] __device__(int64_t i) {
-               double d = double(pa[i]) - double(pb[i]);
-               return d * d;
-             },
-             [=] __device__(double s) { o[0] = T(s * inv); });
+  reduce_sum(
+      a, n, "mse_forward",
+      [=] __device__(int64_t i) {
+        double d = double(pa[i]) - double(pb[i]);
+        return d * d;
+      },
+      [=] __device__(double s) { o[0] = T(s * inv); });
 }
 
 template <class T>
@@ -109,8 +110,9 @@ void cross_entropy_forward_t(const Tensor& logits, const Tensor& labels, Tensor&
       logits.data<T>(), labels.data<int32_t>(), probs.data<T>(), rl, rows, cols);
   SL_CUDA_LAUNCH("cross_entropy_forward");
   double inv = 1.0 / double(rows);
-  reduce_sum(logits, rows, "cross_entropy_forward", [=] __device__(int64_t i) { return rl[i]; },
-             [=] __device__(double s) { out[0] = T(s * inv); });
+  reduce_sum(
+      logits, rows, "cross_entropy_forward", [=] __device__(int64_t i) { return rl[i]; },
+      [=] __device__(double s) { out[0] = T(s * inv); });
 }
 
 template <class T>
@@ -130,16 +132,16 @@ void cross_entropy_backward_t(const Tensor& probs, const Tensor& labels, const T
 template <class T>
 void softmax_forward_t(const Tensor& x, Tensor& y) {
   const int64_t cols = x.size(-1), rows = x.numel() / cols;
-  softmax_forward_kernel<T><<<row_blocks(rows), kRowWarps * 32, 0, stream_of(x)>>>(x.data<T>(), y.data<T>(), rows,
-                                                                                   int(cols));
+  softmax_forward_kernel<T>
+      <<<row_blocks(rows), kRowWarps * 32, 0, stream_of(x)>>>(x.data<T>(), y.data<T>(), rows, int(cols));
   SL_CUDA_LAUNCH("softmax_forward");
 }
 
 template <class T>
 void softmax_backward_t(const Tensor& y, const Tensor& gy, Tensor& gx) {
   const int64_t cols = y.size(-1), rows = y.numel() / cols;
-  softmax_backward_kernel<T><<<row_blocks(rows), kRowWarps * 32, 0, stream_of(y)>>>(y.data<T>(), gy.data<T>(),
-                                                                                    gx.data<T>(), rows, int(cols));
+  softmax_backward_kernel<T>
+      <<<row_blocks(rows), kRowWarps * 32, 0, stream_of(y)>>>(y.data<T>(), gy.data<T>(), gx.data<T>(), rows, int(cols));
   SL_CUDA_LAUNCH("softmax_backward");
 }
 
@@ -154,19 +156,20 @@ void tv_forward_t(const Tensor& x, double beta, double eps, Tensor& out, double 
   check_int32(x.numel(), "tv_forward");
   // 32-bit divisions by multiplication: a 64-bit division per element would dominate the kernel
   const FastDiv d_hw(uint32_t(std::max<int64_t>(hw, 1))), d_w(uint32_t(std::max<int64_t>(w, 1)));
-  reduce_sum(x, x.numel(), "tv_forward",
-             [=] __device__(int64_t i) {
-               uint32_t q, r, a, b;
-               d_hw.divmod(uint32_t(i), q, r);
-               d_w.divmod(r, a, b);
-               double v = double(px[i]);
-               double dh = a + 1 < h ? double(px[i + w]) - v : 0.0;
-               double dw = b + 1 < w ? double(px[i + 1]) - v : 0.0;
-               if (squared) return dh * dh * inv_h + dw * dw * inv_w;
-               if (a + 1 < h && b + 1 < w) return pow(dh * dh + dw * dw + eps, beta / 2);
-               return 0.0;
-             },
-             [=] __device__(double s) { o[0] = T(s * inv_n); });
+  reduce_sum(
+      x, x.numel(), "tv_forward",
+      [=] __device__(int64_t i) {
+        uint32_t q, r, a, b;
+        d_hw.divmod(uint32_t(i), q, r);
+        d_w.divmod(r, a, b);
+        double v = double(px[i]);
+        double dh = a + 1 < h ? double(px[i + w]) - v : 0.0;
+        double dw = b + 1 < w ? double(px[i + 1]) - v : 0.0;
+        if (squared) return dh * dh * inv_h + dw * dw * inv_w;
+        if (a + 1 < h && b + 1 < w) return pow(dh * dh + dw * dw + eps, beta / 2);
+        return 0.0;
+      },
+      [=] __device__(double s) { o[0] = T(s * inv_n); });
 }
 
 template <class T>
@@ -225,7 +228,6 @@ void mse_backward(const Tensor& a, const Tensor& b, const Tensor& gout, Tensor& 
   SL_CUDA_DISPATCH(a, "mse_backward", mse_backward_t, a, b, gout, ga, weight);
 }
 
-
 void cross_entropy_forward(const Tensor& logits, const Tensor& labels, Tensor& loss, Tensor& probs) {
   SL_CUDA_DISPATCH(logits, "cross_entropy", cross_entropy_forward_t, logits, labels, loss, probs);
 }
@@ -234,9 +236,7 @@ void cross_entropy_backward(const Tensor& probs, const Tensor& labels, const Ten
   SL_CUDA_DISPATCH(probs, "cross_entropy_backward", cross_entropy_backward_t, probs, labels, gout, glogits);
 }
 
-void softmax_forward(const Tensor& x, Tensor& y) {
-  SL_CUDA_DISPATCH(x, "softmax", softmax_forward_t, x, y);
-}
+void softmax_forward(const Tensor& x, Tensor& y) { SL_CUDA_DISPATCH(x, "softmax", softmax_forward_t, x, y); }
 
 void softmax_backward(const Tensor& y, const Tensor& gy, Tensor& gx) {
   SL_CUDA_DISPATCH(y, "softmax_backward", softmax_backward_t, y, gy, gx);

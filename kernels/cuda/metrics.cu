@@ -33,10 +33,9 @@ __global__ void __launch_bounds__(256) accumulate_metrics_kernel(const T* loss, 
 template <class T>
 void accumulate_metrics_t(const Tensor& loss, const Tensor& logits, const Tensor& labels, Tensor& totals) {
   const int rows = int(logits.size(0)), cols = int(logits.size(1));
-  accumulate_metrics_kernel<T><<<1, 256, 0, stream_of(logits)>>>(loss.data<T>(), logits.data<T>(),
-                                                                  labels.data<int32_t>(), rows, cols,
-                                                                  totals.data<double>(),
-                                                                  totals.numel() >= 5 ? int(totals.numel() - 4) : 0);
+  accumulate_metrics_kernel<T>
+      <<<1, 256, 0, stream_of(logits)>>>(loss.data<T>(), logits.data<T>(), labels.data<int32_t>(), rows, cols,
+                                         totals.data<double>(), totals.numel() >= 5 ? int(totals.numel() - 4) : 0);
   SL_CUDA_LAUNCH("accumulate_metrics");
 }
 }  // namespace

@@ -79,15 +79,17 @@ __device__ __forceinline__ int find_tensor(const TensorTable<T>& tt, int b) {
   int lo = 0, hi = tt.count - 1;  // last t with first_block[t] <= b
   while (lo < hi) {
     int mid = (lo + hi + 1) >> 1;
-    if (tt.first_block[mid] <= b) lo = mid;
-    else hi = mid - 1;
+    if (tt.first_block[mid] <= b)
+      lo = mid;
+    else
+      hi = mid - 1;
   }
   return lo;
 }
 
 template <class T>
-__global__ void __launch_bounds__(kMtThreads) sgd_multi_kernel(const __grid_constant__ TensorTable<T> tt, SgdArgs a,
-                                                               bool first) {
+__global__ void __launch_bounds__(kMtThreads)
+    sgd_multi_kernel(const __grid_constant__ TensorTable<T> tt, SgdArgs a, bool first) {
   const int t = find_tensor(tt, blockIdx.x);
   const int64_t base = int64_t(blockIdx.x - tt.first_block[t]) * kMtChunk;
   const int64_t end = min(tt.n[t], base + kMtChunk);
@@ -132,7 +134,8 @@ __device__ __forceinline__ void adam_chunk(const TensorTable<T>& tt, int t, Read
 }
 
 template <class T>
-__global__ void __launch_bounds__(kMtThreads) adam_multi_kernel(const __grid_constant__ TensorTable<T> tt, AdamConst c) {
+__global__ void __launch_bounds__(kMtThreads)
+    adam_multi_kernel(const __grid_constant__ TensorTable<T> tt, AdamConst c) {
   adam_chunk(tt, find_tensor(tt, blockIdx.x), [&] { return c; });
 }
 
@@ -146,9 +149,9 @@ struct AdamDevConst {
   double log_beta1, log_beta2;  // log(beta) from the host: 1 - beta^t = -expm1(t log beta), no pow() per block
 };
 template <class T>
-__global__ void __launch_bounds__(kMtThreads) adam_multi_device_kernel(const __grid_constant__ TensorTable<T> tt,
-                                                                       AdamDevConst d, const double* lr,
-                                                                       unsigned* ticket) {
+__global__ void __launch_bounds__(kMtThreads)
+    adam_multi_device_kernel(const __grid_constant__ TensorTable<T> tt, AdamDevConst d, const double* lr,
+                             unsigned* ticket) {
   const int t = find_tensor(tt, blockIdx.x);
   __shared__ double s_step_size, s_bc2_sqrt;
   adam_chunk(tt, t, [&] {
@@ -196,8 +199,8 @@ void for_tensor_groups(const std::vector<Tensor>& params, const std::vector<Tens
     for (int k = 0; k < count; ++k) {
       size_t i = start + size_t(k);
       const Tensor& p = params[i];
-      SL_CHECK(p.device().is_cuda() && p.device() == params[0].device(), ValueError, op,
-               ": every tensor must be on ", params[0].device().str());
+      SL_CHECK(p.device().is_cuda() && p.device() == params[0].device(), ValueError, op, ": every tensor must be on ",
+               params[0].device().str());
       SL_CHECK(grads[i].numel() == p.numel(), ShapeError, op, ": grad ", i, " has ", grads[i].numel(),
                " elements, param ", p.numel());
       if (p.numel() == 0) continue;
@@ -231,15 +234,14 @@ void sgd_step_t(Tensor& param, const Tensor& grad, Tensor& buf, const SgdArgs& a
 
 template <class T>
 void adam_step_t(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, Tensor& vmax, const AdamArgs& a,
-               int64_t step) {
+                 int64_t step) {
   T* p = param.data<T>();
   const T* g = grad.data<T>();
   T* pm = m.data<T>();
   T* pv = v.data<T>();
   T* pvm = a.amsgrad ? vmax.data<T>() : nullptr;
   AdamConst c = adam_const(a, step);
-  for_each(param, param.numel(), "adam_step",
-           [=] __device__(int64_t i) { adam_elem(p, g, pm, pv, pvm, i, c); });
+  for_each(param, param.numel(), "adam_step", [=] __device__(int64_t i) { adam_elem(p, g, pm, pv, pvm, i, c); });
 }
 }  // namespace
 
@@ -247,8 +249,7 @@ void sgd_step(Tensor& param, const Tensor& grad, Tensor& buf, const SgdArgs& a, 
   SL_CUDA_DISPATCH(param, "sgd_step", sgd_step_t, param, grad, buf, a, first_step);
 }
 
-void adam_step(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, Tensor& vmax, const AdamArgs& a,
-               int64_t step) {
+void adam_step(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, Tensor& vmax, const AdamArgs& a, int64_t step) {
   SL_CUDA_DISPATCH(param, "adam_step", adam_step_t, param, grad, m, v, vmax, a, step);
 }
 
@@ -258,8 +259,8 @@ void sgd_step_multi(const std::vector<Tensor>& params, const std::vector<Tensor>
   std::vector<Tensor> none;
   const std::vector<Tensor>& bufs = a.momentum != 0 ? momentum_bufs : none;
   if (a.momentum != 0)
-    SL_CHECK(bufs.size() == params.size(), ShapeError, "sgd_step_multi: ", params.size(), " params but ",
-             bufs.size(), " momentum buffers");
+    SL_CHECK(bufs.size() == params.size(), ShapeError, "sgd_step_multi: ", params.size(), " params but ", bufs.size(),
+             " momentum buffers");
   dispatch_float(params[0], "sgd_step_multi", [&](auto t) {
     using T = decltype(t);
     cudaStream_t s = stream_of(params[0]);
@@ -270,9 +271,8 @@ void sgd_step_multi(const std::vector<Tensor>& params, const std::vector<Tensor>
   });
 }
 
-void adam_step_multi(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
-                     const std::vector<Tensor>& m, const std::vector<Tensor>& v, const std::vector<Tensor>& vmax,
-                     const AdamArgs& a, int64_t step) {
+void adam_step_multi(const std::vector<Tensor>& params, const std::vector<Tensor>& grads, const std::vector<Tensor>& m,
+                     const std::vector<Tensor>& v, const std::vector<Tensor>& vmax, const AdamArgs& a, int64_t step) {
   if (params.empty()) return;
   SL_CHECK(m.size() == params.size() && v.size() == params.size(), ShapeError, "adam_step_multi: ", params.size(),
            " params but ", m.size(), " m and ", v.size(), " v buffers");
@@ -293,9 +293,9 @@ void adam_step_multi(const std::vector<Tensor>& params, const std::vector<Tensor
 }
 
 void adam_step_multi_device(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
-                            const std::vector<Tensor>& m, const std::vector<Tensor>& v,
-                            const std::vector<Tensor>& vmax, const AdamArgs& a, const Tensor& lr,
-                            const Tensor& steps, const std::vector<int>& slots, const Tensor& ticket) {
+                            const std::vector<Tensor>& m, const std::vector<Tensor>& v, const std::vector<Tensor>& vmax,
+                            const AdamArgs& a, const Tensor& lr, const Tensor& steps, const std::vector<int>& slots,
+                            const Tensor& ticket) {
   if (params.empty()) return;
   const char* op = "adam_step_multi_device";
   SL_CHECK(m.size() == params.size() && v.size() == params.size() && slots.size() == params.size(), ShapeError, op,

@@ -16,9 +16,8 @@ constexpr int kMultiTensorMax = 48;
 void sgd_step_multi(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
                     const std::vector<Tensor>& momentum_bufs, const SgdArgs& a, bool first_step);
 
-void adam_step_multi(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
-                     const std::vector<Tensor>& m, const std::vector<Tensor>& v, const std::vector<Tensor>& vmax,
-                     const AdamArgs& a, int64_t step);
+void adam_step_multi(const std::vector<Tensor>& params, const std::vector<Tensor>& grads, const std::vector<Tensor>& m,
+                     const std::vector<Tensor>& v, const std::vector<Tensor>& vmax, const AdamArgs& a, int64_t step);
 
 // Adam whose learning rate and step counts live in device memory, so that one recorded launch stays right when
 // it is replayed from a CUDA graph (nn/graph_step.h): lr is float64 [1] (a.lr is ignored); tensor i's step count
@@ -26,8 +25,8 @@ void adam_step_multi(const std::vector<Tensor>& params, const std::vector<Tensor
 // corrections 1 - beta^t in the kernel, and its last block writes the incremented counts back. ticket is int32
 // [1], zero between launches (the launch leaves it zero), owned by the caller. Same per-element math as adam_step.
 void adam_step_multi_device(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
-                            const std::vector<Tensor>& m, const std::vector<Tensor>& v,
-                            const std::vector<Tensor>& vmax, const AdamArgs& a, const Tensor& lr,
-                            const Tensor& steps, const std::vector<int>& slots, const Tensor& ticket);
+                            const std::vector<Tensor>& m, const std::vector<Tensor>& v, const std::vector<Tensor>& vmax,
+                            const AdamArgs& a, const Tensor& lr, const Tensor& steps, const std::vector<int>& slots,
+                            const Tensor& ticket);
 
 }  // namespace sl::cuda

@@ -10,8 +10,8 @@ namespace sl::cuda {
 
 namespace {
 template <class T>
-__global__ void max_pool_forward_kernel(const T* x, T* y, int32_t* idx, int planes, int H, int W, int OH, int OW,
-                                        int k, int stride, FastDiv d_ohw, FastDiv d_ow) {
+__global__ void max_pool_forward_kernel(const T* x, T* y, int32_t* idx, int planes, int H, int W, int OH, int OW, int k,
+                                        int stride, FastDiv d_ohw, FastDiv d_ow) {
   const int64_t total = int64_t(planes) * OH * OW;  // < 2^31 (checked)
   for (int64_t o = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; o < total; o += int64_t(gridDim.x) * blockDim.x) {
     uint32_t plane, r, oh, ow;
@@ -25,7 +25,10 @@ __global__ void max_pool_forward_kernel(const T* x, T* y, int32_t* idx, int plan
       for (int j = 0; j < k; ++j) {
         const int pos = (h0 + i) * W + (w0 + j);
         const T v = xp[pos];
-        if (v > best || (v != v && best == best)) { best = v; bi = pos; }  // a NaN wins, as on the CPU
+        if (v > best || (v != v && best == best)) {
+          best = v;
+          bi = pos;
+        }  // a NaN wins, as on the CPU
       }
     y[o] = best;
     idx[o] = bi;
@@ -119,7 +122,8 @@ __global__ void max_pool_backward_window_kernel(const T* gy, const int32_t* idx,
 }
 
 unsigned grid_for(const Tensor& on, int64_t n) {
-  return unsigned(std::max<int64_t>(1, std::min<int64_t>((n + 255) / 256, int64_t(cuda_rt::sm_count(on.device())) * 16)));
+  return unsigned(
+      std::max<int64_t>(1, std::min<int64_t>((n + 255) / 256, int64_t(cuda_rt::sm_count(on.device())) * 16)));
 }
 
 template <class T>
@@ -128,14 +132,14 @@ void forward_t(const Tensor& x, int k, int stride, Tensor& y, Tensor& idx) {
   SL_CHECK(k > 0 && stride > 0, ValueError, "max_pool2d: kernel ", k, " and stride ", stride, " must be positive");
   const int planes = int(x.size(0) * x.size(1)), H = int(x.size(2)), W = int(x.size(3));
   const int OH = int(y.size(2)), OW = int(y.size(3));
-  SL_CHECK((OH - 1) * stride + k <= H && (OW - 1) * stride + k <= W, ShapeError, "max_pool2d: output ",
-           y.shape().str(), " does not fit input ", x.shape().str());
+  SL_CHECK((OH - 1) * stride + k <= H && (OW - 1) * stride + k <= W, ShapeError, "max_pool2d: output ", y.shape().str(),
+           " does not fit input ", x.shape().str());
   const int64_t total = y.numel();
   if (total == 0) return;
   check_int32(total, "max_pool2d_forward");
-  max_pool_forward_kernel<T><<<grid_for(x, total), 256, 0, stream_of(x)>>>(
-      x.data<T>(), y.data<T>(), idx.data<int32_t>(), planes, H, W, OH, OW, k, stride, FastDiv(uint32_t(OH * OW)),
-      FastDiv(uint32_t(OW)));
+  max_pool_forward_kernel<T>
+      <<<grid_for(x, total), 256, 0, stream_of(x)>>>(x.data<T>(), y.data<T>(), idx.data<int32_t>(), planes, H, W, OH,
+                                                     OW, k, stride, FastDiv(uint32_t(OH * OW)), FastDiv(uint32_t(OW)));
   SL_CUDA_LAUNCH("max_pool2d_forward");
 }
 
@@ -154,9 +158,9 @@ void backward_t(const Tensor& gy, const Tensor& idx, int k, int stride, Tensor& 
     const int OH = int(gy.size(2)), OW = int(gy.size(3));
     // one thread per window (no grid-stride rounds: each thread's loads are its only ones)
     const unsigned blocks = unsigned((gy.numel() + 255) / 256);
-    max_pool_backward_window_kernel<T><<<blocks, 256, 0, s>>>(
-        gy.data<T>(), idx.data<int32_t>(), mask, gx.data<T>(), gy.numel(), k, OW, FastDiv(uint32_t(OH * OW)),
-        FastDiv(uint32_t(OW)));
+    max_pool_backward_window_kernel<T><<<blocks, 256, 0, s>>>(gy.data<T>(), idx.data<int32_t>(), mask, gx.data<T>(),
+                                                              gy.numel(), k, OW, FastDiv(uint32_t(OH * OW)),
+                                                              FastDiv(uint32_t(OW)));
     SL_CUDA_LAUNCH("max_pool2d_backward_window");
     return;
   }
@@ -165,8 +169,7 @@ void backward_t(const Tensor& gy, const Tensor& idx, int k, int stride, Tensor& 
     const int H = int(gx.size(2)), W = int(gx.size(3));
     max_pool_backward_gather_kernel<T><<<grid_for(gx, gx.numel()), 256, 0, s>>>(
         gy.data<T>(), idx.data<int32_t>(), mask, gx.data<T>(), gx.numel(), H, W, int(gy.size(2)), int(gy.size(3)), k,
-        stride,
-        FastDiv(uint32_t(H * W)), FastDiv(uint32_t(W)), FastDiv(uint32_t(stride)));
+        stride, FastDiv(uint32_t(H * W)), FastDiv(uint32_t(W)), FastDiv(uint32_t(stride)));
     SL_CUDA_LAUNCH("max_pool2d_backward_gather");
     return;
   }

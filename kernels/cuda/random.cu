@@ -16,10 +16,18 @@ void fill_t(Tensor& t, const char* op, Dist dist, uint64_t seed, uint64_t offset
     const uint64_t ctr = offset + uint64_t(i);
     double v;
     switch (dist) {
-      case Dist::uniform: v = a + (b - a) * rng_uniform(seed, ctr); break;      // a = lo, b = hi
-      case Dist::normal: v = a + b * rng_normal(seed, ctr); break;              // a = mean, b = std
-      case Dist::laplace: v = a + b * rng_laplace(seed, ctr); break;            // a = loc, b = scale
-      default: v = rng_uniform(seed, ctr) < a ? 0.0 : b; break;                 // a = rate, b = kept value
+      case Dist::uniform:
+        v = a + (b - a) * rng_uniform(seed, ctr);
+        break;  // a = lo, b = hi
+      case Dist::normal:
+        v = a + b * rng_normal(seed, ctr);
+        break;  // a = mean, b = std
+      case Dist::laplace:
+        v = a + b * rng_laplace(seed, ctr);
+        break;  // a = loc, b = scale
+      default:
+        v = rng_uniform(seed, ctr) < a ? 0.0 : b;
+        break;  // a = rate, b = kept value
     }
     p[i] = T(v);
   });

@@ -10,8 +10,9 @@ template <class T>
 void sum_t(const Tensor& x, Tensor& out) {
   const T* p = x.data<T>();
   T* o = out.data<T>();
-  reduce_sum(x, x.numel(), "sum", [=] __device__(int64_t i) { return double(p[i]); },
-             [=] __device__(double s) { o[0] = T(s); });
+  reduce_sum(
+      x, x.numel(), "sum", [=] __device__(int64_t i) { return double(p[i]); },
+      [=] __device__(double s) { o[0] = T(s); });
 }
 
 template <class T>
@@ -27,8 +28,9 @@ void mean_sq_forward_t(const Tensor& x, Tensor& out) {
   T* o = out.data<T>();
   int64_t n = x.numel();
   double inv = n ? 1.0 / double(n) : 0.0;
-  reduce_sum(x, n, "mean_sq_forward", [=] __device__(int64_t i) { return double(p[i]) * double(p[i]); },
-             [=] __device__(double s) { o[0] = T(s * inv); });
+  reduce_sum(
+      x, n, "mean_sq_forward", [=] __device__(int64_t i) { return double(p[i]) * double(p[i]); },
+      [=] __device__(double s) { o[0] = T(s * inv); });
 }
 
 template <class T>
@@ -59,12 +61,18 @@ __global__ void argmax_rows_kernel(const T* x, int32_t* idx, int rows, int cols)
   T best = T(0);
   int bi = -1;  // -1: this lane saw no column
   for (int j = lane; j < cols; j += 32)
-    if (bi < 0 || r[j] > best) { best = r[j]; bi = j; }
+    if (bi < 0 || r[j] > best) {
+      best = r[j];
+      bi = j;
+    }
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) {
     T ob = __shfl_xor_sync(0xffffffffu, best, o);
     int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-    if (oi >= 0 && (bi < 0 || ob > best || (ob == best && oi < bi))) { best = ob; bi = oi; }
+    if (oi >= 0 && (bi < 0 || ob > best || (ob == best && oi < bi))) {
+      best = ob;
+      bi = oi;
+    }
   }
   if (lane == 0) idx[row] = bi;
 }
@@ -74,8 +82,8 @@ void argmax_rows_t(const Tensor& x, Tensor& idx) {
   int rows = int(x.size(0)), cols = int(x.size(1));
   if (rows == 0 || cols == 0) return;
   constexpr int kWarps = 8;
-  argmax_rows_kernel<T><<<(rows + kWarps - 1) / kWarps, kWarps * 32, 0, stream_of(x)>>>(x.data<T>(), idx.data<int32_t>(),
-                                                                                        rows, cols);
+  argmax_rows_kernel<T>
+      <<<(rows + kWarps - 1) / kWarps, kWarps * 32, 0, stream_of(x)>>>(x.data<T>(), idx.data<int32_t>(), rows, cols);
   SL_CUDA_LAUNCH("argmax_rows");
 }
 }  // namespace
