@@ -174,9 +174,9 @@ SplitFiles write_split(const Model& model, const std::vector<std::string>& names
 const SplitPoint& Deployment::split(const std::string& name) const {
   for (auto& s : splits)
     if (s.name == name) return s;
-  std::vector<std::string> served;
-  for (auto& s : splits) served.push_back(s.name);
-  throw ValueError(str(role, " checkpoint has no split '", name, "'; it serves: ", join(served)));
+  std::string served;
+  for (auto& s : splits) served += (served.empty() ? "" : ", ") + s.name;
+  throw ValueError(str(role, " checkpoint has no split '", name, "'; it serves: ", served));
 }
 
 const SplitPoint* Deployment::find_fingerprint(const std::string& fp) const {

@@ -104,15 +104,17 @@ class Runner {
       NoGradGuard ng;
       v = compute_(images_.slice(p.first, p.first + p.rows), p.first);
     }
+    if (v.device().is_cuda()) v = v.to(Device::cpu());  // waits for the device: its time is edge time
+    p.edge_s = seconds(Clock::now() - c0);
     wire::Request req;
     req.split_id = opt_.split_id;
     req.input = v;
     uint64_t id = p.warm ? kWarmupIdBase + uint64_t(p.seq) : uint64_t(p.first);
     Bytes frame = wire::encode_request(id, req);
-    p.edge_s = seconds(Clock::now() - c0);
     p.up = frame.size();
     Clock::time_point at = opt_.link.enabled() ? link_.uplink(frame.size(), Clock::now(), p.seq) : Clock::time_point{};
     SL_CHECK(inflight_.emplace(id, p).second, ValueError, "request id ", id, " used twice");
+    ++awaiting_;
     uplink_.emplace_back(at, std::move(frame));
     release_uplink();
     arm_watchdog();
@@ -156,8 +158,10 @@ class Runner {
     });
   }
 
+  // A read is outstanding exactly while answers are still to come over the socket (none is left behind when the
+  // run ends: the connection can serve the next run).
   void ensure_reading() {
-    if (reading_ || inflight_.empty()) return;
+    if (reading_ || draining_buffer_ || awaiting_ == 0) return;
     m_.make_room();
     reading_ = true;
     m_.read_some([this](const asio::error_code& ec, size_t n) {
@@ -172,7 +176,10 @@ class Runner {
       }
       m_.in.commit(n);
       m_.received += n;
+      // The frames already here first: a read started in between could wait for bytes that never come.
+      draining_buffer_ = true;
       while (auto f = m_.take_frame()) on_frame(std::move(*f));
+      draining_buffer_ = false;
       ensure_reading();
     });
   }
@@ -189,6 +196,8 @@ class Runner {
 
   void on_frame(CloudClient::Incoming&& f) {
     arm_watchdog();
+    if ((f.type == wire::FrameType::Response || f.type == wire::FrameType::Error) && inflight_.count(f.request_id))
+      --awaiting_;
     switch (f.type) {
       case wire::FrameType::Response: {
         Clock::time_point now = Clock::now();
@@ -300,13 +309,13 @@ class Runner {
   const EdgeProgress& progress_;
   asio::steady_timer send_timer_, up_timer_, down_timer_, watchdog_;
   LinkEmulator link_;
-  int64_t n_ = 0, counted_ = 0, total_ = 0, sent_ = 0, answered_ = 0;
+  int64_t n_ = 0, counted_ = 0, total_ = 0, sent_ = 0, answered_ = 0, awaiting_ = 0;
   std::map<uint64_t, Pending> inflight_;
   std::deque<std::pair<Clock::time_point, Bytes>> uplink_;
   std::deque<Bytes> ready_;
   std::vector<Bytes> writing_frames_;
   std::deque<std::pair<Clock::time_point, CloudClient::Incoming>> downlink_;
-  bool stopped_ = false;
+  bool stopped_ = false, draining_buffer_ = false;
   bool writing_ = false, reading_ = false, up_armed_ = false, down_armed_ = false, started_counted_ = false;
   Clock::time_point t0_, t_rate_, t_first_, t_last_;
   EdgeRunResult r_;

@@ -145,6 +145,7 @@ struct CloudServer::Impl {
   std::condition_variable done_cv;
   bool done = false;
   bool started = false;
+  uint16_t port = 0;
 
   Impl(Deployment d, ServerOptions o) : dep(std::move(d)), opt(std::move(o)), log(opt.log) {}
 
@@ -261,6 +262,7 @@ class Session : public SessionBase {
     asio::post(stream_.get_executor(), [self] {
       int64_t t = now_ns();
       if (self->closed_ || (t <= self->read_deadline_.load() && t <= self->write_deadline_.load())) return;
+      if (self->lingering_) return self->close();
       bool writing = t > self->write_deadline_.load();
       self->srv_.st.timeouts.fetch_add(1);
       self->srv_.st.errors[size_t(ErrorCode::Timeout)].fetch_add(1);
@@ -338,6 +340,10 @@ class Session : public SessionBase {
   void on_read(const asio::error_code& ec, size_t n) {
     reading_ = false;
     if (closed_) return;
+    if (lingering_) {  // after a fatal error or BYE: drop what still arrives until the peer closes
+      if (ec) return close();
+      return discard();
+    }
     if (ec) {
       if (in_.has_partial()) {
         srv_.st.dropped_mid_frame.fetch_add(1);
@@ -378,7 +384,7 @@ class Session : public SessionBase {
       if (in_.has_partial()) frame_started_ = now_ns();
       handle(*f, cost);
     }
-    srv_.give(held_buffer_ > 0 ? shrink_buffer() : 0);
+    if (held_buffer_ > 0 && !reading_) srv_.give(shrink_buffer());  // never under a read in progress
   }
 
   int64_t shrink_buffer() {
@@ -552,7 +558,7 @@ class Session : public SessionBase {
     if (!out_.empty()) {
       start_write();
     } else if (close_after_write_) {
-      close();
+      linger();
       return;
     }
     maybe_finish();
@@ -568,6 +574,27 @@ class Session : public SessionBase {
     stop_reading_ = true;
     enqueue(wire::encode_bye(draining_ ? "the server is shutting down; requests not answered were not run" : "goodbye"),
             0, false);
+  }
+
+  // The last frame (an ERROR or BYE) is written: stop sending, and read and drop whatever the peer still sends
+  // until it closes (at most a second). Closing at once would reset the connection while the peer's unread bytes
+  // sit in our buffer, and the reset can destroy the last frame before the peer reads it.
+  void linger() {
+    if (lingering_ || closed_) return;
+    lingering_ = true;
+    asio::error_code ignored;
+    sock().shutdown(tcp::socket::shutdown_send, ignored);
+    read_deadline_ = now_ns() + std::min(ns(1), ns(srv_.opt.io_timeout_s));
+    write_deadline_ = kNever;
+    if (!reading_) discard();
+  }
+
+  void discard() {
+    if (closed_ || reading_) return;
+    reading_ = true;
+    auto self = shared();
+    stream_.async_read_some(asio::buffer(scratch_),
+                            [self](const asio::error_code& ec, size_t n) { self->on_read(ec, n); });
   }
 
   void close() {
@@ -599,7 +626,8 @@ class Session : public SessionBase {
   int inflight_ = 0;         // requests read and not yet answered (written)
   bool hello_ = false, reading_ = false, writing_ = false, closed_ = false, stop_reading_ = false;
   bool close_after_write_ = false, draining_ = false, bye_received_ = false, bye_sent_ = false;
-  bool waiting_budget_ = false;
+  bool waiting_budget_ = false, lingering_ = false;
+  std::array<uint8_t, 4096> scratch_{};
   std::vector<bool> accepted_;  // per split id
   std::string cert_name_;
   int64_t hello_deadline_ = kNever, frame_started_ = 0;
@@ -935,6 +963,7 @@ CloudServer::CloudServer(Deployment cloud, ServerOptions opt) {
   if (!ec) m.acceptor.bind(ep, ec);
   if (!ec) m.acceptor.listen(asio::socket_base::max_listen_connections, ec);
   SL_CHECK(!ec, IoError, "cannot listen on ", endpoint_str(ep), ": ", ec.message());
+  m.port = m.acceptor.local_endpoint().port();
 }
 
 CloudServer::~CloudServer() {
@@ -944,7 +973,7 @@ CloudServer::~CloudServer() {
   }
 }
 
-uint16_t CloudServer::port() const { return impl_->acceptor.local_endpoint().port(); }
+uint16_t CloudServer::port() const { return impl_->port; }
 
 void CloudServer::start() {
   Impl& m = *impl_;

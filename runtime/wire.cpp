@@ -374,7 +374,9 @@ size_t FrameAssembler::shrink() {
 
 uint8_t* FrameAssembler::space() {
   // Move a partial frame to the front when the room behind it is too small for the rest of it.
-  if (begin_ > 0 && (begin_ == end_ || buf_.size() - begin_ < capacity_needed() || space_left() < kHeaderBytes)) {
+  if (begin_ == end_) {
+    begin_ = end_ = 0;
+  } else if (begin_ > 0 && (buf_.size() - begin_ < capacity_needed() || space_left() < kHeaderBytes)) {
     std::memmove(buf_.data(), buf_.data() + begin_, buffered());
     end_ -= begin_;
     begin_ = 0;
@@ -399,8 +401,7 @@ std::optional<FrameView> FrameAssembler::next() {
   size_t total = kHeaderBytes + h.payload_bytes;
   if (buffered() < total) return std::nullopt;
   check_crc(h, p, p + kHeaderBytes);
-  begin_ += total;
-  if (begin_ == end_) begin_ = end_ = 0;  // the data stays in place until the next read
+  begin_ += total;  // nothing moves here: a read may be in progress behind end_
   return FrameView{h, p + kHeaderBytes};
 }
 

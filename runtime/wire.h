@@ -85,7 +85,7 @@ void check_crc(const FrameHeader& h, const uint8_t* header, const uint8_t* paylo
 class FrameBuilder {
  public:
   FrameBuilder(FrameType type, uint64_t request_id, size_t payload_hint = 0);
-  Bytes& payload() { return b_; }  // append to this (after the reserved header)
+  Bytes& payload() { return b_; }  // append the payload to this (it already holds the 24 header bytes)
   Bytes finish();                  // the complete frame
 
  private:
@@ -149,8 +149,9 @@ std::string decode_bye(const uint8_t* p, size_t n);
 
 // ---- a receive buffer that cuts a byte stream into frames ------------------------------------------------
 // Bytes are read into space() and commit()ted; next() returns each complete, CRC-checked frame (a view into the
-// buffer, valid until the next space/commit/next). The buffer grows only for a frame whose header has been
-// validated, and never beyond kHeaderBytes + max_payload.
+// buffer, valid until the next space/reserve/shrink). The buffer grows only for a frame whose header has been
+// validated, and never beyond kHeaderBytes + max_payload. Only space(), reserve() and shrink() move or reallocate
+// the buffer: next() may run while a read into space() is in progress, those three may not.
 struct FrameView {
   FrameHeader header;
   const uint8_t* payload = nullptr;
