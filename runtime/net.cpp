@@ -65,7 +65,8 @@ void common(asio::ssl::context& ctx, const TlsConfig& cfg) {
   SSL_CTX_set_min_proto_version(ctx.native_handle(), TLS1_3_VERSION);
   SSL_CTX_set_max_proto_version(ctx.native_handle(), TLS1_3_VERSION);
   step(str("certificate '", cfg.cert, "'"), [&] { ctx.use_certificate_chain_file(cfg.cert); });
-  step(str("private key '", cfg.key, "'"), [&] { ctx.use_private_key_file(cfg.key, asio::ssl::context::pem); });
+  step(str("private key '", cfg.key, "' (it must belong to certificate '", cfg.cert, "')"),
+       [&] { ctx.use_private_key_file(cfg.key, asio::ssl::context::pem); });
   SL_CHECK(SSL_CTX_check_private_key(ctx.native_handle()) == 1, ValueError, "TLS: private key '", cfg.key,
            "' does not belong to certificate '", cfg.cert, "'");
   step(str("CA certificate '", cfg.ca, "'"), [&] { ctx.load_verify_file(cfg.ca); });

@@ -119,8 +119,9 @@ TEST_CASE("wire: every message round-trips through a FrameAssembler fed byte by 
   wire::FrameAssembler in(1 << 16, 64);
   std::vector<wire::FrameType> types;
   for (uint8_t byte : stream) {
+    uint8_t* dst = in.space();
     REQUIRE(in.space_left() >= 1);
-    *in.space() = byte;
+    *dst = byte;
     in.commit(1);
     size_t need = in.capacity_needed();
     if (need > in.capacity()) in.reserve(need);
@@ -196,8 +197,9 @@ TEST_CASE("wire: bad magic, version, type, oversize length and CRC are refused b
       while (fed < b.size()) {
         size_t need = in.capacity_needed();
         if (need > in.capacity()) in.reserve(need);
+        uint8_t* dst = in.space();
         size_t n = std::min(b.size() - fed, in.space_left());
-        std::memcpy(in.space(), b.data() + fed, n);
+        std::memcpy(dst, b.data() + fed, n);
         in.commit(n);
         fed += n;
         if (auto f = in.next()) return wire::ErrorCode(0);
