@@ -129,7 +129,7 @@ runtime::CloudClient connect(EdgeOptions& o, const runtime::Deployment& dep, wir
   if (o.net.tls.enabled())
     o.net.tls.validate("edge");
   else
-    check_plain_tcp("edge", o.net.host, o.plain);
+    check_plain_tcp("edge", o.net.host, o.plain, false);
   std::string name = o.name;
   if (name.empty()) {
     char host[128] = "edge";
@@ -138,6 +138,7 @@ runtime::CloudClient connect(EdgeOptions& o, const runtime::Deployment& dep, wir
   }
   runtime::CloudClient c(o.net);
   welcome = c.hello(name, dep.fingerprints());
+  if (!o.net.tls.enabled()) check_plain_tcp("edge", o.net.host, o.plain, true);  // the warning, once connected
   return c;
 }
 
@@ -156,6 +157,9 @@ uint16_t split_id_for(const wire::Welcome& w, const runtime::SplitPoint& sp) {
 
 // ---- one run ---------------------------------------------------------------------------------------------------
 void run_once(EdgeOptions& o) {
+  if (!o.link_mbps.empty()) o.run.link.mbps = parse_list(o.link_mbps, "--link-mbps").at(0);
+  o.run.link.rtt_ms = o.link_rtt_ms;
+  if (!o.link_schedule.empty()) runtime::parse_link_schedule(o.link_schedule, o.run.link);
   Setup s = prepare(o);
   const runtime::Deployment& dep = s.dep;
   const runtime::SplitPoint* sp = nullptr;
@@ -168,9 +172,6 @@ void run_once(EdgeOptions& o) {
   wire::Welcome welcome;
   runtime::CloudClient client = connect(o, dep, welcome);
   o.run.split_id = split_id_for(welcome, *sp);
-  if (!o.link_mbps.empty()) o.run.link.mbps = parse_list(o.link_mbps, "--link-mbps").at(0);
-  o.run.link.rtt_ms = o.link_rtt_ms;
-  if (!o.link_schedule.empty()) runtime::parse_link_schedule(o.link_schedule, o.run.link);
 
   int64_t n = s.test.size();
   runtime::MemoryUse before = runtime::memory_use();

@@ -37,13 +37,14 @@ void run_serve(ServeOptions o) {
   if (o.srv.tls.enabled())
     o.srv.tls.validate("serve");
   else
-    check_plain_tcp("serve", o.srv.host, o.plain);
+    check_plain_tcp("serve", o.srv.host, o.plain, false);
   o.srv.log = !o.quiet;
   runtime::Deployment dep = runtime::load_deployment(o.model, "cloud", device);
   std::string arch = dep.arch, splits;
   for (auto& s : dep.splits) splits += (splits.empty() ? "" : ", ") + s.name;
   omp_set_num_threads(o.threads);
   runtime::CloudServer server(std::move(dep), o.srv);
+  if (!o.srv.tls.enabled()) check_plain_tcp("serve", o.srv.host, o.plain, true);  // the warning, once all is set
 
   // The first line on stdout says where to connect (scripts read the port from it when --listen has port 0).
   std::printf("serve: listening on %s:%u (%s), %s split at %s, tail on %s%s%s\n", o.srv.host.c_str(), server.port(),
@@ -62,7 +63,7 @@ struct StatsOptions {
 
 void run_stats(StatsOptions o) {
   runtime::parse_host_port(o.connect, o.net.host, o.net.port, false);
-  if (!o.net.tls.enabled()) check_plain_tcp("stats", o.net.host, o.plain);
+  if (!o.net.tls.enabled()) check_plain_tcp("stats", o.net.host, o.plain, false);
   runtime::CloudClient c(o.net);
   std::string text = c.stats();
   nlohmann::json j = nlohmann::json::parse(text, nullptr, false);

@@ -19,11 +19,12 @@ void add_tls_flags(CLI::App* c, runtime::TlsConfig& tls, bool client) {
                   "Name the server's certificate must carry (default: the host of --connect)");
 }
 
-void check_plain_tcp(const std::string& who, const std::string& host, bool allowed) {
+void check_plain_tcp(const std::string& who, const std::string& host, bool allowed, bool warn) {
   bool loopback = runtime::is_loopback_host(host);
   SL_CHECK(loopback || allowed, ValueError, who, ": plain TCP to ", host,
            " would send the intermediate tensors unencrypted and unauthenticated; use --tls-cert/--tls-key/--tls-ca, "
            "or --plain to accept that");
+  if (!warn) return;
   std::fprintf(stderr,
                "%s: warning: plain TCP: no encryption, no authentication of the peer (for loopback labs; use --tls-* "
                "otherwise)\n",

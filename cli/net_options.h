@@ -9,7 +9,8 @@ namespace sl::cli {
 
 void add_tls_flags(CLI::App* c, runtime::TlsConfig& tls, bool client);
 
-// Plain TCP: a warning on stderr; refused for a non-loopback address unless `allowed` (--plain).
-void check_plain_tcp(const std::string& who, const std::string& host, bool allowed);
+// Plain TCP: refused for a non-loopback address unless `allowed` (--plain); with `warn`, the warning on stderr
+// (printed once the command is set up, so that an error before it stays the only line).
+void check_plain_tcp(const std::string& who, const std::string& host, bool allowed, bool warn);
 
 }  // namespace sl::cli

@@ -104,8 +104,11 @@ CloudClient::CloudClient(const ClientOptions& opt) : impl_(std::make_unique<Impl
       done = true;
     });
     m.run_until(done, opt.connect_timeout_s, "in the TLS handshake");
-    SL_CHECK(!ec, IoError, "TLS handshake with ", m.addr, " failed: ", tls_error_text(ec),
-             " (the server certificate must be signed by --tls-ca and name '", name, "')");
+    std::string why = tls_error_text(ec);
+    SL_CHECK(!ec, IoError, "TLS handshake with ", m.addr, " failed: ", why,
+             why.find("wrong version number") != std::string::npos || ec == asio::error::eof
+                 ? " (does the server speak TLS?)"
+                 : str(" (the server certificate must be signed by --tls-ca and name '", name, "')"));
     m.server_cn = peer_common_name(m.tls->native_handle());
   }
 }
@@ -148,6 +151,9 @@ CloudClient::Incoming CloudClient::receive() {
     m.run_until(done, m.opt.io_timeout_s, "waiting for an answer");
     if (ec) {
       m.close();
+      if (ec.category() == asio::error::get_ssl_category())
+        throw IoError(str("cloud ", m.addr, ": the cloud ended the TLS session: ", tls_error_text(ec),
+                          " (is this edge's certificate signed by the deployment CA?)"));
       throw IoError(
           str("cloud ", m.addr, ": ",
               ec == asio::error::eof ? "the cloud closed the connection" : "receiving failed: " + ec.message()));
@@ -176,8 +182,13 @@ wire::Welcome CloudClient::hello(const std::string& edge_name, const std::vector
   Incoming in;
   try {
     in = call(wire::encode_hello({edge_name, fingerprints}), 0);
-  } catch (...) {
+  } catch (const wire::RemoteError&) {
     m.opt.io_timeout_s = saved;
+    throw;
+  } catch (const IoError& e) {
+    m.opt.io_timeout_s = saved;
+    if (!m.tls && std::string(e.what()).find("closed the connection") != std::string::npos)
+      throw IoError(str(e.what(), " during HELLO (if the cloud uses TLS, pass --tls-cert, --tls-key and --tls-ca)"));
     throw;
   }
   m.opt.io_timeout_s = saved;

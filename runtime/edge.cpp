@@ -40,7 +40,10 @@ class Runner {
     r_.predictions.assign(size_t(n_), -1);
   }
 
-  void abort() { stopped_ = true; }
+  void abort() {
+    stopped_ = true;
+    cancel_timers();
+  }
 
   EdgeRunResult run() {
     t0_ = Clock::now();
@@ -290,15 +293,16 @@ class Runner {
   void answered() {
     ++answered_;
     if (progress_) progress_(r_.images, r_.correct);
-    if (answered_ == total_) {
-      send_timer_.cancel();
-      up_timer_.cancel();
-      down_timer_.cancel();
-      watchdog_.cancel();
-      return;
-    }
+    if (answered_ == total_) return cancel_timers();
     pump();
     ensure_reading();
+  }
+
+  void cancel_timers() {
+    send_timer_.cancel();
+    up_timer_.cancel();
+    down_timer_.cancel();
+    watchdog_.cancel();
   }
 
   CloudClient::Impl& m_;

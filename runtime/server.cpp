@@ -223,8 +223,10 @@ class Session : public SessionBase {
         if (self->closed_) return;
         if (ec) {
           self->srv_.st.tls_refused.fetch_add(1);
-          self->srv_.log.line(
-              str("connection ", self->id, " from ", self->peer, ": TLS handshake refused: ", tls_error_text(ec)));
+          std::string why = tls_error_text(ec);
+          if (why.find("wrong version number") != std::string::npos || why.find("http request") != std::string::npos)
+            why += " (the peer does not speak TLS)";
+          self->srv_.log.line(str("connection ", self->id, " from ", self->peer, ": TLS handshake refused: ", why));
           self->close();
           return;
         }

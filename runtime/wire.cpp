@@ -1,5 +1,6 @@
 #include "runtime/wire.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "nn/checkpoint.h"  // crc32
@@ -403,6 +404,53 @@ std::optional<FrameView> FrameAssembler::next() {
   check_crc(h, p, p + kHeaderBytes);
   begin_ += total;  // nothing moves here: a read may be in progress behind end_
   return FrameView{h, p + kHeaderBytes};
+}
+
+size_t decode_stream(const uint8_t* data, size_t size, size_t chunk, uint32_t max_payload) {
+  FrameAssembler in(max_payload, 64);
+  size_t fed = 0, frames = 0;
+  chunk = std::max<size_t>(chunk, 1);
+  while (fed < size) {
+    size_t need = in.capacity_needed();
+    if (need > in.capacity()) in.reserve(need);
+    uint8_t* dst = in.space();
+    size_t n = std::min({chunk, size - fed, in.space_left()});
+    std::memcpy(dst, data + fed, n);
+    in.commit(n);
+    fed += n;
+    while (auto f = in.next()) {
+      const uint8_t* p = f->payload;
+      size_t len = f->header.payload_bytes;
+      switch (f->header.type) {
+        case FrameType::Hello:
+          decode_hello(p, len);
+          break;
+        case FrameType::Welcome:
+          decode_welcome(p, len);
+          break;
+        case FrameType::Request:
+          decode_request(p, len, len);
+          break;
+        case FrameType::Response:
+          decode_response(p, len);
+          break;
+        case FrameType::Error:
+          decode_error(p, len);
+          break;
+        case FrameType::StatsRequest:
+          break;
+        case FrameType::Stats:
+          decode_stats(p, len);
+          break;
+        case FrameType::Bye:
+          decode_bye(p, len);
+          break;
+      }
+      ++frames;
+    }
+    in.shrink();
+  }
+  return frames;
 }
 
 }  // namespace sl::wire

@@ -188,4 +188,9 @@ class FrameAssembler {
   uint32_t max_payload_;
 };
 
+// Decodes a byte stream as a peer would: cut into frames (fed in pieces of `chunk` bytes, limit `max_payload`),
+// each payload decoded by its type. Returns the frames decoded; ProtocolError at the first bad one. For the fuzz
+// target and tests: every input must end in a frame count or an sl::Error, nothing else.
+size_t decode_stream(const uint8_t* data, size_t size, size_t chunk, uint32_t max_payload);
+
 }  // namespace sl::wire
