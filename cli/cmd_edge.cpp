@@ -14,7 +14,6 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "autograd/node.h"
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cli/net_options.h"
@@ -29,7 +28,7 @@ namespace sl::cli {
 namespace {
 
 struct EdgeOptions {
-  std::string model, connect, split, dataset, data, device = "cpu", name, out, link_mbps;
+  std::string model, connect, split, dataset, data, device = "cpu", name, out, link_mbps, predictions;
   runtime::ClientOptions net;
   runtime::EdgeRunOptions run;
   std::string link_schedule;
@@ -155,6 +154,14 @@ uint16_t split_id_for(const wire::Welcome& w, const runtime::SplitPoint& sp) {
   throw ValueError(str("the cloud does not serve split ", sp.name, " of this edge (splits in common: ", served, ")"));
 }
 
+// The 1/5/15-minute load averages: other work on the machine that the timings share it with.
+std::string machine_load() {
+  std::ifstream f("/proc/loadavg");
+  std::string a, b, c;
+  f >> a >> b >> c;
+  return a.empty() ? "unknown" : a + " " + b + " " + c;
+}
+
 // ---- one run ---------------------------------------------------------------------------------------------------
 void run_once(EdgeOptions& o) {
   if (!o.link_mbps.empty()) o.run.link.mbps = parse_list(o.link_mbps, "--link-mbps").at(0);
@@ -224,8 +231,15 @@ void run_once(EdgeOptions& o) {
                    {"wall_s", r.wall_s},
                    {"edge_peak_rss_bytes", mem.peak},
                    {"edge_rss_before_run_bytes", before.rss},
-                   {"head_parameter_bytes", head_bytes}};
+                   {"head_parameter_bytes", head_bytes},
+                   {"load_average", machine_load()}};
   if (!r.first_error.empty()) j["first_error"] = r.first_error;
+  if (!o.predictions.empty()) {
+    std::string csv = "image,label,prediction\n";
+    for (int64_t i = 0; i < n; ++i) csv += str(i, ",", s.test.labels[size_t(i)], ",", r.predictions[size_t(i)], "\n");
+    data::write_file_atomic(o.predictions, csv.data(), csv.size());
+    j["predictions_file"] = o.predictions;
+  }
   if (o.json) {
     std::cout << j.dump() << std::endl;
   } else {
@@ -282,11 +296,11 @@ void write_sweep_plots(const std::string& dir, const std::vector<SweepRow>& rows
       if (r.link_mbps == links.front()) f << r.split << " " << std::max(r.bytes, 1.0) << "\n";
   }
   std::ofstream g(fs::path(dir) / "sweep.gp");
-  g << "set terminal pngcairo size " << 520 * links.size() + 200 << ",560 font 'DejaVu Sans,10'\n"
+  g << "set terminal pngcairo size " << 520 * links.size() + 200 << ",600 font 'DejaVu Sans,10'\n"
     << "set output '" << (fs::path(dir) / "latency.png").string() << "'\n"
     << "set multiplot layout 1," << links.size() << " title '" << title << ": latency per split (ms)'\n"
     << "set style data histograms\nset style histogram rowstacked\nset style fill solid 0.85 border -1\n"
-    << "set boxwidth 0.75\nset xtics rotate by -50 scale 0\nset grid ytics\nset key top left\n"
+    << "set boxwidth 0.75\nset xtics rotate by -50 scale 0\nset grid ytics\nset key outside bottom center horizontal\n"
     << "set ylabel 'ms per image'\n";
   for (double l : links)
     g << "set title '" << l << " Mbit/s'\nplot '" << (fs::path(dir) / str("latency-", l, "mbps.dat")).string()
@@ -328,10 +342,13 @@ void run_sweep(EdgeOptions& o) {
   SL_CHECK(!splits.empty(), ValueError, "no split in common with the cloud");
   Generator g0(0);
   size_t all_layers = make_model(dep.arch, g0).net->size();
-  bool edge_only = dep.layers.size() == all_layers;
+  // Edge-only needs the split after the model's last layer (`splitleak split --at all` makes it).
+  bool edge_only = dep.layers.size() == all_layers && welcome.find(dep.splits.back().fingerprint) &&
+                   dep.splits.back().name == dep.layers.back();
 
   std::vector<SweepRow> rows;
   int64_t n = s.test.size();
+  std::string load = machine_load();
   auto med = [](std::vector<double> v) { return runtime::percentile(std::move(v), 50); };
   ui::Progress prog("sweep", int64_t(links.size() * (splits.size() + (edge_only ? 1 : 0))), "split");
   int64_t done = 0;
@@ -357,19 +374,14 @@ void run_sweep(EdgeOptions& o) {
       rows.push_back(row);
       prog.update(++done, str(l, " Mbit/s ", sp->name, " ", ui::fixed(row.total_ms, 2), " ms"));
     }
-    if (edge_only) {  // the whole model on the edge: no transfer, no cloud
-      auto head = dep.net;
-      std::vector<double> e;
-      for (int64_t i = -1; i < n; ++i) {
-        Tensor x = s.test.images.slice(std::max<int64_t>(i, 0), std::max<int64_t>(i, 0) + 1).to(s.device);
-        auto t0 = std::chrono::steady_clock::now();
-        {
-          NoGradGuard ng;
-          Tensor y = head->forward(x).to(Device::cpu());
+    if (edge_only) {
+      // The whole model on the edge, nothing sent: the edge compute of the split after the last layer, measured
+      // above like every other split's.
+      for (auto& r : rows)
+        if (r.link_mbps == l && r.split == dep.layers.back()) {
+          rows.push_back({"edge-only", l, r.edge_ms, 0, 0, r.edge_ms, 0, true});
+          break;
         }
-        if (i >= 0) e.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() * 1e3);
-      }
-      rows.push_back({"edge-only", l, med(e), 0, 0, med(e), 0, true});
       prog.update(++done, str(l, " Mbit/s edge-only"));
     }
   }
@@ -387,6 +399,7 @@ void run_sweep(EdgeOptions& o) {
                    {"cloud", client.address()},
                    {"images_per_split", n},
                    {"rtt_ms", o.link_rtt_ms},
+                   {"load_average_at_start", load},
                    {"note", "medians per request (batch 1, window 1); transfer = end-to-end - edge - cloud compute"}};
   std::ofstream csv(fs::path(o.out) / "sweep.csv");
   csv << "link_mbps,split,edge_ms,transfer_ms,cloud_ms,total_ms,bytes_per_image\n";
@@ -461,6 +474,7 @@ void add_edge(CLI::App& app) {
   add_tls_flags(c, o->net.tls, true);
   c->add_flag("--plain", o->plain, "Allow plain TCP to a non-loopback address");
   c->add_flag("--json", o->json, "Print one JSON object with the results");
+  c->add_option("--predictions", o->predictions, "Write image,label,prediction per test image to this CSV file");
   c->callback([o] {
     SL_CHECK(!(o->all && o->images > 0), ValueError, "give --images N or --all, not both");
     if (o->sweep)

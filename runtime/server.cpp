@@ -369,8 +369,12 @@ class Session : public SessionBase {
       int64_t cost = 0;
       std::optional<wire::FrameView> f;
       try {
-        if (!in_.frame_complete()) break;
         auto h = in_.peek_header();
+        if (h && h->type != FrameType::Request && h->payload_bytes > wire::kMaxHandshakePayload)
+          throw wire::ProtocolError(ErrorCode::TooLarge,
+                                    str(wire::frame_type_name(h->type), " frame declares a payload of ",
+                                        h->payload_bytes, " bytes (the limit is ", wire::kMaxHandshakePayload, ")"));
+        if (!in_.frame_complete()) break;
         if (h->type == FrameType::Request && hello_ && !draining_) {
           cost = int64_t(h->payload_bytes);
           if (!srv_.take(cost, shared())) {

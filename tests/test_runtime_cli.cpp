@@ -84,7 +84,10 @@ TEST_CASE("cli: split + serve + edge --all give eval --split's accuracy; the rec
   std::string at = "127.0.0.1:" + std::to_string(serve_port(serve.out()));
   CHECK_THAT(serve.err(), Catch::Contains("plain TCP"));  // the warning
 
-  Run e = run({"edge", "--model", edge, "--connect", at, "--all", "--data", data, "--json", "--window", "3"}, dir);
+  std::string preds = (dir / "predictions.csv").string();
+  Run e = run({"edge", "--model", edge, "--connect", at, "--all", "--data", data, "--json", "--window", "3",
+               "--predictions", preds},
+              dir);
   INFO(e.err);
   REQUIRE(e.code == 0);
   auto ej = nlohmann::json::parse(e.out);
@@ -129,6 +132,23 @@ TEST_CASE("cli: split + serve + edge --all give eval --split's accuracy; the rec
     CHECK(std::memcmp(v.contiguous().raw_data(), o.tensor.raw_data(), v.nbytes()) == 0);
   }
   CHECK(ids.size() == 60);  // request id = index of the image: every image once
+
+  // Image by image, the edge's predictions are the whole model's.
+  Tensor logits = m.net->forward(test.images);
+  std::ifstream pf(preds);
+  std::string line;
+  std::getline(pf, line);
+  CHECK(line == "image,label,prediction");
+  int rows = 0;
+  while (std::getline(pf, line)) {
+    int i = 0, label = 0, pred = 0;
+    REQUIRE(std::sscanf(line.c_str(), "%d,%d,%d", &i, &label, &pred) == 3);
+    CHECK(label == test.labels[size_t(i)]);
+    const float* y = logits.data<float>() + i * 10;
+    CHECK(pred == int(std::max_element(y, y + 10) - y));
+    ++rows;
+  }
+  CHECK(rows == 60);
 
   SECTION("a killed server loses at most the record being written; the next server repairs and appends") {
     Child s2({bin(), "serve", "--model", cloud, "--listen", "127.0.0.1:0", "--record", record, "--quiet"}, dir, "s2");
