@@ -13,7 +13,7 @@ namespace {
 
 struct InfoOptions {
   std::string model, arch, device = "cpu";
-  bool json = false;
+  bool json = false, allow_nonfinite = false;
 };
 
 void run_info(const InfoOptions& o) {
@@ -21,7 +21,7 @@ void run_info(const InfoOptions& o) {
   SL_CHECK(!o.model.empty() || !o.arch.empty(), ValueError, "info: pass --model FILE or --arch NAME");
   LoadedModel lm;
   if (!o.model.empty()) {
-    lm = load_model(o.model, device);
+    lm = load_model(o.model, device, o.allow_nonfinite);
   } else {
     Generator g(0);
     lm.model = make_model(o.arch, g);
@@ -47,7 +47,7 @@ void run_info(const InfoOptions& o) {
                            {"intermediate_bytes", per * 4}});
   }
   if (o.json) {
-    std::cout << j.dump() << std::endl;
+    std::cout << json_text(j) << std::endl;
     return;
   }
   std::cout << lm.model.arch << ": input " << in.str() << ", " << net.num_parameters() << " parameters ("
@@ -67,6 +67,7 @@ void add_info(CLI::App& app) {
       ->check(CLI::IsMember({"lenet", "cifar10cnn"}));
   c->add_option("--device", o->device, "cpu or cuda[:N]");
   c->add_flag("--json", o->json, "Print one JSON object");
+  c->add_flag("--allow-nonfinite", o->allow_nonfinite, "Load a checkpoint holding NaN or inf weights (with a warning)");
   c->callback([o] { run_info(*o); });
 }
 
