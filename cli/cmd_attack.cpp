@@ -51,7 +51,7 @@ struct Scene {
 // checked first, before any data set is read.
 Scene load_scene(const AttackOptions& o, const std::vector<std::string>& splits, bool need_attacker) {
   Scene s;
-  s.device = Device::parse(o.device);
+  s.device = parse_device(o.device);
   s.lm = load_model(o.model, s.device, o.allow_nonfinite);
   for (auto& split : splits)
     if (split != "prob" && split != "label") s.lm.model.net->index_of(split);  // ValueError listing the names
@@ -297,7 +297,7 @@ void run_table(const AttackOptions& o) {
 }
 
 void add_common_options(CLI::App* c, AttackOptions& o) {
-  c->add_option("--model", o.model, "Checkpoint written by `splitleak train`")->required();
+  c->add_option("--model", o.model, "Checkpoint written by `splitleak train`")->required()->check(valid::path());
   c->add_option("--images", o.images, "Attack the first N test images (default: the first of each class)")
       ->check(valid::integer(1, valid::kMaxImages));
   c->add_flag("--all", o.all, "Attack the whole test set");
@@ -333,7 +333,7 @@ void add_common_options(CLI::App* c, AttackOptions& o) {
   c->add_option("--batch", o.batch, "Victims reconstructed at once")->check(valid::integer(1, valid::kMaxBatch));
   c->add_option("--dataset", o.dataset, "mnist or cifar10 (default: the checkpoint's)")
       ->check(CLI::IsMember({"mnist", "cifar10"}));
-  c->add_option("--data", o.data, "Data directory (default: $SPLITLEAK_DATA or data/)");
+  c->add_option("--data", o.data, "Data directory (default: $SPLITLEAK_DATA or data/)")->check(valid::path());
   c->add_option("--device", o.device, "cpu or cuda[:N]");
   c->add_option("--seed", o.seed, "Seed of the decoder / shadow initialisation and shuffling")->check(valid::seed());
   c->add_option("--threads", o.threads, "CPU threads (default 0: all cores)")->check(valid::threads());
@@ -355,7 +355,9 @@ void add_attack(CLI::App& app) {
     auto* c = attack->add_subcommand(name, help);
     add_common_options(c, *o);
     c->add_option("--split", o->split, "Split layer (e.g. conv1, ReLU2), or prob / label (white-box)")->required();
-    c->add_option("--out", o->out, "Folder for grid.png, results.csv, results.json (created if missing)")->required();
+    c->add_option("--out", o->out, "Folder for grid.png, results.csv, results.json (created if missing)")
+        ->required()
+        ->check(valid::path());
     inv::AttackKind kind = inv::attack_kind(name);
     c->callback([o, kind] { run_attack_cmd(*o, kind); });
   }
@@ -363,7 +365,8 @@ void add_attack(CLI::App& app) {
   o->preset = "tuned";  // the table shows what the attacks reach; --preset reference for the SPEC settings
   auto* t = attack->add_subcommand("table", "Reproduce the MNIST table of SPEC §7: 3 attacks x {conv1, ReLU2}");
   add_common_options(t, *o);
-  t->add_option("--out", o->out, "Folder for table.md, table.csv and one result folder per cell (default runs/table)");
+  t->add_option("--out", o->out, "Folder for table.md, table.csv and one result folder per cell (default runs/table)")
+      ->check(valid::path());
   t->callback([o] { run_table(*o); });
 }
 

@@ -23,7 +23,7 @@ struct EvalOptions {
 
 void run_eval(const EvalOptions& o) {
   set_threads(o.threads);
-  Device device = Device::parse(o.device);
+  Device device = parse_device(o.device);
   LoadedModel lm = load_model(o.model, device, o.allow_nonfinite);
   std::string ds = o.dataset.empty() ? lm.dataset : o.dataset;
   SL_CHECK(!ds.empty(), ValueError, o.model, ": the checkpoint does not say its data set; pass --dataset");
@@ -80,11 +80,11 @@ void run_eval(const EvalOptions& o) {
 void add_eval(CLI::App& app) {
   auto o = std::make_shared<EvalOptions>();
   auto* c = app.add_subcommand("eval", "Test accuracy of a trained model, whole or split at a layer");
-  c->add_option("--model", o->model, "Checkpoint written by `splitleak train`")->required();
+  c->add_option("--model", o->model, "Checkpoint written by `splitleak train`")->required()->check(valid::path());
   c->add_option("--split", o->split, "Split at this layer: edge head, then cloud tail");
   c->add_option("--dataset", o->dataset, "mnist or cifar10 (default: the checkpoint's)")
       ->check(CLI::IsMember({"mnist", "cifar10"}));
-  c->add_option("--data", o->data, "Data directory (default: $SPLITLEAK_DATA or data/)");
+  c->add_option("--data", o->data, "Data directory (default: $SPLITLEAK_DATA or data/)")->check(valid::path());
   c->add_option("--device", o->device, "cpu or cuda[:N]");
   c->add_option("--batch", o->batch, "Batch size")->check(valid::integer(1, valid::kMaxBatch));
   c->add_option("--limit", o->limit, "Use only the first N test images")->check(valid::integer(1, valid::kMaxImages));

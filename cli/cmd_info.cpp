@@ -6,6 +6,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cli/ui.h"
+#include "cli/validate.h"
 
 namespace sl::cli {
 
@@ -17,7 +18,7 @@ struct InfoOptions {
 };
 
 void run_info(const InfoOptions& o) {
-  Device device = Device::parse(o.device);
+  Device device = parse_device(o.device);
   SL_CHECK(!o.model.empty() || !o.arch.empty(), ValueError, "info: pass --model FILE or --arch NAME");
   LoadedModel lm;
   if (!o.model.empty()) {
@@ -62,7 +63,7 @@ void run_info(const InfoOptions& o) {
 void add_info(CLI::App& app) {
   auto o = std::make_shared<InfoOptions>();
   auto* c = app.add_subcommand("info", "Layers, output shapes, parameters and split sizes of a model");
-  c->add_option("--model", o->model, "Checkpoint written by `splitleak train`");
+  c->add_option("--model", o->model, "Checkpoint written by `splitleak train`")->check(valid::path());
   c->add_option("--arch", o->arch, "Or an architecture by name (untrained): lenet, cifar10cnn")
       ->check(CLI::IsMember({"lenet", "cifar10cnn"}));
   c->add_option("--device", o->device, "cpu or cuda[:N]");

@@ -42,7 +42,7 @@ struct EpochRow {
 
 void run_train(const TrainOptions& o) {
   set_threads(o.threads);
-  Device device = Device::parse(o.device);
+  Device device = parse_device(o.device);
   kern::set_cuda_matmul_precision(
       MatmulPrecisions{parse_matmul_precision(o.precision), parse_matmul_precision(o.matmul_precision)});
   // Where the checkpoint goes is checked before hours of training, not after: a regular file or nothing at the
@@ -248,8 +248,9 @@ void add_train(CLI::App& app) {
       ->check(CLI::IsMember({"fp32", "tf32", "3xtf32"}));
   c->add_option("--matmul-precision", o->matmul_precision, "CUDA linear layers: fp32, tf32 or 3xtf32")
       ->check(CLI::IsMember({"fp32", "tf32", "3xtf32"}));
-  c->add_option("--data", o->data, "Data directory (default: $SPLITLEAK_DATA or data/)");
-  c->add_option("--out", o->out, "Checkpoint to write (default runs/MODEL-DATASET.ckpt); replaces only a regular file");
+  c->add_option("--data", o->data, "Data directory (default: $SPLITLEAK_DATA or data/)")->check(valid::path());
+  c->add_option("--out", o->out, "Checkpoint to write (default runs/MODEL-DATASET.ckpt); replaces only a regular file")
+      ->check(valid::path());
   c->add_option("--limit", o->limit, "Use only the first N training images")
       ->check(valid::integer(1, valid::kMaxImages));
   c->add_option("--test-limit", o->test_limit, "Use only the first N test images")

@@ -32,6 +32,12 @@ void check_fits(const Model& m, const data::Dataset& d) {
            ")");
 }
 
+Device parse_device(const std::string& name) {
+  Device d = Device::parse(name);
+  if (d.is_cuda()) Tensor::zeros(Shape{1}, DType::f32, d);  // throws DeviceError without a usable GPU
+  return d;
+}
+
 void check_not_empty(const data::Dataset& d, const std::string& role, const std::string& hint) {
   SL_CHECK(d.size() > 0, ValueError, "the ", role, " is empty (", d.source.empty() ? d.name : d.source, "): ", hint);
 }

@@ -42,6 +42,9 @@ EvalResult evaluate_with(Fn&& fn, const data::Dataset& d, Device device, int64_t
 EvalResult evaluate(Module& net, const data::Dataset& d, Device device, int64_t batch = 500,
                     const char* label = nullptr);
 
+// The device named by --device, checked usable now (DeviceError otherwise), before any data is loaded.
+Device parse_device(const std::string& name);
+
 // Sets the number of CPU threads (0 = leave OpenMP's default).
 void set_threads(int n);
 

@@ -6,6 +6,7 @@
 #include <exception>
 #include <filesystem>
 #include <new>
+#include <stdexcept>
 #include <string>
 #include <system_error>
 
@@ -88,6 +89,10 @@ int main(int argc, char** argv) {
     return fail(2, std::string(e.what()) + " (see " + chain + " --help)");
   } catch (const sl::Error& e) {
     return fail(1, e.what());
+  } catch (const std::length_error&) {
+    return fail(1,
+                "out of memory: the data and the flags ask for a buffer larger than this machine can hold "
+                "(try a smaller --batch, --images or --limit)");
   } catch (const std::bad_alloc&) {
     return fail(1,
                 "out of memory: the data and the flags ask for more memory than this machine can give "

@@ -53,13 +53,9 @@ CLI::Validator integer(int64_t lo, int64_t hi) {
       range);
 }
 
-CLI::Validator positive() {
-  return real_check(0, true, std::numeric_limits<double>::max(), "> 0");
-}
+CLI::Validator positive() { return real_check(0, true, std::numeric_limits<double>::max(), "> 0"); }
 
-CLI::Validator non_negative() {
-  return real_check(0, false, std::numeric_limits<double>::max(), ">= 0");
-}
+CLI::Validator non_negative() { return real_check(0, false, std::numeric_limits<double>::max(), ">= 0"); }
 
 CLI::Validator real(double lo_open, double hi) {
   return real_check(lo_open, true, hi, str("in (", num(lo_open), ", ", num(hi), "]"));
@@ -76,6 +72,10 @@ CLI::Validator seed() {
         return "";
       },
       range);
+}
+
+CLI::Validator path() {
+  return CLI::Validator([](std::string& in) { return in.empty() ? std::string("expected a path, got ''") : ""; }, "");
 }
 
 int max_threads() {

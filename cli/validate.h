@@ -18,6 +18,8 @@ CLI::Validator real(double lo_open, double hi);  // a finite number in (lo_open,
 CLI::Validator seed();                           // an integer in [0, 2^64 - 1]: digits only, so -1 never wraps
 CLI::Validator threads();                        // 0 (OpenMP's default) .. max_threads()
 
+CLI::Validator path();  // a non-empty file or folder name
+
 // The most CPU threads a command accepts: 4 x the hardware threads of this machine.
 int max_threads();
 

@@ -1,7 +1,5 @@
 // tensor/io: CRC-32, reads of regular files only, atomic writes only over regular files, output checks that create
 // nothing, and the clean-up of temporary files left by killed writers.
-#include "tensor/io.h"
-
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -13,6 +11,7 @@
 #include <string>
 
 #include "tensor/error.h"
+#include "tensor/io.h"
 
 namespace fs = std::filesystem;
 using namespace sl;
@@ -75,7 +74,8 @@ TEST_CASE("io inputs: only regular files are read; folders, FIFOs and missing fi
   uint64_t size = 0;
   io::File f = io::open_input(t / "a.bin", "data", &size);
   CHECK(size == 3);
-  CHECK_THAT(io_error([&] { io::read_file(t / "nope", "data"); }), Catch::Contains("data ") && Catch::Contains("nope: not found"));
+  CHECK_THAT(io_error([&] { io::read_file(t / "nope", "data"); }),
+             Catch::Contains("data ") && Catch::Contains("nope: not found"));
   CHECK_THAT(io_error([&] { io::read_file(t / "dir", "checkpoint"); }), Catch::Contains("is a folder"));
   // A FIFO is refused without being opened (opening it for reading would block until a writer comes).
   CHECK_THAT(io_error([&] { io::read_file(t / "fifo", "checkpoint"); }), Catch::Contains("is a FIFO"));
@@ -107,7 +107,8 @@ TEST_CASE("io outputs: checks that create nothing; only regular files are replac
   CHECK(entries(t.path) == before);  // the checks created nothing
 
   // The writer enforces the same: the link, its target, the folder and the FIFO are left as they were.
-  CHECK_THAT(io_error([&] { io::write_file_atomic(t / "link.txt", "new", "--out"); }), Catch::Contains("symbolic link"));
+  CHECK_THAT(io_error([&] { io::write_file_atomic(t / "link.txt", "new", "--out"); }),
+             Catch::Contains("symbolic link"));
   CHECK_THAT(io_error([&] { io::write_file_atomic(t / "dir", "new", "--out"); }), Catch::Contains("is a folder"));
   CHECK_THAT(io_error([&] { io::write_file_atomic(t / "fifo", "new", "--out"); }), Catch::Contains("is a FIFO"));
   CHECK_THAT(io_error([&] { io::write_file_atomic(t / "keep.txt/a/b", "new", "--out"); }), Catch::Contains("keep.txt"));
