@@ -18,10 +18,12 @@
 #include "cli/common.h"
 #include "cli/net_options.h"
 #include "cli/ui.h"
+#include "cli/validate.h"
 #include "datasets/fetch.h"
 #include "runtime/deploy.h"
 #include "runtime/edge.h"
 #include "runtime/metrics.h"
+#include "tensor/io.h"
 
 namespace sl::cli {
 
@@ -111,12 +113,13 @@ struct Setup {
 
 Setup prepare(const EdgeOptions& o) {
   set_threads(o.threads);
-  Setup s{runtime::load_deployment(o.model, "edge", Device::parse(o.device)), {}, Device::parse(o.device)};
+  Device device = parse_device(o.device);
+  Setup s{runtime::load_deployment(o.model, "edge", device), {}, device};
   std::string ds = o.dataset.empty() ? s.dep.ckpt.get("dataset") : o.dataset;
   SL_CHECK(!ds.empty(), ValueError, o.model, ": the checkpoint does not say its data set; pass --dataset");
-  SL_CHECK(o.all || o.images == -1 || o.images >= 1, ValueError, "--images must be at least 1");
   int64_t limit = o.all ? -1 : o.images > 0 ? o.images : o.sweep ? 10 : 1000;
   s.test = data::load_dataset(ds, data::find_data_dir(o.data), false, limit);
+  check_not_empty(s.test, "test set", "no images to send");
   Shape img{s.test.channels(), s.test.height(), s.test.width()};
   SL_CHECK(img == s.dep.input_shape, ValueError, "the edge model takes images of shape ", s.dep.input_shape.str(),
            " but data set '", ds, "' has ", img.str());
@@ -164,6 +167,7 @@ std::string machine_load() {
 
 // ---- one run ---------------------------------------------------------------------------------------------------
 void run_once(EdgeOptions& o) {
+  if (!o.predictions.empty()) io::check_output_file(o.predictions, "--predictions");
   if (!o.link_mbps.empty()) o.run.link.mbps = parse_list(o.link_mbps, "--link-mbps").at(0);
   o.run.link.rtt_ms = o.link_rtt_ms;
   if (!o.link_schedule.empty()) runtime::parse_link_schedule(o.link_schedule, o.run.link);
@@ -237,11 +241,11 @@ void run_once(EdgeOptions& o) {
   if (!o.predictions.empty()) {
     std::string csv = "image,label,prediction\n";
     for (int64_t i = 0; i < n; ++i) csv += str(i, ",", s.test.labels[size_t(i)], ",", r.predictions[size_t(i)], "\n");
-    data::write_file_atomic(o.predictions, csv.data(), csv.size());
+    io::write_file_atomic(o.predictions, csv, "--predictions");
     j["predictions_file"] = o.predictions;
   }
   if (o.json) {
-    std::cout << j.dump() << std::endl;
+    std::cout << json_text(j) << std::endl;
   } else {
     std::cout << "edge: " << dep.arch << " split at " << sp->name << " -> " << welcome.server_name << " at "
               << client.address() << " (" << transport << ", link " << o.run.link.str() << ")\n"
@@ -272,6 +276,9 @@ void run_once(EdgeOptions& o) {
 }
 
 // ---- the sweep over split points ----------------------------------------------------------------------------------
+// What a sweep writes into --out (besides the gnuplot data files, one per link).
+const char* const kSweepFiles[] = {"sweep.csv", "sweep.json", "sweep.gp", "latency.png", "bytes.png", "bytes.dat"};
+
 struct SweepRow {
   std::string split;
   double link_mbps = 0;
@@ -284,18 +291,20 @@ void write_sweep_plots(const std::string& dir, const std::vector<SweepRow>& rows
                        const std::string& title) {
   namespace fs = std::filesystem;
   for (double l : links) {
-    std::ofstream f(fs::path(dir) / str("latency-", l, "mbps.dat"));
+    std::ostringstream f;
     f << "# split edge_ms transfer_ms cloud_ms\n";
     for (auto& r : rows)
       if (r.link_mbps == l) f << r.split << " " << r.edge_ms << " " << r.transfer_ms << " " << r.cloud_ms << "\n";
+    io::write_file_atomic((fs::path(dir) / str("latency-", l, "mbps.dat")).string(), f.str(), "--out");
   }
   {
-    std::ofstream f(fs::path(dir) / "bytes.dat");
+    std::ostringstream f;
     f << "# split bytes_per_image\n";
     for (auto& r : rows)
       if (r.link_mbps == links.front()) f << r.split << " " << std::max(r.bytes, 1.0) << "\n";
+    io::write_file_atomic((fs::path(dir) / "bytes.dat").string(), f.str(), "--out");
   }
-  std::ofstream g(fs::path(dir) / "sweep.gp");
+  std::ostringstream g;
   g << "set terminal pngcairo size " << 520 * links.size() + 200 << ",600 font 'DejaVu Sans,10'\n"
     << "set output '" << (fs::path(dir) / "latency.png").string() << "'\n"
     << "set multiplot layout 1," << links.size() << " title '" << title << ": latency per split (ms)'\n"
@@ -312,7 +321,7 @@ void write_sweep_plots(const std::string& dir, const std::vector<SweepRow>& rows
     << "set title '" << title << ": bytes sent per image'\nset logscale y\nset ylabel 'bytes'\nunset key\n"
     << "set style fill solid 0.85 border -1\nset boxwidth 0.7\nset xtics rotate by -50 scale 0\n"
     << "plot '" << (fs::path(dir) / "bytes.dat").string() << "' using 0:2:xtic(1) with boxes lc rgb '#4477aa'\n";
-  g.close();
+  io::write_file_atomic((fs::path(dir) / "sweep.gp").string(), g.str(), "--out");
   std::string cmd = "gnuplot '" + (fs::path(dir) / "sweep.gp").string() + "' 2>&1";
   FILE* p = ::popen(cmd.c_str(), "r");
   SL_CHECK(p, IoError, "cannot run gnuplot");
@@ -328,9 +337,8 @@ void run_sweep(EdgeOptions& o) {
   SL_CHECK(!o.out.empty(), ValueError, "--sweep-splits needs --out DIR for its table and plots");
   SL_CHECK(o.link_schedule.empty(), ValueError,
            "--sweep-splits takes fixed links (--link-mbps A,B,...), not a schedule");
-  std::error_code ec;
-  fs::create_directories(o.out, ec);
-  SL_CHECK(fs::is_directory(o.out, ec), IoError, "--out ", o.out, ": cannot create the folder");
+  io::check_output_dir(o.out, "--out");
+  for (const char* f : kSweepFiles) io::check_output_file((fs::path(o.out) / f).string(), "--out");
   std::vector<double> links = o.link_mbps.empty() ? std::vector<double>{0} : parse_list(o.link_mbps, "--link-mbps");
   Setup s = prepare(o);
   const runtime::Deployment& dep = s.dep;
@@ -401,7 +409,8 @@ void run_sweep(EdgeOptions& o) {
                    {"rtt_ms", o.link_rtt_ms},
                    {"load_average_at_start", load},
                    {"note", "medians per request (batch 1, window 1); transfer = end-to-end - edge - cloud compute"}};
-  std::ofstream csv(fs::path(o.out) / "sweep.csv");
+  io::CreatedDirs created(o.out, "--out");
+  std::ostringstream csv;
   csv << "link_mbps,split,edge_ms,transfer_ms,cloud_ms,total_ms,bytes_per_image\n";
   ui::Table t({"link", "split", "edge ms", "transfer ms", "cloud ms", "total ms", "sent/image"});
   for (auto& r : rows) {
@@ -418,11 +427,12 @@ void run_sweep(EdgeOptions& o) {
                          {"total_ms", r.total_ms},
                          {"bytes_per_image", r.bytes}});
   }
-  csv.close();
-  std::ofstream(fs::path(o.out) / "sweep.json") << j.dump(2) << "\n";
+  io::write_file_atomic((fs::path(o.out) / "sweep.csv").string(), csv.str(), "--out");
+  io::write_file_atomic((fs::path(o.out) / "sweep.json").string(), json_text(j, 2) + "\n", "--out");
   write_sweep_plots(o.out, rows, links, dep.arch + (o.link_rtt_ms > 0 ? str(", RTT ", o.link_rtt_ms, " ms") : ""));
+  created.keep();
   if (o.json) {
-    std::cout << j.dump() << std::endl;
+    std::cout << json_text(j) << std::endl;
     return;
   }
   t.print();
@@ -442,39 +452,40 @@ void run_sweep(EdgeOptions& o) {
 void add_edge(CLI::App& app) {
   auto o = std::make_shared<EdgeOptions>();
   auto* c = app.add_subcommand("edge", "The device: run the head, send to a `splitleak serve` cloud, measure");
-  c->add_option("--model", o->model, "edge.ckpt written by `splitleak split`")->required();
+  c->add_option("--model", o->model, "edge.ckpt written by `splitleak split`")->required()->check(valid::path());
   c->add_option("--connect", o->connect, "HOST:PORT of the cloud")->required();
   c->add_option("--split", o->split, "Which split of edge.ckpt to run (when it holds several)");
-  c->add_option("--images", o->images, "Send the first N test images (default 1000; 10 per split with --sweep-splits)");
+  c->add_option("--images", o->images, "Send the first N test images (default 1000; 10 per split with --sweep-splits)")
+      ->check(valid::integer(1, valid::kMaxImages));
   c->add_flag("--all", o->all, "Send the whole test set");
-  c->add_option("--batch", o->run.batch, "Images per request (default 1)")
-      ->check(CLI::Range(int64_t(1), int64_t(65536)));
-  c->add_option("--window", o->run.window, "Requests in flight (default 1)")->check(CLI::Range(1, 4096));
+  c->add_option("--batch", o->run.batch, "Images per request (default 1)")->check(valid::integer(1, 65536));
+  c->add_option("--window", o->run.window, "Requests in flight (default 1)")->check(valid::integer(1, 4096));
   c->add_option("--rate", o->run.rate, "Requests per second, open loop (default: as fast as answers come)")
-      ->check(CLI::Range(0.0, 1e7));
+      ->check(valid::real(0, 1e7));
   c->add_option("--warmup", o->run.warmup, "Requests sent first and left out of the figures (default 0)")
-      ->check(CLI::Range(int64_t(0), int64_t(1000000)));
+      ->check(valid::integer(0, 1000000));
   c->add_option("--link-mbps", o->link_mbps,
                 "Emulate a link of this many Mbit/s (--sweep-splits: a comma-separated list, one sweep each)");
-  c->add_option("--link-rtt-ms", o->link_rtt_ms, "Emulated round-trip time (ms)")->check(CLI::Range(0.0, 60000.0));
+  c->add_option("--link-rtt-ms", o->link_rtt_ms, "Emulated round-trip time (ms)")->check(valid::non_negative());
   c->add_option("--link-schedule", o->link_schedule,
                 "Link speed over the run: AT:MBPS,... with AT in seconds (5) or requests (200r)");
   c->add_flag("--sweep-splits", o->sweep, "Measure every split the cloud serves; table and plots in --out");
-  c->add_option("--out", o->out, "Folder for the sweep's CSV, JSON and plots");
+  c->add_option("--out", o->out, "Folder for the sweep's CSV, JSON and plots")->check(valid::path());
   c->add_option("--dataset", o->dataset, "mnist or cifar10 (default: the checkpoint's)")
       ->check(CLI::IsMember({"mnist", "cifar10"}));
-  c->add_option("--data", o->data, "Data directory (default: $SPLITLEAK_DATA or data/)");
+  c->add_option("--data", o->data, "Data directory (default: $SPLITLEAK_DATA or data/)")->check(valid::path());
   c->add_option("--device", o->device, "cpu or cuda[:N]: where the head runs");
-  c->add_option("--threads", o->threads, "CPU threads (default: all cores)");
+  c->add_option("--threads", o->threads, "CPU threads (default 0: all cores)")->check(valid::threads());
   c->add_option("--name", o->name, "Name sent to the cloud (default: host:pid)");
   c->add_option("--connect-timeout", o->net.connect_timeout_s, "Seconds to connect, handshake and HELLO (5)")
-      ->check(CLI::Range(0.001, 3600.0));
+      ->check(valid::real(0, 3600));
   c->add_option("--timeout", o->net.io_timeout_s, "Seconds to wait for any one answer (30)")
-      ->check(CLI::Range(0.001, 86400.0));
+      ->check(valid::real(0, 86400));
   add_tls_flags(c, o->net.tls, true);
   c->add_flag("--plain", o->plain, "Allow plain TCP to a non-loopback address");
   c->add_flag("--json", o->json, "Print one JSON object with the results");
-  c->add_option("--predictions", o->predictions, "Write image,label,prediction per test image to this CSV file");
+  c->add_option("--predictions", o->predictions, "Write image,label,prediction per test image to this CSV file")
+      ->check(valid::path());
   c->callback([o] {
     SL_CHECK(!(o->all && o->images > 0), ValueError, "give --images N or --all, not both");
     if (o->sweep)

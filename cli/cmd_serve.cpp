@@ -1,8 +1,6 @@
 // splitleak serve: the cloud. Runs the tail of a deployed split for any number of edges, batching what arrives
 // together, recording what it receives (--record), until SIGINT/SIGTERM (SIGUSR1 prints the metrics).
 // splitleak stats: asks a running server for its metrics.
-#include <omp.h>
-
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -11,6 +9,7 @@
 #include "cli/common.h"
 #include "cli/net_options.h"
 #include "cli/ui.h"
+#include "cli/validate.h"
 #include "runtime/client.h"
 #include "runtime/server.h"
 
@@ -27,11 +26,8 @@ struct ServeOptions {
 };
 
 void run_serve(ServeOptions o) {
-  SL_CHECK(o.threads >= 1 && o.threads <= 1024, ValueError, "--threads ", o.threads, " (1 to 1024)");
-  SL_CHECK(o.memory_budget_mb >= 1 && o.memory_budget_mb <= 1 << 20, ValueError, "--memory-budget-mb ",
-           o.memory_budget_mb, " (1 to 1048576)");
   runtime::parse_host_port(o.listen, o.srv.host, o.srv.port, true);
-  Device device = Device::parse(o.device);
+  Device device = parse_device(o.device);
   o.srv.device = device;
   o.srv.memory_budget = int64_t(o.memory_budget_mb * (1 << 20));
   if (o.srv.tls.enabled())
@@ -42,7 +38,7 @@ void run_serve(ServeOptions o) {
   runtime::Deployment dep = runtime::load_deployment(o.model, "cloud", device);
   std::string arch = dep.arch, splits;
   for (auto& s : dep.splits) splits += (splits.empty() ? "" : ", ") + s.name;
-  omp_set_num_threads(o.threads);
+  o.srv.compute_threads = o.threads;
   runtime::CloudServer server(std::move(dep), o.srv);
   if (!o.srv.tls.enabled()) check_plain_tcp("serve", o.srv.host, o.plain, true);  // the warning, once all is set
 
@@ -69,7 +65,7 @@ void run_stats(StatsOptions o) {
   nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
   SL_CHECK(!j.is_discarded(), IoError, "the server at ", o.connect, " sent stats that are not JSON");
   if (o.json) {
-    std::cout << j.dump() << std::endl;
+    std::cout << json_text(j) << std::endl;
     return;
   }
   ui::Table t({"metric", "value"});
@@ -88,25 +84,35 @@ void run_stats(StatsOptions o) {
 void add_serve(CLI::App& app) {
   auto o = std::make_shared<ServeOptions>();
   auto* c = app.add_subcommand("serve", "The cloud: serve the tail of a split to edges over the network");
-  c->add_option("--model", o->model, "cloud.ckpt written by `splitleak split`")->required();
+  c->add_option("--model", o->model, "cloud.ckpt written by `splitleak split`")->required()->check(valid::path());
   c->add_option("--listen", o->listen, "HOST:PORT to listen on (port 0: any free port)");
-  c->add_option("--record", o->srv.record_path, "Append every received tensor with its metadata to this file");
+  c->add_option("--record", o->srv.record_path, "Append every received tensor with its metadata to this file")
+      ->check(valid::path());
   c->add_option("--record-sync", o->srv.record_sync_s, "fdatasync the recording every S seconds (0: every batch)")
-      ->check(CLI::Range(0.0, 3600.0));
+      ->check(valid::non_negative());
   c->add_option("--device", o->device, "cpu or cuda[:N]: where the tail runs");
-  c->add_option("--threads", o->threads, "CPU threads for the tail (default 1)");
-  c->add_option("--io-threads", o->srv.io_threads, "Network threads (default 1)");
-  c->add_option("--max-connections", o->srv.max_connections, "Connections at once (default 256)");
-  c->add_option("--max-inflight", o->srv.max_inflight, "Requests read ahead per connection (default 16)");
-  c->add_option("--max-rows", o->srv.max_rows, "Images per request (default 64)");
-  c->add_option("--max-batch", o->srv.max_batch_rows, "Images per tail batch (default 64)");
+  c->add_option("--threads", o->threads, "CPU threads for the tail (default 1)")->check(valid::threads());
+  c->add_option("--io-threads", o->srv.io_threads, "Network threads (default 1)")->check(valid::integer(1, 64));
+  c->add_option("--max-connections", o->srv.max_connections, "Connections at once (default 256)")
+      ->check(valid::integer(1, 100000));
+  c->add_option("--max-inflight", o->srv.max_inflight, "Requests read ahead per connection (default 16)")
+      ->check(valid::integer(1, 4096));
+  c->add_option("--max-rows", o->srv.max_rows, "Images per request (default 64)")->check(valid::integer(1, 65536));
+  c->add_option("--max-batch", o->srv.max_batch_rows, "Images per tail batch (default 64)")
+      ->check(valid::integer(1, 65536));
   c->add_option("--batch-wait-us", o->srv.batch_wait_us,
-                "Wait up to this long for more requests before running a batch (default 0: take what is queued)");
-  c->add_option("--memory-budget-mb", o->memory_budget_mb, "Request data held at once, all connections (default 256)");
-  c->add_option("--handshake-timeout", o->srv.handshake_timeout_s, "Seconds for the TLS handshake and HELLO (10)");
-  c->add_option("--idle-timeout", o->srv.idle_timeout_s, "Seconds a connection may stay silent (300)");
-  c->add_option("--io-timeout", o->srv.io_timeout_s, "Seconds to finish a started frame or a write (10)");
-  c->add_option("--drain-timeout", o->srv.drain_timeout_s, "Seconds to finish in-flight requests on shutdown (10)");
+                "Wait up to this long for more requests before running a batch (default 0: take what is queued)")
+      ->check(valid::integer(0, 1000000));
+  c->add_option("--memory-budget-mb", o->memory_budget_mb, "Request data held at once, all connections (default 256)")
+      ->check(valid::real(0.999, 1 << 20));
+  c->add_option("--handshake-timeout", o->srv.handshake_timeout_s, "Seconds for the TLS handshake and HELLO (10)")
+      ->check(valid::real(0, 86400));
+  c->add_option("--idle-timeout", o->srv.idle_timeout_s, "Seconds a connection may stay silent (300)")
+      ->check(valid::real(0, 86400));
+  c->add_option("--io-timeout", o->srv.io_timeout_s, "Seconds to finish a started frame or a write (10)")
+      ->check(valid::real(0, 86400));
+  c->add_option("--drain-timeout", o->srv.drain_timeout_s, "Seconds to finish in-flight requests on shutdown (10)")
+      ->check(valid::real(0, 86400));
   c->add_option("--name", o->srv.name, "Server name sent to edges");
   add_tls_flags(c, o->srv.tls, false);
   c->add_flag("--plain", o->plain, "Allow plain TCP on a non-loopback address");
@@ -118,7 +124,7 @@ void add_serve(CLI::App& app) {
   cs->add_option("--connect", s->connect, "HOST:PORT of the server")->required();
   add_tls_flags(cs, s->net.tls, true);
   cs->add_flag("--plain", s->plain, "Allow plain TCP to a non-loopback address");
-  cs->add_option("--timeout", s->net.io_timeout_s, "Seconds to wait for the answer (30)");
+  cs->add_option("--timeout", s->net.io_timeout_s, "Seconds to wait for the answer (30)")->check(valid::real(0, 86400));
   cs->add_flag("--json", s->json, "Print the JSON object");
   cs->callback([s] { run_stats(*s); });
 }

@@ -7,7 +7,9 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cli/ui.h"
+#include "cli/validate.h"
 #include "runtime/deploy.h"
+#include "tensor/io.h"
 
 namespace sl::cli {
 
@@ -20,19 +22,12 @@ struct SplitOptions {
 
 void run_split(const SplitOptions& o) {
   namespace fs = std::filesystem;
+  // Where the two files go: a folder (created if missing) whose edge.ckpt and cloud.ckpt may only be regular files.
+  io::check_output_dir(o.out, "--out");
+  for (auto* f : {"edge.ckpt", "cloud.ckpt"}) io::check_output_file((fs::path(o.out) / f).string(), "--out");
   LoadedModel lm = load_model(o.model, Device::cpu());
   SL_CHECK(lm.ckpt.get("role").empty(), ValueError, o.model, " is already one side of a split; give the whole model");
   std::vector<std::string> names = runtime::parse_split_list(*lm.model.net, o.at);
-  // The output folder: created if missing; existing files in it must be regular files (they are replaced).
-  std::error_code ec;
-  if (fs::exists(o.out, ec)) SL_CHECK(fs::is_directory(o.out, ec), IoError, "--out ", o.out, " is not a folder");
-  fs::create_directories(o.out, ec);
-  SL_CHECK(fs::is_directory(o.out, ec), IoError, "--out ", o.out, ": cannot create the folder");
-  for (auto* f : {"edge.ckpt", "cloud.ckpt"}) {
-    fs::path p = fs::path(o.out) / f;
-    auto st = fs::symlink_status(p, ec);
-    SL_CHECK(!fs::exists(st) || fs::is_regular_file(st), IoError, p.string(), " exists and is not a regular file");
-  }
 
   auto meta = lm.ckpt.meta;
   meta["source_model"] = o.model;
@@ -59,7 +54,7 @@ void run_split(const SplitOptions& o) {
                            {"fingerprint", s.fingerprint}});
   }
   if (o.json) {
-    std::cout << j.dump() << std::endl;
+    std::cout << json_text(j) << std::endl;
     return;
   }
   std::cout << lm.model.arch << " (input " << in.str() << ") split for deployment:\n"
@@ -75,10 +70,10 @@ void run_split(const SplitOptions& o) {
 void add_split(CLI::App& app) {
   auto o = std::make_shared<SplitOptions>();
   auto* c = app.add_subcommand("split", "Cut a trained model into edge.ckpt (head) and cloud.ckpt (tail) for serving");
-  c->add_option("--model", o->model, "Checkpoint written by `splitleak train`")->required();
+  c->add_option("--model", o->model, "Checkpoint written by `splitleak train`")->required()->check(valid::path());
   c->add_option("--at", o->at, "Split after this layer; a comma-separated list, or 'all' (with 'input': cloud-only)")
       ->required();
-  c->add_option("--out", o->out, "Folder for edge.ckpt and cloud.ckpt")->required();
+  c->add_option("--out", o->out, "Folder for edge.ckpt and cloud.ckpt")->required()->check(valid::path());
   c->add_flag("--json", o->json, "Print one JSON object");
   c->callback([o] { run_split(*o); });
 }

@@ -14,8 +14,8 @@
 #include <exception>
 #include <typeinfo>
 
-#include "nn/checkpoint.h"  // crc32
 #include "runtime/observations.h"
+#include "tensor/io.h"  // crc32
 
 extern "C" size_t LLVMFuzzerMutate(uint8_t* data, size_t size, size_t max_size);
 
@@ -27,7 +27,7 @@ void reseal(uint8_t* data, size_t size) {
     uint8_t* h = data + pos;
     uint32_t len = uint32_t(h[16]) | uint32_t(h[17]) << 8 | uint32_t(h[18]) << 16 | uint32_t(h[19]) << 24;
     if (len > size - pos - sl::wire::kHeaderBytes) return;
-    uint32_t c = sl::crc32(h + sl::wire::kHeaderBytes, len, sl::crc32(h, 20));
+    uint32_t c = sl::io::crc32(h + sl::wire::kHeaderBytes, len, sl::io::crc32(h, 20));
     for (int i = 0; i < 4; ++i) h[20 + i] = uint8_t(c >> (8 * i));
     pos += sl::wire::kHeaderBytes + len;
   }

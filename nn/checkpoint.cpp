@@ -1,16 +1,11 @@
 #include "nn/checkpoint.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <array>
-#include <bit>
-#include <cerrno>
+#include <cmath>
 #include <cstring>
-#include <filesystem>
-#include <fstream>
 #include <set>
+
+#include "tensor/io.h"
+#include "tensor/serialize.h"
 
 namespace sl {
 
@@ -19,148 +14,8 @@ namespace {
 constexpr char kMagic[4] = {'S', 'P', 'L', 'K'};
 constexpr size_t kHeaderBytes = 16;  // magic, version, file size
 constexpr uint32_t kMaxStringBytes = 1u << 20;
-constexpr int kMaxRank = 8;
-
-// ---- little-endian encoding ----------------------------------------------------------------------------
-using Bytes = std::vector<uint8_t>;
-
-void put_uint(Bytes& b, uint64_t v, int nbytes) {
-  for (int i = 0; i < nbytes; ++i) b.push_back(uint8_t(v >> (8 * i)));
-}
-void put_string(Bytes& b, const std::string& s) {
-  SL_CHECK(s.size() <= kMaxStringBytes, ValueError, "checkpoint string too long (", s.size(), " bytes)");
-  put_uint(b, s.size(), 4);
-  b.insert(b.end(), s.begin(), s.end());
-}
-// Copies `count` elements of `elem` bytes each from host order to little-endian (or back: the same swap).
-void copy_le(uint8_t* dst, const uint8_t* src, size_t count, size_t elem) {
-  if constexpr (std::endian::native == std::endian::little) {
-    std::memcpy(dst, src, count * elem);
-  } else {
-    for (size_t i = 0; i < count; ++i)
-      for (size_t j = 0; j < elem; ++j) dst[i * elem + j] = src[i * elem + elem - 1 - j];
-  }
-}
-
-uint8_t dtype_code(DType t) { return t == DType::f32 ? 0 : t == DType::f64 ? 1 : 2; }
-
-// ---- bounds-checked reading ------------------------------------------------------------------------------
-// Every read says what it reads, so a failure names the field, the byte offset and the file.
-class Reader {
- public:
-  Reader(const Bytes& b, size_t end, const std::string& path) : b_(b), end_(end), path_(path) {}
-  size_t pos() const { return pos_; }
-  size_t left() const { return end_ - pos_; }
-
-  [[noreturn]] void fail(const std::string& msg, size_t at) const {
-    throw IoError(str("checkpoint '", path_, "': ", msg, " at byte offset ", at));
-  }
-  void need(size_t n, const char* what) const {
-    if (n > left()) fail(str("truncated: ", what, " needs ", n, " bytes but only ", left(), " remain"), pos_);
-  }
-  uint64_t uint(int nbytes, const char* what) {
-    need(size_t(nbytes), what);
-    uint64_t v = 0;
-    for (int i = 0; i < nbytes; ++i) v |= uint64_t(b_[pos_ + size_t(i)]) << (8 * i);
-    pos_ += size_t(nbytes);
-    return v;
-  }
-  std::string string(const char* what) {
-    size_t at = pos_;
-    uint64_t n = uint(4, what);
-    if (n > kMaxStringBytes) fail(str(what, " claims an absurd length of ", n, " bytes"), at);
-    need(size_t(n), what);
-    std::string s(reinterpret_cast<const char*>(b_.data() + pos_), size_t(n));
-    pos_ += size_t(n);
-    return s;
-  }
-  const uint8_t* bytes(size_t n, const char* what) {
-    need(n, what);
-    const uint8_t* p = b_.data() + pos_;
-    pos_ += n;
-    return p;
-  }
-
- private:
-  const Bytes& b_;
-  size_t end_;
-  size_t pos_ = 0;
-  const std::string& path_;
-};
-
-Tensor read_tensor(Reader& r, const std::string& name) {
-  size_t at = r.pos();
-  uint64_t code = r.uint(1, "tensor dtype");
-  if (code > 2) r.fail(str("tensor '", name, "' has an unknown dtype code ", code), at);
-  DType dtype = code == 0 ? DType::f32 : code == 1 ? DType::f64 : DType::i32;
-  at = r.pos();
-  uint64_t rank = r.uint(1, "tensor rank");
-  if (rank > uint64_t(kMaxRank)) r.fail(str("tensor '", name, "' has an absurd rank ", rank), at);
-  // The data must fit in the rest of the file: this bounds every allocation by the file's real size.
-  std::vector<int64_t> dims;
-  uint64_t bytes = dtype_size(dtype);
-  for (uint64_t i = 0; i < rank; ++i) {
-    at = r.pos();
-    uint64_t d = r.uint(8, "tensor dimension");
-    if (d > r.left() || (d > 0 && bytes > r.left() / d))
-      r.fail(str("tensor '", name, "' has an absurd dimension ", int64_t(d), " (more data than the file holds)"), at);
-    bytes *= d;
-    dims.push_back(int64_t(d));
-  }
-  Tensor t = Tensor::empty(Shape(dims), dtype);
-  copy_le(static_cast<uint8_t*>(t.raw_data()), r.bytes(size_t(bytes), "tensor data"), size_t(t.numel()),
-          dtype_size(dtype));
-  return t;
-}
-
-Bytes read_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary | std::ios::ate);
-  SL_CHECK(f, IoError, "cannot open checkpoint '", path, "': ", std::strerror(errno));
-  std::streamoff size = f.tellg();
-  SL_CHECK(size >= 0, IoError, "cannot read checkpoint '", path, "'");
-  Bytes b(static_cast<size_t>(size));
-  f.seekg(0);
-  f.read(reinterpret_cast<char*>(b.data()), size);
-  SL_CHECK(f.good() || size == 0, IoError, "error reading checkpoint '", path, "'");
-  return b;
-}
-
-// Writes all of `b` to `fd`, retrying short writes.
-bool write_all(int fd, const Bytes& b) {
-  size_t done = 0;
-  while (done < b.size()) {
-    ssize_t n = ::write(fd, b.data() + done, b.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    done += size_t(n);
-  }
-  return true;
-}
-
-std::string dir_of(const std::string& path) {
-  size_t slash = path.find_last_of('/');
-  return slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
-}
 
 }  // namespace
-
-// ---- CRC-32 --------------------------------------------------------------------------------------------
-uint32_t crc32(const void* data, size_t n, uint32_t crc) {
-  // Table of the reflected polynomial 0xEDB88320, one entry per byte value.
-  static const std::array<uint32_t, 256> table = [] {
-    std::array<uint32_t, 256> t{};
-    for (uint32_t i = 0; i < 256; ++i) {
-      uint32_t c = i;
-      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-      t[i] = c;
-    }
-    return t;
-  }();
-  const auto* p = static_cast<const uint8_t*>(data);
-  crc = ~crc;
-  for (size_t i = 0; i < n; ++i) crc = table[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
-  return ~crc;
-}
 
 std::string Checkpoint::get(const std::string& key, const std::string& fallback) const {
   auto it = meta.find(key);
@@ -180,52 +35,24 @@ void save_checkpoint(const std::string& path, const Checkpoint& ckpt) {
   Bytes b(kMagic, kMagic + 4);
   put_uint(b, kCheckpointVersion, 4);
   put_uint(b, 0, 8);  // file size, patched below
-  put_string(b, ckpt.arch);
+  put_string(b, ckpt.arch, kMaxStringBytes);
   put_uint(b, ckpt.meta.size(), 4);
   for (auto& [k, v] : ckpt.meta) {
-    put_string(b, k);
-    put_string(b, v);
+    put_string(b, k, kMaxStringBytes);
+    put_string(b, v, kMaxStringBytes);
   }
   put_uint(b, ckpt.tensors.size(), 4);
-  for (auto& [name, tensor] : ckpt.tensors) {
-    Tensor t = tensor.to(Device::cpu()).contiguous();
-    SL_CHECK(t.dim() <= size_t(kMaxRank), ValueError, "tensor '", name, "' has rank ", t.dim(), " > ", kMaxRank);
-    put_string(b, name);
-    put_uint(b, dtype_code(t.dtype()), 1);
-    put_uint(b, t.dim(), 1);
-    for (auto d : t.shape().dims()) put_uint(b, uint64_t(d), 8);
-    size_t at = b.size();
-    b.resize(at + t.nbytes());
-    copy_le(b.data() + at, static_cast<const uint8_t*>(t.raw_data()), size_t(t.numel()), dtype_size(t.dtype()));
+  for (auto& [name, t] : ckpt.tensors) {
+    SL_CHECK(t.dim() <= size_t(kMaxTensorRank), ValueError, "tensor '", name, "' has rank ", t.dim(), " > ",
+             kMaxTensorRank);
+    put_string(b, name, kMaxStringBytes);
+    put_tensor(b, t);  // dtype, rank, dims, little-endian data (tensor/serialize.h)
   }
   uint64_t total = b.size() + 4;
   for (int i = 0; i < 8; ++i) b[8 + size_t(i)] = uint8_t(total >> (8 * i));
-  put_uint(b, crc32(b.data(), b.size()), 4);
+  put_uint(b, io::crc32(b.data(), b.size()), 4);
 
-  // Atomic replace: write a temporary sibling, flush it to disk, then rename it over the target.
-  std::error_code ec;
-  std::filesystem::path parent = std::filesystem::path(path).parent_path();
-  if (!parent.empty()) std::filesystem::create_directories(parent, ec);  // a failure shows at mkstemp below
-  std::string tmp = path + ".XXXXXX";
-  int fd = ::mkstemp(tmp.data());
-  SL_CHECK(fd >= 0, IoError, "cannot create a temporary file next to '", path, "': ", std::strerror(errno));
-  bool ok = write_all(fd, b) && ::fchmod(fd, 0644) == 0 && ::fsync(fd) == 0;
-  int err = errno;
-  ok = (::close(fd) == 0) && ok;
-  if (ok && ::rename(tmp.c_str(), path.c_str()) != 0) {
-    ok = false;
-    err = errno;
-  }
-  if (!ok) {
-    ::unlink(tmp.c_str());
-    throw IoError(str("cannot write checkpoint '", path, "': ", std::strerror(err)));
-  }
-  // Make the rename itself durable (best effort: the file is already complete and in place).
-  int dfd = ::open(dir_of(path).c_str(), O_RDONLY | O_DIRECTORY);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
+  io::write_file_atomic(path, b.data(), b.size(), "checkpoint");
 }
 
 void save_checkpoint(const std::string& path, const Module& model, const std::string& arch,
@@ -234,16 +61,34 @@ void save_checkpoint(const std::string& path, const Module& model, const std::st
 }
 
 // ---- load ----------------------------------------------------------------------------------------------
-Checkpoint load_checkpoint(const std::string& path) {
-  Bytes b = read_file(path);
-  Reader r(b, b.size(), path);
+std::vector<std::string> nonfinite_tensors(const Checkpoint& ckpt) {
+  std::vector<std::string> out;
+  for (auto& [name, t] : ckpt.tensors) {
+    if (t.dtype() == DType::i32) continue;
+    int64_t bad = 0;
+    if (t.dtype() == DType::f32) {
+      const float* p = t.data<float>();
+      for (int64_t i = 0; i < t.numel(); ++i) bad += !std::isfinite(p[i]);
+    } else {
+      const double* p = t.data<double>();
+      for (int64_t i = 0; i < t.numel(); ++i) bad += !std::isfinite(p[i]);
+    }
+    if (bad) out.push_back(str("'", name, "' (", bad, " of ", t.numel(), " values)"));
+  }
+  return out;
+}
+
+Checkpoint load_checkpoint(const std::string& path, bool allow_nonfinite) {
+  Bytes b = io::read_file(path, "checkpoint");
+  const std::string source = str("checkpoint '", path, "'");
+  ByteReader r(b.data(), b.size(), source);
   // Header first, so that a truncated file or one of another kind is named as such.
   const uint8_t* magic = r.bytes(4, "magic");
   if (std::memcmp(magic, kMagic, 4) != 0) r.fail("not a splitleak checkpoint (wrong magic, expected \"SPLK\")", 0);
-  uint64_t version = r.uint(4, "format version");
+  uint64_t version = r.u32("format version");
   if (version != kCheckpointVersion)
     r.fail(str("unsupported format version ", version, " (this build reads version ", kCheckpointVersion, ")"), 4);
-  uint64_t declared = r.uint(8, "file size");
+  uint64_t declared = r.u64("file size");
   if (declared != b.size())
     r.fail(str(declared > b.size() ? "truncated: " : "trailing bytes: ", "the header says ", declared,
                " bytes, the file has ", b.size()),
@@ -253,28 +98,36 @@ Checkpoint load_checkpoint(const std::string& path) {
   size_t body = b.size() - 4;
   uint32_t stored =
       uint32_t(b[body]) | uint32_t(b[body + 1]) << 8 | uint32_t(b[body + 2]) << 16 | uint32_t(b[body + 3]) << 24;
-  uint32_t actual = crc32(b.data(), body);
+  uint32_t actual = io::crc32(b.data(), body);
   if (stored != actual) r.fail(str("checksum mismatch (stored ", stored, ", computed ", actual, ")"), body);
 
   // Then the content; still fully bounds-checked, in case of a file crafted with a valid checksum.
-  Reader c(b, body, path);
-  c.bytes(kHeaderBytes, "header");
+  ByteReader c(b.data(), body, source);
+  c.skip(kHeaderBytes, "header");
   Checkpoint ck;
-  ck.arch = c.string("architecture name");
-  uint64_t nmeta = c.uint(4, "metadata count");
+  ck.arch = c.string("architecture name", kMaxStringBytes);
+  uint64_t nmeta = c.u32("metadata count");
   for (uint64_t i = 0; i < nmeta; ++i) {
-    std::string k = c.string("metadata key");
-    ck.meta[k] = c.string("metadata value");
+    std::string k = c.string("metadata key", kMaxStringBytes);
+    ck.meta[k] = c.string("metadata value", kMaxStringBytes);
   }
-  uint64_t ntensors = c.uint(4, "tensor count");
+  uint64_t ntensors = c.u32("tensor count");
   std::set<std::string> seen;
   for (uint64_t i = 0; i < ntensors; ++i) {
     size_t at = c.pos();
-    std::string name = c.string("tensor name");
+    std::string name = c.string("tensor name", kMaxStringBytes);
     if (!seen.insert(name).second) c.fail(str("tensor '", name, "' appears twice"), at);
-    ck.tensors.emplace_back(name, read_tensor(c, name));
+    ck.tensors.emplace_back(name, c.tensor(name));  // its data must fit in the rest of the file
   }
   if (c.left() != 0) c.fail(str(c.left(), " unexpected bytes after the last tensor"), c.pos());
+  if (!allow_nonfinite) {
+    std::vector<std::string> bad = nonfinite_tensors(ck);
+    if (!bad.empty())
+      throw ValueError(str("checkpoint '", path, "': tensor ", bad[0],
+                           bad.size() > 1 ? str(" and ", bad.size() - 1, " more hold") : " holds",
+                           " NaN or inf, so nothing the model computes can be trusted (retrain it; ",
+                           "--allow-nonfinite loads it anyway)"));
+  }
   return ck;
 }
 

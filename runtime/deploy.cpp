@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <sstream>
 
+#include "tensor/io.h"
 #include "tensor/serialize.h"
 
 namespace sl::runtime {
@@ -36,10 +37,10 @@ std::string join(const std::vector<std::string>& v) {
 uint32_t weights_digest(const Module& net) {
   uint32_t c = 0;
   for (auto& [name, t] : net.named_parameters()) {
-    c = crc32(name.data(), name.size(), c);
+    c = io::crc32(name.data(), name.size(), c);
     Bytes b;
     put_tensor(b, t);
-    c = crc32(b.data(), b.size(), c);
+    c = io::crc32(b.data(), b.size(), c);
   }
   return c;
 }
@@ -122,7 +123,7 @@ std::vector<SplitPoint> split_points(const Model& model, const std::vector<std::
       text += ";";
     }
     text += "out=" + v.str();
-    s.fingerprint = str(model.arch, "/", name, "/s", hex8(crc32(text.data(), text.size())), "/w", wdigest);
+    s.fingerprint = str(model.arch, "/", name, "/s", hex8(io::crc32(text.data(), text.size())), "/w", wdigest);
     out.push_back(std::move(s));
   }
   return out;

@@ -3,22 +3,20 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
-#include <sys/stat.h>
 
 #include <cstring>
 
 #include "tensor/error.h"
+#include "tensor/io.h"
 
 namespace sl::runtime {
 
 void TlsConfig::validate(const std::string& who) const {
   SL_CHECK(!cert.empty() && !key.empty() && !ca.empty(), ValueError, who,
            ": TLS needs all three of --tls-cert, --tls-key and --tls-ca");
-  for (auto* f : {&cert, &key, &ca}) {
-    struct stat st {};
-    SL_CHECK(::stat(f->c_str(), &st) == 0, IoError, "cannot read '", *f, "': ", std::strerror(errno));
-    SL_CHECK(S_ISREG(st.st_mode), IoError, "'", *f, "' is not a regular file");
-  }
+  io::check_input_file(cert, "TLS certificate");
+  io::check_input_file(key, "TLS private key");
+  io::check_input_file(ca, "TLS CA certificate");
 }
 
 bool is_loopback_host(const std::string& host) {

@@ -9,8 +9,9 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 
-#include "nn/checkpoint.h"  // crc32
+#include "tensor/io.h"  // crc32
 
 namespace sl::runtime {
 
@@ -76,19 +77,20 @@ void encode_observation(Bytes& out, const Observation& o) {
   size_t body = out.size() - start - 8;
   SL_CHECK(body <= kMaxObservationBody, ValueError, "observation of ", body, " bytes is too large to record");
   for (int i = 0; i < 4; ++i) out[start + 4 + size_t(i)] = uint8_t(body >> (8 * i));
-  put_uint(out, crc32(out.data() + start + 8, body), 4);
+  put_uint(out, io::crc32(out.data() + start + 8, body), 4);
 }
 
 // ---- writer ---------------------------------------------------------------------------------------------------
 ObservationWriter::ObservationWriter(const std::string& path) : path_(path) {
+  io::check_output_file(path, "--record");  // absent or a regular file (no link, folder, FIFO, device)
+  io::CreatedDirs dirs(std::filesystem::path(path).parent_path().string(), "--record");
   struct stat st {};
-  if (::stat(path.c_str(), &st) == 0)
-    SL_CHECK(S_ISREG(st.st_mode), IoError, "--record '", path, "' exists and is not a regular file");
-  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOCTTY, 0644);
+  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK, 0644);
   SL_CHECK(fd_ >= 0, IoError, "cannot open '", path, "' for recording: ", errno_text());
   try {
     SL_CHECK(::flock(fd_, LOCK_EX | LOCK_NB) == 0, IoError, "'", path, "' is being recorded by another process");
     SL_CHECK(::fstat(fd_, &st) == 0 && S_ISREG(st.st_mode), IoError, "'", path, "' is not a regular file");
+    dirs.keep();
     size_ = uint64_t(st.st_size);
     if (size_ == 0) {
       Bytes h(kFileMagic, kFileMagic + 4);
@@ -133,7 +135,7 @@ ObservationWriter::ObservationWriter(const std::string& path) : path_(path) {
       uint64_t len = rd32(rh + 4);
       Bytes body(len + 4);
       SL_CHECK(pread_all(fd_, body.data(), body.size(), last + 8), IoError, "cannot read '", path, "'");
-      if (crc32(body.data(), len) != rd32(body.data() + len)) {
+      if (io::crc32(body.data(), len) != rd32(body.data() + len)) {
         torn = true;
         pos = last;
       }
@@ -197,7 +199,7 @@ ObservationScan parse_observations(const uint8_t* data, size_t size, const std::
       break;
     }
     const uint8_t* body = data + pos + 8;
-    if (crc32(body, len) != rd32(body + len)) {
+    if (io::crc32(body, len) != rd32(body + len)) {
       if (pos + kRecordOverhead + len == size) {  // the last record: an interrupted write
         scan.torn_bytes = left;
         break;
@@ -222,11 +224,14 @@ ObservationScan parse_observations(const uint8_t* data, size_t size, const std::
 }
 
 std::vector<Observation> read_observations(const std::string& path, std::string* note) {
+  io::check_input_file(path, "observation file");
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  SL_CHECK(fd >= 0, IoError, "cannot open observation file '", path, "': ", errno_text());
   struct stat st {};
-  SL_CHECK(::stat(path.c_str(), &st) == 0, IoError, "cannot open '", path, "': ", errno_text());
-  SL_CHECK(S_ISREG(st.st_mode), IoError, "'", path, "' is not a regular file");
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  SL_CHECK(fd >= 0, IoError, "cannot open '", path, "': ", errno_text());
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw IoError(str("observation file '", path, "' is not a regular file"));
+  }
   size_t size = size_t(st.st_size);
   void* map = size ? ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0) : nullptr;
   ::close(fd);

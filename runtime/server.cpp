@@ -1,5 +1,7 @@
 #include "runtime/server.h"
 
+#include <omp.h>
+
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
@@ -740,6 +742,7 @@ void CloudServer::Impl::finish() {
 
 // ---- the compute thread -----------------------------------------------------------------------------------------
 void CloudServer::Impl::compute_loop() {
+  if (opt.compute_threads > 0) omp_set_num_threads(opt.compute_threads);  // a thread's own setting
   std::vector<Job> batch;
   for (;;) {
     {

@@ -24,6 +24,7 @@ struct ServerOptions {
   std::string record_path;        // append every received tensor here (empty: no recording)
   double record_sync_s = 1;       // fdatasync the recording at least this often (0: after every batch)
   int io_threads = 1;
+  int compute_threads = 0;  // OpenMP threads of the tail (0: OpenMP's default)
   int max_connections = 256;
   int max_inflight = 16;      // requests read per connection before their answers are written
   int max_rows = 64;          // images per request

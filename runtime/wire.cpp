@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
-#include "nn/checkpoint.h"  // crc32
+#include "tensor/io.h"  // crc32
 
 namespace sl::wire {
 
@@ -140,7 +140,7 @@ FrameHeader parse_header(const uint8_t* p, uint32_t max_payload) {
 }
 
 void check_crc(const FrameHeader& h, const uint8_t* header, const uint8_t* payload) {
-  uint32_t c = crc32(payload, h.payload_bytes, crc32(header, 20));
+  uint32_t c = io::crc32(payload, h.payload_bytes, io::crc32(header, 20));
   if (c != h.crc)
     throw ProtocolError(ErrorCode::BadFrame, str(frame_type_name(h.type), " frame (request ", h.request_id,
                                                  "): CRC mismatch (header says ", h.crc, ", computed ", c, ")"));
@@ -162,7 +162,7 @@ Bytes FrameBuilder::finish() {
   size_t n = b_.size() - kHeaderBytes;
   SL_CHECK(n <= UINT32_MAX, ValueError, "frame payload of ", n, " bytes is too large");
   wr32(b_.data() + 16, uint32_t(n));
-  wr32(b_.data() + 20, crc32(b_.data() + kHeaderBytes, n, crc32(b_.data(), 20)));
+  wr32(b_.data() + 20, io::crc32(b_.data() + kHeaderBytes, n, io::crc32(b_.data(), 20)));
   return std::move(b_);
 }
 

@@ -189,7 +189,7 @@ TEST_CASE("cli: split + serve + edge --all give eval --split's accuracy; the rec
     expect(run({"edge", "--model", edge, "--connect", at, "--link-schedule", "5:1,1:2", "--data", data}, dir),
            "increasing");
     expect(run({"split", "--model", model, "--at", "conv9", "--out", (dir / "x").string()}, dir), "conv9");
-    expect(run({"serve", "--model", cloud, "--record", dir.string()}, dir), "not a regular file");
+    expect(run({"serve", "--model", cloud, "--record", dir.string()}, dir), "is a folder");
   }
   fs::remove_all(dir);
 }
