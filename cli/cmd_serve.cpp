@@ -1,6 +1,7 @@
 // splitleak serve: the cloud. Runs the tail of a deployed split for any number of edges, batching what arrives
 // together, recording what it receives (--record), until SIGINT/SIGTERM (SIGUSR1 prints the metrics).
 // splitleak stats: asks a running server for its metrics.
+#include <cmath>
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -68,12 +69,17 @@ void run_stats(StatsOptions o) {
     std::cout << json_text(j) << std::endl;
     return;
   }
+  auto cell = [](const nlohmann::json& x) {
+    if (x.is_string()) return x.get<std::string>();
+    if (x.is_number_float()) return ui::fixed(x.get<double>(), std::abs(x.get<double>()) < 10 ? 3 : 1);
+    return x.dump();
+  };
   ui::Table t({"metric", "value"});
   for (auto& [group, v] : j.items()) {
     if (v.is_object()) {
-      for (auto& [k, x] : v.items()) t.add({group + "." + k, x.is_string() ? x.get<std::string>() : x.dump()});
+      for (auto& [k, x] : v.items()) t.add({group + "." + k, cell(x)});
     } else {
-      t.add({group, v.is_string() ? v.get<std::string>() : v.dump()});
+      t.add({group, cell(v)});
     }
   }
   t.print();

@@ -251,4 +251,13 @@ std::vector<Observation> read_observations(const std::string& path, std::string*
   return out;
 }
 
+std::map<int64_t, Tensor> observed_images(const std::vector<Observation>& obs, const std::string& fingerprint) {
+  std::map<int64_t, Tensor> out;
+  for (auto& o : obs) {
+    if (o.fingerprint != fingerprint || o.request_id >= (uint64_t(1) << 62) || o.tensor.dim() < 1) continue;
+    for (int64_t r = 0; r < o.tensor.size(0); ++r) out.emplace(int64_t(o.request_id) + r, o.tensor.slice(r, r + 1));
+  }
+  return out;
+}
+
 }  // namespace sl::runtime

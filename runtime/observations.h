@@ -13,6 +13,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -72,5 +73,11 @@ ObservationScan parse_observations(const uint8_t* data, size_t size, const std::
 
 // Reads a whole observation file (memory-mapped). `note`, if given, receives a line about a torn tail.
 std::vector<Observation> read_observations(const std::string& path, std::string* note = nullptr);
+
+// The recorded tensors of one split (by fingerprint), one row per image, keyed by the image's index in the edge's
+// test set: `splitleak edge` numbers each request by the index of its first image, so row r of request id i is
+// image i + r. Warm-up requests (ids from 2^62 on) are left out; an image recorded more than once keeps its first
+// record. Each value is [1, ...] (one image).
+std::map<int64_t, Tensor> observed_images(const std::vector<Observation>& obs, const std::string& fingerprint);
 
 }  // namespace sl::runtime

@@ -143,6 +143,7 @@ struct CloudServer::Impl {
   // shutdown
   std::atomic<bool> draining{false};
   int64_t drain_deadline = kNever;
+  bool forced = false;
   std::mutex done_mu;
   std::condition_variable done_cv;
   bool done = false;
@@ -706,9 +707,10 @@ void CloudServer::Impl::on_tick() {
     }
     if (empty && pending_jobs.load() == 0) return finish();
     if (t > drain_deadline) {
+      if (forced) return finish();  // a second past the forced close: stop whatever is left
       log.line("drain deadline passed: closing the remaining connections");
       for (auto& s : live_sessions()) s->force_close();
-      drain_deadline = kNever;
+      forced = true;
       drain_deadline = t + ns(1);  // one more second for the closes and the compute queue
     }
   }

@@ -392,6 +392,17 @@ TEST_CASE("observations: records round-trip; a torn tail is skipped, then cut of
   CHECK(runtime::read_observations(path).size() == 5);
   CHECK(fs::file_size(path) == full);
 
+  // Per image: a request of 3 rows with id 10 is images 10, 11, 12; warm-up ids and other splits are left out.
+  std::vector<runtime::Observation> rec = {
+      {1, 0, "e", 10, "ReLU2", "fp", random_tensor(Shape{3, 2}, 1)},
+      {2, 0, "e", 11, "ReLU2", "fp", random_tensor(Shape{1, 2}, 2)},  // image 11 again: the first record counts
+      {3, 0, "e", (uint64_t(1) << 62) + 1, "ReLU2", "fp", random_tensor(Shape{1, 2}, 3)},
+      {4, 0, "e", 20, "pool2", "other", random_tensor(Shape{1, 2}, 4)}};
+  auto per_image = runtime::observed_images(rec, "fp");
+  REQUIRE(per_image.size() == 3);
+  CHECK(same_bits(per_image.at(11), rec[0].tensor.slice(1, 2).clone()));
+  CHECK(per_image.count(20) == 0);
+
   SECTION("a flipped byte in an earlier record is damage, not a torn tail") {
     std::string bad = blob;
     bad[16 + 40] = char(bad[16 + 40] ^ 1);

@@ -112,6 +112,15 @@ TEST_CASE("cli: split + serve + edge --all give eval --split's accuracy; the rec
   CHECK(bad.code == 1);
   CHECK_THAT(bad.err, Catch::Contains("FINGERPRINT_MISMATCH") && Catch::Contains("same `splitleak split`"));
 
+  // SIGUSR1: a metrics line on stderr; `splitleak stats`: the metrics as a table.
+  serve.kill(SIGUSR1);
+  for (auto t0 = Clock::now(); since(t0) < 5 && serve.err().find("stats:") == std::string::npos;)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  CHECK_THAT(serve.err(), Catch::Contains("stats:") && Catch::Contains("60 answered"));
+  Run st = run({"stats", "--connect", at}, dir);
+  CHECK(st.code == 0);
+  CHECK_THAT(st.out, Catch::Contains("requests.answered") && Catch::Contains("latency_ms.p99"));
+
   // SIGTERM: the server finishes, prints its stats, exits 0; the recording holds one record per request.
   serve.kill(SIGTERM);
   CHECK(serve.wait_exit(10) == 0);
