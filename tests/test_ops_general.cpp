@@ -399,3 +399,54 @@ TEST_CASE("the general ops reject bad geometry and shapes with clear errors", "[
   CHECK_THROWS_AS(leaky_relu(x, NAN), ValueError);
   CHECK_THROWS_AS(global_avg_pool2d(randn({2, 3}, g)), ShapeError);
 }
+
+TEST_CASE("the general ops on CUDA agree with the CPU at sizes that fill the kernels' blocks", "[general][cuda]") {
+  if (!gpu_ready("general ops at larger sizes")) return;
+  Generator g(1308);
+  const Device gpu = Device::cuda(0);
+  auto agree = [&](const char* what, const Tensor& cpu, const Tensor& dev, double tol = 1e-4) {
+    INFO(what);
+    CHECK(rel_max_diff(dev.to(Device::cpu()), cpu) <= tol);
+  };
+  // conv2d and conv_transpose2d with groups, dilation, a non-square kernel, per-axis strides and pads per side:
+  // forward, both gradients (the weight gradient's block sums run over 4 x 10 x 18 = 720 positions)
+  const ConvArgs a = geometry(2, 1, 1, 2, 0, 3, 2, 1, 4);
+  Tensor x = randn({4, 16, 20, 17}, g).to(DType::f32).requires_grad_(true);
+  Tensor w = randn({8, 4, 3, 5}, g).to(DType::f32).requires_grad_(true);
+  Tensor b = randn({8}, g).to(DType::f32).requires_grad_(true);
+  Tensor xd = x.detach().to(gpu).requires_grad_(true), wd = w.detach().to(gpu).requires_grad_(true),
+         bd = b.detach().to(gpu).requires_grad_(true);
+  Tensor y = conv2d(x, w, b, a), yd = conv2d(xd, wd, bd, a);
+  agree("conv2d forward", y.detach(), yd.detach());
+  Tensor gy = randn(y.shape(), g).to(DType::f32);
+  sum(mul(y, gy)).backward();
+  sum(mul(yd, gy.to(gpu))).backward();
+  agree("conv2d data gradient", x.grad(), xd.grad());
+  agree("conv2d weight gradient", w.grad(), wd.grad());
+  agree("conv2d bias gradient", b.grad(), bd.grad());
+  const ConvArgs t = geometry(2, 3, 1, 0, 2, 1, 1, 2, 2, 1, 2);
+  Tensor wt = randn({16, 3, 4, 3}, g).to(DType::f32);
+  agree("conv_transpose2d forward", conv_transpose2d(x.detach(), wt, Tensor(), t),
+        conv_transpose2d(xd.detach(), wt.to(gpu), Tensor(), t));
+  // pooling, softmax along a middle axis, broadcasting add with its gradient, the per-channel affine's sums
+  PoolArgs p;
+  p.mode = PoolMode::avg;
+  p.kh = 3, p.kw = 4, p.sh = 2, p.sw = 3, p.pt = 1, p.pl = 2, p.pb = 2, p.pr = 0, p.dw = 2;
+  p.ceil_mode = true;
+  p.count_include_pad = true;
+  Tensor big = randn({3, 32, 33, 40}, g).to(DType::f32);
+  agree("avg pool", pool2d(big, p), pool2d(big.to(gpu), p));
+  p.mode = PoolMode::max;
+  agree("max pool", pool2d(big, p), pool2d(big.to(gpu), p));
+  agree("softmax axis 1", softmax(big, 1), softmax(big.to(gpu), 1), 1e-5);
+  Tensor row = randn({33, 1}, g).to(DType::f32).requires_grad_(true);
+  Tensor rowd = row.detach().to(gpu).requires_grad_(true);
+  sum(mul(add_broadcast(big, row), big)).backward();
+  sum(mul(add_broadcast(big.to(gpu), rowd), big.to(gpu))).backward();
+  agree("broadcast gradient", row.grad(), rowd.grad());
+  Tensor sc = randn({32}, g).to(DType::f32).requires_grad_(true), sh = randn({32}, g).to(DType::f32);
+  Tensor scd = sc.detach().to(gpu).requires_grad_(true);
+  sum(mul(channel_affine(big, sc, sh), big)).backward();
+  sum(mul(channel_affine(big.to(gpu), scd, sh.to(gpu)), big.to(gpu))).backward();
+  agree("channel affine scale gradient", sc.grad(), scd.grad());
+}
