@@ -165,6 +165,7 @@ nlohmann::json write_results(const std::string& dir, const Scene& s, const inv::
                    {"dataset", s.test.name},
                    {"device", s.device.str()},
                    {"date", ui::now_iso8601()},
+                   {"commit", build_commit()},
                    {"command", command_line()},
                    {"config", config_json(c, preset)},
                    {"attacker_data", s.attacker.split + " (" + std::to_string(s.attacker.size()) + " images)"},
@@ -265,7 +266,8 @@ void run_table(const AttackOptions& o) {
         << cell.ssim << ',' << r.recovery_rate << ',' << r.train_seconds << ',' << r.invert_seconds << '\n';
   }
   md << "\nPreset " << o.preset << ", " << s.victims.size() << " MNIST test images, " << s.device.str() << ", "
-     << ui::now_iso8601() << ", total " << ui::fixed(total_s, 1) << " s. Command: `" << command_line() << "`\n";
+     << ui::now_iso8601() << ", commit " << build_commit() << ", total " << ui::fixed(total_s, 1) << " s. Command: `"
+     << command_line() << "`\n";
   write_text(out + "/table.md", md.str());
   write_text(out + "/table.csv", csv.str());
   data::GridOptions g;

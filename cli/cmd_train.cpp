@@ -166,6 +166,7 @@ void run_train(const TrainOptions& o) {
                    {"test_accuracy", ui::fixed(final_eval.accuracy, 6)},
                    {"device", device.str()},
                    {"date", ui::now_iso8601()},
+                   {"commit", build_commit()},
                    {"command", command_line()}});
 
   // Mean loss of the first and the last few steps: a quick read on whether training is learning.

@@ -87,6 +87,15 @@ void expect_clean_failure(const RunResult& r, const std::string& needle) {
 
 }  // namespace
 
+TEST_CASE("cli: --version names the version and the commit", "[cli]") {
+  fs::path dir = fs::temp_directory_path() / ("splitleak_cli_version_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  auto r = run("--version", dir);
+  CHECK(r.code == 0);
+  CHECK_THAT(r.out, Catch::StartsWith("splitleak 0.1.0 (commit ") && Catch::EndsWith(")\n"));
+  fs::remove_all(dir);
+}
+
 TEST_CASE("cli: train, eval --split and info on a tiny data set", "[cli]") {
   fs::path dir = fs::temp_directory_path() / ("splitleak_cli_" + std::to_string(::getpid()));
   fs::remove_all(dir);
