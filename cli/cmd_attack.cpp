@@ -288,7 +288,7 @@ void add_common_options(CLI::App* c, AttackOptions& o) {
       ->check(CLI::IsMember({"reference", "tuned"}));
   c->add_option("--iters", o.iters, "rMLE iterations (default 5000; CIFAR query-free 500)");
   c->add_option("--lr", o.lr, "rMLE learning rate (reference 1e-2, tuned 0.05; CIFAR query-free 0.1)");
-  c->add_option("--tv", o.tv, "λ, weight of total variation (default per preset and split: inversion/NOTES.md)");
+  c->add_option("--tv", o.tv, "λ, weight of total variation (default per preset and split: docs/attacks.md)");
   c->add_option("--tv-beta", o.tv_beta,
                 "β of TV: 2 = the reference's squared TV (reference), else Σ(dh²+dw²)^(β/2) (tuned: 1)");
   c->add_option("--l2", o.l2, "λ2, weight of mean(x²) (default 0)");
