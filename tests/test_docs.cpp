@@ -6,7 +6,8 @@
 //                                  (network, GPU); the block must still parse (bash -n)
 // An unmarked shell block fails the test. Each document runs in a fresh folder holding data/mnist (the tiny
 // synthetic MNIST of tests/tiny_data.h: 200 training and 50 test images), runs/lenet.ckpt (LeNet trained on it)
-// and build -> this build's folder, with this build's bin/ first on PATH and SPLITLEAK_DATA=data.
+// and build -> this build's folder, with this build's bin/ first on PATH, SPLITLEAK_DATA=data and
+// OMP_NUM_THREADS=1 (one thread is fastest for these small runs, and far faster on a busy machine).
 // Hidden tag: ctest runs it as its own test (tests/CMakeLists.txt); `splitleak_tests "[docs]"` runs it by hand.
 #include <sys/wait.h>
 #include <unistd.h>
@@ -92,7 +93,7 @@ std::string last_lines(const std::string& s, int k) {
 // Runs `bash script` in dir with the docs test's environment; returns the exit status (-1 on a signal).
 int run_script(const fs::path& dir, const fs::path& script, const fs::path& log) {
   const std::string bin = SPLITLEAK_BIN_DIR;
-  const std::string cmd = "cd '" + dir.string() + "' && PATH='" + bin + "':\"$PATH\" SPLITLEAK_DATA=data bash '" +
+  const std::string cmd = "cd '" + dir.string() + "' && PATH='" + bin + "':\"$PATH\" SPLITLEAK_DATA=data OMP_NUM_THREADS=1 bash '" +
                           script.string() + "' >'" + log.string() + "' 2>&1 </dev/null";
   const int st = std::system(cmd.c_str());
   return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
