@@ -93,8 +93,9 @@ std::string last_lines(const std::string& s, int k) {
 // Runs `bash script` in dir with the docs test's environment; returns the exit status (-1 on a signal).
 int run_script(const fs::path& dir, const fs::path& script, const fs::path& log) {
   const std::string bin = SPLITLEAK_BIN_DIR;
-  const std::string cmd = "cd '" + dir.string() + "' && PATH='" + bin + "':\"$PATH\" SPLITLEAK_DATA=data OMP_NUM_THREADS=1 bash '" +
-                          script.string() + "' >'" + log.string() + "' 2>&1 </dev/null";
+  const std::string cmd = "cd '" + dir.string() + "' && PATH='" + bin +
+                          "':\"$PATH\" SPLITLEAK_DATA=data OMP_NUM_THREADS=1 bash '" + script.string() + "' >'" +
+                          log.string() + "' 2>&1 </dev/null";
   const int st = std::system(cmd.c_str());
   return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
