@@ -1,6 +1,6 @@
-// The docs test: the shell commands of README.md and docs/*.md run as written, so the documents cannot drift
-// from the program. Every fenced block whose info string is sh, bash, shell or console must be preceded (on the
-// line before the fence) by one of two markers:
+// The docs test: the shell commands of README.md, docs/ (and CHANGELOG.md, bench/RESULTS.md) run as written, so the
+// documents cannot drift from the program. Every fenced block whose info string is sh, bash, shell or console must be
+// preceded (on the line before the fence) by one of two markers:
 //   <!-- docs-test -->             run here, in order, one shell per document (set -euo pipefail)
 //   <!-- docs-skip: REASON -->     not run here; REASON says what runs it instead (a CI script) or why nothing can
 //                                  (network, GPU); the block must still parse (bash -n)
@@ -100,14 +100,17 @@ int run_script(const fs::path& dir, const fs::path& script, const fs::path& log)
   return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-// The documents the test reads: README.md and every Markdown file under docs/.
+// The documents the test reads: README.md, CHANGELOG.md, bench/RESULTS.md and every Markdown file under docs/.
 std::vector<std::string> documents(const fs::path& src) {
-  std::vector<std::string> docs{"README.md"};
+  std::vector<std::string> docs;
+  for (const char* f : {"README.md", "CHANGELOG.md", "bench/RESULTS.md"})
+    if (fs::is_regular_file(src / f)) docs.push_back(f);
+  const size_t fixed = docs.size();
   if (fs::is_directory(src / "docs"))
     for (auto& e : fs::recursive_directory_iterator(src / "docs"))
       if (e.is_regular_file() && e.path().extension() == ".md")
         docs.push_back(fs::relative(e.path(), src).generic_string());
-  std::sort(docs.begin() + 1, docs.end());
+  std::sort(docs.begin() + long(fixed), docs.end());
   return docs;
 }
 
