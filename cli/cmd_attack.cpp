@@ -1,6 +1,6 @@
 // splitleak attack: the three model-inversion attacks of He, Zhang & Lee against a trained model split at a
 // named layer (white-box rMLE, black-box inverse network, query-free shadow model), scored with PSNR, SSIM
-// and the recovery rate; and `attack table`, which reproduces the paper's MNIST table (SPEC §7) in one go.
+// and the recovery rate; and `attack table`, which reproduces the paper's MNIST table in one go.
 //
 // Outputs in --out: grid.png (originals over reconstructions, labelled "true>predicted"), results.csv and
 // results.json (one row per image, plus the means, the settings, the device, the date and the command).
@@ -215,7 +215,7 @@ void run_attack_cmd(const AttackOptions& o, inv::AttackKind kind) {
   std::cout << "\n" << r.detail << "\nwritten: " << o.out << "/grid.png, results.csv, results.json\n";
 }
 
-// The paper's numbers (SPEC §7), PSNR / SSIM.
+// The paper's numbers (He, Zhang & Lee, MNIST table), PSNR / SSIM.
 struct PaperCell {
   const char* attack;
   const char* split;
@@ -229,7 +229,7 @@ constexpr PaperCell kPaper[] = {
 void run_table(const AttackOptions& o) {
   set_threads(o.threads);
   Scene s = load_scene(o, {"conv1", "ReLU2"}, true);
-  SL_CHECK(s.lm.model.arch == "lenet", ValueError, "attack table reproduces the MNIST LeNet table of SPEC §7; ",
+  SL_CHECK(s.lm.model.arch == "lenet", ValueError, "attack table reproduces the MNIST LeNet table of He, Zhang & Lee; ",
            o.model, " is a ", s.lm.model.arch, " model");
   std::string out = o.out.empty() ? "runs/table" : o.out;
   std::cerr << "attack table (" << o.preset << " preset): 3 attacks x {conv1, ReLU2} on " << s.victims.size()
@@ -284,7 +284,8 @@ void add_common_options(CLI::App* c, AttackOptions& o) {
   c->add_option("--model", o.model, "Checkpoint written by `splitleak train`")->required();
   c->add_option("--images", o.images, "Attack the first N test images (default: the first of each class)");
   c->add_flag("--all", o.all, "Attack the whole test set");
-  c->add_option("--preset", o.preset, "Settings to start from: reference (SPEC §4) or tuned (better on MNIST)")
+  c->add_option("--preset", o.preset,
+                "Settings to start from: reference (the authors' code) or tuned (better on MNIST)")
       ->check(CLI::IsMember({"reference", "tuned"}));
   c->add_option("--iters", o.iters, "rMLE iterations (default 5000; CIFAR query-free 500)");
   c->add_option("--lr", o.lr, "rMLE learning rate (reference 1e-2, tuned 0.05; CIFAR query-free 0.1)");
@@ -333,8 +334,8 @@ void add_attack(CLI::App& app) {
     c->callback([o, kind] { run_attack_cmd(*o, kind); });
   }
   auto o = std::make_shared<AttackOptions>();
-  o->preset = "tuned";  // the table shows what the attacks reach; --preset reference for the SPEC settings
-  auto* t = attack->add_subcommand("table", "Reproduce the MNIST table of SPEC §7: 3 attacks x {conv1, ReLU2}");
+  o->preset = "tuned";  // the table shows what the attacks reach; --preset reference for the authors' settings
+  auto* t = attack->add_subcommand("table", "Reproduce the MNIST table of He, Zhang & Lee: 3 attacks x {conv1, ReLU2}");
   add_common_options(t, *o);
   t->add_option("--out", o->out, "Folder for table.md, table.csv and one result folder per cell (default runs/table)");
   t->callback([o] { run_table(*o); });
