@@ -96,7 +96,7 @@ missing_libs() {
     awk '/not found/ {print $1}' | sort -u
 }
 for lib in $(missing_libs); do
-  for d in "$BUILD/lib" /usr/local/cuda/lib64 /usr/local/cuda/targets/*/lib /usr/lib/x86_64-linux-gnu \
+  for d in "$BUILD/lib" /usr/local/cuda/lib64 /usr/local/cuda/lib /usr/local/cuda/targets/*/lib /usr/lib/x86_64-linux-gnu \
            /usr/local/lib/python3*/dist-packages/nvidia/*/lib /usr/lib/python3/dist-packages/nvidia/*/lib \
            "$HOME"/.local/lib/python3*/site-packages/nvidia/*/lib /opt/*/lib/python3*/site-packages/nvidia/*/lib \
            /opt/*/.venv/lib/python3*/site-packages/nvidia/*/lib; do
@@ -105,6 +105,10 @@ for lib in $(missing_libs); do
       break
     fi
   done
+done
+for lib in $(missing_libs); do  # anywhere else under the usual prefixes
+  p="$(find /usr/local /usr/lib /opt -name "$lib" -print -quit 2>/dev/null)"
+  [ -n "$p" ] && export LD_LIBRARY_PATH="$(dirname "$p")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 done
 for b in "$BIN"/splitleak "$BIN"/splitleak_tests "$BIN"/bench_cuda; do
   [ -x "$b" ] && ldd "$b" 2>/dev/null | grep 'not found' | sed "s|^|$(basename "$b"): missing |" | tee -a "$RES/gpu-check.log"
@@ -178,7 +182,7 @@ if wants bench; then
       --benchmark_out="$RES/bench_cuda.json" --benchmark_out_format=json
     n="$(grep -c '"run_name"' "$RES/bench_cuda.json" 2>/dev/null || echo 0)"
     if [ "$RC" = 0 ] && [ "$n" -gt 0 ]; then record bench PASS "$SECS" "$n benchmarks in bench_cuda.json"
-    else record bench FAIL "$SECS" "exit $RC; see bench_cuda.log"
+    else record bench FAIL "$SECS" "exit $RC, $n benchmarks; $(tail -1 "$RES/bench_cuda.log" | cut -c1-120)"
     fi
   fi
 fi
