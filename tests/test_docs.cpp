@@ -4,11 +4,12 @@
 //   <!-- docs-test -->             run here, in order, one shell per document (set -euo pipefail)
 //   <!-- docs-skip: REASON -->     not run here; REASON says what runs it instead (a CI script) or why nothing can
 //                                  (network, GPU); the block must still parse (bash -n)
-// An unmarked shell block fails the test. Each document runs in a fresh folder holding data/mnist (the tiny
-// synthetic MNIST of tests/tiny_data.h: 200 training and 50 test images), runs/lenet.ckpt (LeNet trained on it)
-// and build -> this build's folder, with this build's bin/ first on PATH, SPLITLEAK_DATA=data and
-// OMP_NUM_THREADS=1 (one thread is fastest for these small runs, and far faster on a busy machine).
-// Hidden tag: ctest runs it as its own test (tests/CMakeLists.txt); `splitleak_tests "[docs]"` runs it by hand.
+// An unmarked shell block fails the test, and so does a relative link to a file that does not exist. Each document runs
+// in a fresh folder holding data/mnist (the tiny synthetic MNIST of tests/tiny_data.h: 200 training and 50 test
+// images), runs/lenet.ckpt (LeNet trained on it) and build -> this build's folder, with this build's bin/ first on
+// PATH, SPLITLEAK_DATA=data and OMP_NUM_THREADS=1 (one thread is fastest for these small runs, and far faster on a busy
+// machine). Hidden tag: ctest runs it as its own test (tests/CMakeLists.txt); `splitleak_tests "[docs]"` runs it by
+// hand.
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -18,6 +19,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -151,6 +153,18 @@ TEST_CASE("docs: every shell block of README.md and docs/ is marked, and the mar
     if (!run.empty()) to_run.emplace_back(rel, run);
   }
   REQUIRE(n_run > 0);
+
+  // Every relative link of the documents points at a file or folder of the repository.
+  const std::regex link(R"(\]\(([^)#\s]+)(#[^)\s]*)?\))");
+  for (const std::string& rel : documents(src)) {
+    const std::string text = slurp(src / rel);
+    for (auto it = std::sregex_iterator(text.begin(), text.end(), link); it != std::sregex_iterator(); ++it) {
+      const std::string target = (*it)[1];
+      if (target.find("://") != std::string::npos || target.rfind("mailto:", 0) == 0) continue;
+      INFO(rel << " links to " << target);
+      CHECK(fs::exists((src / rel).parent_path() / target));
+    }
+  }
 
   // The fixture every document starts from.
   const fs::path fixture = root / "fixture";
