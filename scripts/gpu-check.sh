@@ -15,7 +15,7 @@
 # table on the terminal and exits non-zero when a stage failed. A stage that cannot run here (no
 # compute-sanitizer, no PyTorch, no MNIST) is reported as skipped, with the reason.
 #
-#   scripts/gpu-check.sh [BUILD_DIR] [RESULTS_DIR]         defaults: build-cuda and BUILD_DIR/gpu-check
+#   scripts/gpu-check.sh [BUILD_DIR] [RESULTS_DIR]         defaults: the repository's build-cuda, BUILD_DIR/gpu-check
 #
 # Environment:
 #   STAGES="tests memcheck racecheck bench torch mnist"    the stages to run (default: all). Stages write their
@@ -31,16 +31,17 @@
 # Benchmark's) can be put in BUILD_DIR/lib; cuDNN and cuBLAS are looked for in the CUDA toolkit, the system
 # library folders and PyTorch's wheels.
 set -uo pipefail
-cd "$(dirname "$0")/.."
-SRC="$PWD"
-BUILD="${1:-build-cuda}"
+START_CMD="scripts/gpu-check.sh $*"
+SRC="$(cd "$(dirname "$0")/.." && pwd)"
+BUILD="${1:-$SRC/build-cuda}"                    # relative paths: from where the script is called
 mkdir -p "$BUILD" && BUILD="$(cd "$BUILD" && pwd)"
 RES="${2:-$BUILD/gpu-check}"
 mkdir -p "$RES" && RES="$(cd "$RES" && pwd)"
+if [ -n "${SPLITLEAK_DATA:-}" ] && [ -d "$SPLITLEAK_DATA" ]; then SPLITLEAK_DATA="$(cd "$SPLITLEAK_DATA" && pwd)"; fi
+cd "$SRC"
 STAGES=" ${STAGES:-tests memcheck racecheck bench torch mnist} "
 SCALE="${TIMEOUT_SCALE:-1}"
 BIN="$BUILD/bin"
-START_CMD="scripts/gpu-check.sh $*"
 
 say() { printf '%s\n' "$*" | tee -a "$RES/gpu-check.log"; }
 wants() { [[ "$STAGES" == *" $1 "* ]]; }
@@ -210,7 +211,7 @@ if [ -s "$RES/bench_cuda.json" ]; then
 fi
 
 if wants mnist; then
-  data="${SPLITLEAK_DATA:-data}"
+  data="${SPLITLEAK_DATA:-$SRC/data}"
   if [ ! -f "$data/mnist/t10k-images-idx3-ubyte" ] && [ -f "$data/mnist/t10k-images-idx3-ubyte.gz" ]; then
     mkdir -p "$RES/data/mnist"  # MNIST as published (gzip-compressed IDX files): unpacked beside the results
     for f in "$data"/mnist/*-ubyte.gz; do gzip -dc "$f" > "$RES/data/mnist/$(basename "$f" .gz)"; done
