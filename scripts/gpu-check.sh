@@ -213,9 +213,11 @@ fi
 if wants mnist; then
   data="${SPLITLEAK_DATA:-$SRC/data}"
   if [ ! -f "$data/mnist/t10k-images-idx3-ubyte" ] && [ -f "$data/mnist/t10k-images-idx3-ubyte.gz" ]; then
-    mkdir -p "$RES/data/mnist"  # MNIST as published (gzip-compressed IDX files): unpacked beside the results
-    for f in "$data"/mnist/*-ubyte.gz; do gzip -dc "$f" > "$RES/data/mnist/$(basename "$f" .gz)"; done
-    data="$RES/data"
+    unpacked="$(mktemp -d)"  # MNIST as published (gzip-compressed IDX files): unpacked for this run only
+    trap 'rm -rf "$unpacked"' EXIT
+    mkdir -p "$unpacked/mnist"
+    for f in "$data"/mnist/*-ubyte.gz; do gzip -dc "$f" > "$unpacked/mnist/$(basename "$f" .gz)"; done
+    data="$unpacked"
   fi
   if [ ! -f "$data/mnist/t10k-images-idx3-ubyte" ]; then
     record mnist SKIP 0 "no MNIST in $data/mnist (splitleak fetch mnist --data DIR, then SPLITLEAK_DATA=DIR)"
