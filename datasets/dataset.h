@@ -63,5 +63,8 @@ std::vector<uint8_t> read_file_bytes(const std::string& path);
 void write_file_atomic(const std::string& path, const void* bytes, size_t n);
 // "run: splitleak fetch NAME --data DIR" — appended to every missing-data error.
 std::string fetch_hint(const std::string& name, const std::string& data_dir);
+// `text` with every byte outside printable ASCII replaced by '?', for quoting a file's bytes (or a parser's
+// message that quotes them) in a one-line error.
+std::string printable(std::string text);
 
 }  // namespace sl::data
