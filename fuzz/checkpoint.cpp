@@ -4,10 +4,11 @@
 //
 // The file's CRC-32 guards every byte, so a plain mutation almost never gets past it. The mutator below therefore
 // repairs the size field and the checksum after most mutations (not all: the checks themselves stay fuzzed).
+#include "nn/checkpoint.h"
+
 #include <cstring>
 
 #include "fuzz/fuzz_common.h"
-#include "nn/checkpoint.h"
 #include "nn/models.h"
 
 extern "C" size_t LLVMFuzzerMutate(uint8_t* data, size_t size, size_t max_size);

@@ -35,7 +35,7 @@ run_one() {
   local t="$1"
   mkdir -p "$build/corpus/$t" "$build/artifacts/$t" "$build/logs"
   # A hard stop well past the fuzzing time, in case a target hangs where libFuzzer's own timeout cannot act.
-  timeout --signal=KILL $((seconds + 300)) "$build/bin/fuzz_$t" -max_total_time="$seconds" -timeout=10 \
+  timeout --signal=KILL $((seconds + 300)) "$build/bin/fuzz_$t" -max_total_time="$seconds" -timeout=30 \
     -malloc_limit_mb=64 -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$build/artifacts/$t/" \
     "$build/corpus/$t" "fuzz/corpus/$t" >"$build/logs/$t.log" 2>&1
 }
