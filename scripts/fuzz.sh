@@ -32,12 +32,13 @@ done
 
 # One target: fuzz for $seconds, log to $build/logs/<t>.log, exit status of libFuzzer.
 run_one() {
-  local t="$1"
+  local t="$1" seeds=()
   mkdir -p "$build/corpus/$t" "$build/artifacts/$t" "$build/logs"
+  [ -d "fuzz/corpus/$t" ] && seeds=("fuzz/corpus/$t")
   # A hard stop well past the fuzzing time, in case a target hangs where libFuzzer's own timeout cannot act.
   timeout --signal=KILL $((seconds + 300)) "$build/bin/fuzz_$t" -max_total_time="$seconds" -timeout=30 \
     -malloc_limit_mb=64 -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$build/artifacts/$t/" \
-    "$build/corpus/$t" "fuzz/corpus/$t" >"$build/logs/$t.log" 2>&1
+    "$build/corpus/$t" "${seeds[@]}" >"$build/logs/$t.log" 2>&1
 }
 
 echo "fuzz: ${#targets[@]} target(s), ${seconds} s each, ${parallel} at a time (logs: $build/logs/)"

@@ -56,18 +56,6 @@ Sampler& sampler() {
   return s;
 }
 
-// Threads of other processes that are runnable right now: /proc/loadavg's "running/total" field, less the
-// calling thread. -1 when it cannot be read.
-int runnable_others() {
-  std::FILE* f = std::fopen("/proc/loadavg", "re");
-  if (!f) return -1;
-  double a, b, c;
-  int running = 0, total = 0;
-  const int got = std::fscanf(f, "%lf %lf %lf %d/%d", &a, &b, &c, &running, &total);
-  std::fclose(f);
-  return got == 5 ? std::max(0, running - 1) : -1;
-}
-
 bool read_proc_stat(std::string& out) {
   std::FILE* f = std::fopen("/proc/stat", "re");
   if (!f) return false;
@@ -94,13 +82,6 @@ void sample() {
     const int nice = ::getpriority(PRIO_PROCESS, 0);
     // At nice 0 or below, processes in the "nice" column run at a lower priority and yield to ours.
     s.count_nice = errno == 0 && nice > 0;
-    // Until the first window has been measured, a snapshot of the run queue decides.
-    const int others = runnable_others();
-    if (others >= 0 && !s.cpus.empty()) {
-      const int ncpu = int(s.cpus.size());
-      s.current = threads_for_free_cores(double(ncpu - std::min(others, ncpu)), ncpu, ncpu);
-      g_free_threads.store(s.current, std::memory_order_relaxed);
-    }
   }
   std::string text;
   if (s.cpus.empty() || s.hz <= 0 || !read_proc_stat(text)) {
