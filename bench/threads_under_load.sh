@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One LeNet training epoch on MNIST (CPU), on a quiet machine and with competing CPU-bound processes, for
-# three thread policies of the CPU kernels:
+# the thread policies of the CPU kernels:
 #   fixed      every parallel region uses OpenMP's count (SPLITLEAK_ADAPTIVE_THREADS=0: the engine before the
 #              load-adaptive count)
 #   adaptive   the load-adaptive count (kernels/cpu/threads.h, the default)
@@ -10,10 +10,12 @@
 #            the same machine
 #   LIMIT    training images (default 60000: the whole epoch)
 # Environment: SPLITLEAK (default build/bin/splitleak), SPLITLEAK_DATA (default data/), LOADS (numbers of
-# competing busy loops, default "0 1"), PIN=1 (pin busy loop i to CPU i), POLICIES (default "fixed adaptive
-# one"). Prints the median training time of the epoch (from --json; data loading and the test pass are not
-# timed), the spread (min-max) and img/s, and checks that every run gave the same bits (train loss, loss of
-# the last steps, test accuracy): the thread count must not change results. Exit 1 when they differ.
+# competing busy loops, default "0 1"), PIN=1 (pin busy loop i to CPU i), PAUSE (seconds between runs,
+# default 0), POLICIES (default "fixed adaptive one"; a policy may end in +passive, +active or +spinN to set
+# libgomp's OMP_WAIT_POLICY or GOMP_SPINCOUNT for that run, e.g. fixed+passive).
+# Prints the median training time of the epoch (from --json; data loading and the test pass are not timed),
+# the spread (min-max) and img/s, and checks that every run gave the same bits (train loss, loss of the last
+# steps, test accuracy): the thread count must not change results. Exit 1 when they differ.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repeats="${1:-3}"
@@ -80,6 +82,7 @@ print(sys.argv[2], sys.argv[3], repr(e["seconds"]), repr(e["images_per_s"]), rep
 EOF
   printf '  round %s, %s busy loop(s), %-8s %6.2f s\n' "$round" "$load" "$policy" \
     "$(tail -1 "$work/results" | cut -d' ' -f3)" >&2
+  sleep "${PAUSE:-0}"
 }
 
 echo "threads_under_load: $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo -)," \

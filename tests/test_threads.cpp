@@ -67,8 +67,7 @@ TEST_CASE("free cores -> threads: a core counts when 0.75 of it is free, 0.9 to 
   CHECK(cpu::threads_for_free_cores(5.0, 9, 4) == 4);  // a current count above the ceiling is clamped first
 }
 
-TEST_CASE("region_threads: OpenMP's count when off, within [1, that count] when on, 1 inside a region",
-          "[threads]") {
+TEST_CASE("region_threads: OpenMP's count when off, within [1, that count] when on, 1 inside a region", "[threads]") {
   const int saved = omp_get_max_threads();
   omp_set_num_threads(3);
   CHECK_FALSE(cpu::adaptive_threads());  // tests/main.cpp turns it off

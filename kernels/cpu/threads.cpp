@@ -37,13 +37,17 @@ bool enabled_by_env() {
 }
 
 std::atomic<bool> g_enabled{enabled_by_env()};
+const bool g_log = [] {
+  const char* e = std::getenv("SPLITLEAK_THREADS_LOG");
+  return e && std::strcmp(e, "1") == 0;
+}();
 std::atomic<int> g_free_threads{0};  // the current estimate; 0: none (OpenMP's count)
 std::atomic<int64_t> g_next_sample_ns{0};
 
 // The previous sample: ticks of this process's CPUs and its own CPU time. Guarded by mu.
 struct Sampler {
   std::mutex mu;
-  bool started = false, usable = true, count_nice = false;
+  bool started = false, usable = true, count_nice = false, logged = false;
   std::vector<int> cpus;
   long hz = 0;
   CpuTicks last;
@@ -97,8 +101,13 @@ void sample() {
     const double busy_s = double(t.busy - s.last.busy) / double(s.hz);
     const double self_s = double(self - s.last_self_ns) * 1e-9;
     const double others = std::max(0.0, busy_s - self_s) / window_s;  // cores held by other processes
-    s.current = threads_for_free_cores(ncpu - others, s.current ? s.current : int(ncpu), int(ncpu));
+    const int before = s.current ? s.current : int(ncpu);
+    s.current = threads_for_free_cores(ncpu - others, before, int(ncpu));
     g_free_threads.store(s.current, std::memory_order_relaxed);
+    if (g_log && (s.current != before || !s.logged))
+      std::fprintf(stderr, "threads: other processes held %.2f of %d cores; parallel regions use %d thread%s\n", others,
+                   int(ncpu), s.current, s.current == 1 ? "" : "s");
+    s.logged = true;
   }
   s.started = true;
   s.last = t;
@@ -121,8 +130,8 @@ CpuTicks parse_proc_stat(const std::string& text, const std::vector<int>& cpus, 
       const int got = std::sscanf(line + used, "%llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
                                   &v[4], &v[5], &v[6], &v[7]);
       if (got >= 4) {
-        const uint64_t user = v[0], nice = v[1], system = v[2], idle = v[3], iowait = v[4], irq = v[5],
-                       softirq = v[6], steal = v[7];
+        const uint64_t user = v[0], nice = v[1], system = v[2], idle = v[3], iowait = v[4], irq = v[5], softirq = v[6],
+                       steal = v[7];
         t.busy += user + system + irq + softirq + steal + (count_nice ? nice : 0);
         t.total += user + nice + system + idle + iowait + irq + softirq + steal;
       }

@@ -6,7 +6,8 @@
 // its own CPU time, and regions use the cores the other processes left free (at least one). Processes with
 // a higher nice value than ours do not count: they yield to us. Results never depend on the count (every
 // kernel sums in a fixed order). SPLITLEAK_ADAPTIVE_THREADS=0 turns the adaptation off (regions then use
-// OpenMP's count, as before). Measured: bench/threads_under_load.sh, README "CPU threads under load".
+// OpenMP's count, as before); SPLITLEAK_THREADS_LOG=1 prints each change of the count to stderr.
+// Measured: bench/threads_under_load.sh, README "Measured".
 #pragma once
 #include <cstdint>
 #include <string>
