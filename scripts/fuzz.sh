@@ -19,9 +19,14 @@ command -v "$cxx" >/dev/null || {
 }
 [[ "$seconds" =~ ^[0-9]+$ && "$seconds" -gt 0 ]] || { echo "fuzz: SECONDS must be a positive integer" >&2; exit 2; }
 
-cmake -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER="$cxx" -DSPLITLEAK_FUZZ=ON \
-  -DSPLITLEAK_CUDA=OFF -DSPLITLEAK_BENCH=OFF -DSPLITLEAK_TESTS=OFF >/dev/null
-cmake --build "$build" -j"$(nproc)" --target fuzz_all >/dev/null
+mkdir -p "$build"
+if ! { cmake -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER="$cxx" -DSPLITLEAK_FUZZ=ON \
+  -DSPLITLEAK_CUDA=OFF -DSPLITLEAK_BENCH=OFF -DSPLITLEAK_TESTS=OFF &&
+  cmake --build "$build" -j"$(nproc)" --target fuzz_all; } >"$build/build.log" 2>&1; then
+  tail -40 "$build/build.log" >&2
+  echo "fuzz: the build failed (whole log: $build/build.log)" >&2
+  exit 2
+fi
 
 mapfile -t all < "$build/fuzz_targets.txt"
 targets=("$@")
@@ -73,7 +78,7 @@ for t in "${targets[@]}"; do
     result=ok
   else
     failed=1
-    result="FAILED (exit ${status[$t]}): $(grep -a -m1 -E 'ERROR|fuzz:|Test unit written' "$log" || echo 'see log')"
+    result="FAILED (exit ${status[$t]}): $(grep -a -m1 -E '^SUMMARY|^fuzz: |ERROR: libFuzzer' "$log" || echo 'see log')"
   fi
   printf '%-12s %12s %9s %7s %7s %9s  %s\n' "$t" "${runs:--}" "${rate:--}" "${cov:--}" "${ft:--}" "${corp:--}" "$result"
 done
