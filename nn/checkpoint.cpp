@@ -16,6 +16,49 @@ constexpr size_t kHeaderBytes = 16;  // magic, version, file size
 constexpr uint32_t kMaxStringBytes = 1u << 20;
 constexpr int kMaxRank = 8;
 
+// Strings (names, metadata) are text: well-formed UTF-8 without control characters, so that they can be
+// printed in one-line messages, on a terminal and in JSON. The offset of the first byte that breaks this, or npos.
+size_t first_non_text(const std::string& s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      if (c < 0x20 || c == 0x7F) return i;
+      ++i;
+      continue;
+    }
+    // Lead byte: the count of continuation bytes and the range of the first one (no overlong forms, no
+    // surrogates, nothing above U+10FFFF, no C1 controls U+0080..U+009F).
+    int more = 0;
+    unsigned lo = 0x80, hi = 0xBF;
+    if (c == 0xC2)
+      more = 1, lo = 0xA0;
+    else if (c > 0xC2 && c <= 0xDF)
+      more = 1;
+    else if (c == 0xE0)
+      more = 2, lo = 0xA0;
+    else if (c == 0xED)
+      more = 2, hi = 0x9F;
+    else if (c >= 0xE1 && c <= 0xEF)
+      more = 2;
+    else if (c == 0xF0)
+      more = 3, lo = 0x90;
+    else if (c >= 0xF1 && c <= 0xF3)
+      more = 3;
+    else if (c == 0xF4)
+      more = 3, hi = 0x8F;
+    else
+      return i;
+    if (i + size_t(more) >= s.size()) return i;  // cut short
+    for (int k = 1; k <= more; ++k) {
+      const auto t = static_cast<unsigned char>(s[i + size_t(k)]);
+      if (t < (k == 1 ? lo : 0x80) || t > (k == 1 ? hi : 0xBF)) return i;
+    }
+    i += size_t(more) + 1;
+  }
+  return std::string::npos;
+}
+
 // ---- little-endian encoding ----------------------------------------------------------------------------
 using Bytes = std::vector<uint8_t>;
 
@@ -24,6 +67,8 @@ void put_uint(Bytes& b, uint64_t v, int nbytes) {
 }
 void put_string(Bytes& b, const std::string& s) {
   SL_CHECK(s.size() <= kMaxStringBytes, ValueError, "checkpoint string too long (", s.size(), " bytes)");
+  SL_CHECK(first_non_text(s) == std::string::npos, ValueError, "checkpoint string is not text (a control character",
+           " or malformed UTF-8 at its byte ", first_non_text(s), ")");
   put_uint(b, s.size(), 4);
   b.insert(b.end(), s.begin(), s.end());
 }
@@ -66,6 +111,8 @@ class Reader {
     if (n > kMaxStringBytes) fail(str(what, " claims an absurd length of ", n, " bytes"), at);
     need(size_t(n), what);
     std::string s(reinterpret_cast<const char*>(b_.data() + pos_), size_t(n));
+    if (size_t bad = first_non_text(s); bad != std::string::npos)
+      fail(str(what, " is not text (a control character or malformed UTF-8)"), pos_ + bad);
     pos_ += size_t(n);
     return s;
   }

@@ -17,7 +17,7 @@ void map2(const Tensor& a, const Tensor& b, Tensor& out, F f) {
   const T* pb = b.data<T>();
   T* po = out.data<T>();
   int64_t n = out.numel();
-#pragma omp parallel for if (n > kParallelGrain) schedule(static)
+#pragma omp parallel for num_threads(region_threads()) if (n > kParallelGrain) schedule(static)
   for (int64_t i = 0; i < n; ++i) po[i] = f(pa[i], pb[i]);
 }
 template <class T, class F>
@@ -25,7 +25,7 @@ void map1(const Tensor& a, Tensor& out, F f) {
   const T* pa = a.data<T>();
   T* po = out.data<T>();
   int64_t n = out.numel();
-#pragma omp parallel for if (n > kParallelGrain) schedule(static)
+#pragma omp parallel for num_threads(region_threads()) if (n > kParallelGrain) schedule(static)
   for (int64_t i = 0; i < n; ++i) po[i] = f(pa[i]);
 }
 }  // namespace
@@ -137,7 +137,7 @@ bool all_finite(const Tensor& x) {
     const T* p = x.data<T>();
     int64_t n = x.numel();
     int bad = 0;
-#pragma omp parallel for if (n > kParallelGrain) reduction(| : bad)
+#pragma omp parallel for num_threads(region_threads()) if (n > kParallelGrain) reduction(| : bad)
     for (int64_t i = 0; i < n; ++i) bad |= !std::isfinite(p[i]);
     return bad == 0;
   });

@@ -26,6 +26,7 @@
 #include <cstring>
 
 #include "kernels/cpu/gemm.h"
+#include "kernels/cpu/threads.h"
 
 namespace sl::cpu::conv {
 
@@ -209,7 +210,7 @@ constexpr int64_t kParallelElements = int64_t(1) << 18;
 
 template <class F>
 void for_each_item(int64_t count, double flops, F&& f) {
-  const int nt = omp_in_parallel() || flops < kSerialFlops ? 1 : omp_get_max_threads();
+  const int nt = omp_in_parallel() || flops < kSerialFlops ? 1 : region_threads();
   if (nt <= 1) {
     for (int64_t i = 0; i < count; ++i) f(i, false);
   } else if (count >= nt && (count % nt == 0 || count >= 4 * nt)) {
@@ -248,7 +249,8 @@ T sum_contig(const T* p, int64_t n) {
 // out[c] = sum over n and positions of t[n][c][:]  (t is [N, C, len]); the bias gradient.
 template <class T>
 void channel_sums(const T* t, int64_t N, int64_t C, int64_t len, T* out) {
-#pragma omp parallel for schedule(static) if (N * C * len > kParallelElements && !omp_in_parallel())
+#pragma omp parallel for num_threads(region_threads()) \
+    schedule(static) if (N * C * len > kParallelElements && !omp_in_parallel())
   for (int64_t c = 0; c < C; ++c) {
     T s = T(0);
     for (int64_t n = 0; n < N; ++n) s += sum_contig(t + (n * C + c) * len, len);
@@ -375,7 +377,8 @@ void lowered_weight_grad(const T* p, const T* img, int64_t N, const Geom& g, int
     }
   });
   if (chunks > 1) {
-#pragma omp parallel for schedule(static) if (total * chunks > kParallelElements && !omp_in_parallel())
+#pragma omp parallel for num_threads(region_threads()) \
+    schedule(static) if (total * chunks > kParallelElements && !omp_in_parallel())
     for (int64_t i = 0; i < total; ++i) {
       T s = gw[i];
       for (int64_t ch = 1; ch < chunks; ++ch) s += parts[(ch - 1) * total + i];

@@ -17,12 +17,10 @@ void mse_forward(const Tensor& a, const Tensor& b, Tensor& out, double weight) {
     const T* pa = a.data<T>();
     const T* pb = b.data<T>();
     int64_t n = a.numel();
-    double s = 0;
-#pragma omp parallel for if (n > kParallelGrain) reduction(+ : s) schedule(static)
-    for (int64_t i = 0; i < n; ++i) {
-      double d = double(pa[i]) - double(pb[i]);
-      s += d * d;
-    }
+    const double s = chunked_sum(n, [pa, pb](int64_t i) {
+      const double d = double(pa[i]) - double(pb[i]);
+      return d * d;
+    });
     out.data<T>()[0] = T(n ? weight * s / double(n) : 0.0);
   });
 }
@@ -35,7 +33,7 @@ void mse_backward(const Tensor& a, const Tensor& b, const Tensor& gout, Tensor& 
     T* g = ga.data<T>();
     int64_t n = a.numel();
     T k = T(2.0 * weight * double(gout.data<T>()[0]) / double(n));
-#pragma omp parallel for if (n > kParallelGrain) schedule(static)
+#pragma omp parallel for num_threads(region_threads()) if (n > kParallelGrain) schedule(static)
     for (int64_t i = 0; i < n; ++i) g[i] = k * (pa[i] - pb[i]);
   });
 }
@@ -136,7 +134,7 @@ double tv_sum(const T* x, int64_t planes, int64_t h, int64_t w, double beta, dou
   std::vector<double> part(size_t(planes), 0.0);
   bool squared = beta == 2.0;
   double count_h = double(ch * (h - 1) * w), count_w = double(ch * h * (w - 1));
-#pragma omp parallel for if (planes * h * w > kParallelGrain) schedule(static)
+#pragma omp parallel for num_threads(region_threads()) if (planes * h * w > kParallelGrain) schedule(static)
   for (int64_t p = 0; p < planes; ++p) {
     const T* q = x + p * h * w;
     double s = 0;
@@ -186,7 +184,7 @@ void tv_backward(const Tensor& x, double beta, double eps, const Tensor& gout, T
     double go = weight * double(gout.data<T>()[0]) / double(n);
     double count_h = double(c * (h - 1) * w), count_w = double(c * h * (w - 1));
     bool squared = beta == 2.0;
-#pragma omp parallel for if (n * c * h * w > kParallelGrain) schedule(static)
+#pragma omp parallel for num_threads(region_threads()) if (n * c * h * w > kParallelGrain) schedule(static)
     for (int64_t p = 0; p < n * c; ++p) {
       const T* q = px + p * h * w;
       T* g = pg + p * h * w;
