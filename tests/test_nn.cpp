@@ -577,7 +577,7 @@ TEST_CASE("checkpoint strings are text: control characters and malformed UTF-8 a
   const size_t name_at = 16 + (4 + 5) + 4 + 4 + 4 + 3;
   REQUIRE(b[name_at] == '.');
   b[name_at] = '\n';
-  uint32_t crc = crc32(b.data(), b.size() - 4);
+  uint32_t crc = io::crc32(b.data(), b.size() - 4);
   for (int i = 0; i < 4; ++i) b[b.size() - 4 + size_t(i)] = uint8_t(crc >> (8 * i));
   write_bytes(path, b);
   const std::string err = load_error(path);
