@@ -1,6 +1,6 @@
 // splitleak attack: the three model-inversion attacks of He, Zhang & Lee against a trained model split at a
 // named layer (white-box rMLE, black-box inverse network, query-free shadow model), scored with PSNR, SSIM
-// and the recovery rate; and `attack table`, which reproduces the paper's MNIST table (SPEC §7) in one go.
+// and the recovery rate; and `attack table`, which reproduces the paper's MNIST table in one go.
 //
 // Outputs in --out: grid.png (originals over reconstructions, labelled "true>predicted"), results.csv and
 // results.json (one row per image, plus the means, the settings, the device, the date and the command).
@@ -176,6 +176,7 @@ nlohmann::json write_results(const std::string& dir, const Scene& s, const inv::
                    {"dataset", s.test.name},
                    {"device", s.device.str()},
                    {"date", ui::now_iso8601()},
+                   {"commit", build_commit()},
                    {"command", command_line()},
                    {"config", config_json(c, preset)},
                    {"attacker_data", s.attacker.split + " (" + std::to_string(s.attacker.size()) + " images)"},
@@ -226,7 +227,7 @@ void run_attack_cmd(const AttackOptions& o, inv::AttackKind kind) {
   std::cout << "\n" << r.detail << "\nwritten: " << o.out << "/grid.png, results.csv, results.json\n";
 }
 
-// The paper's numbers (SPEC §7), PSNR / SSIM.
+// The paper's numbers (He, Zhang & Lee, MNIST table), PSNR / SSIM.
 struct PaperCell {
   const char* attack;
   const char* split;
@@ -244,7 +245,7 @@ void run_table(const AttackOptions& o) {
   for (const char* f : {"table.md", "table.csv", "grid.png"}) io::check_output_file(out + "/" + f, "--out");
   for (const PaperCell& cell : kPaper) check_results_dir(out + "/" + cell.attack + "-" + cell.split, "--out");
   Scene s = load_scene(o, {"conv1", "ReLU2"}, true);
-  SL_CHECK(s.lm.model.arch == "lenet", ValueError, "attack table reproduces the MNIST LeNet table of SPEC §7; ",
+  SL_CHECK(s.lm.model.arch == "lenet", ValueError, "attack table reproduces the MNIST LeNet table of He, Zhang & Lee; ",
            o.model, " is a ", s.lm.model.arch, " model");
   std::cerr << "attack table (" << o.preset << " preset): 3 attacks x {conv1, ReLU2} on " << s.victims.size()
             << " images, attacker data " << s.attacker.split << " (" << s.attacker.size() << " images), "
@@ -281,7 +282,8 @@ void run_table(const AttackOptions& o) {
         << cell.ssim << ',' << r.recovery_rate << ',' << r.train_seconds << ',' << r.invert_seconds << '\n';
   }
   md << "\nPreset " << o.preset << ", " << s.victims.size() << " MNIST test images, " << s.device.str() << ", "
-     << ui::now_iso8601() << ", total " << ui::fixed(total_s, 1) << " s. Command: `" << command_line() << "`\n";
+     << ui::now_iso8601() << ", commit " << build_commit() << ", total " << ui::fixed(total_s, 1) << " s. Command: `"
+     << command_line() << "`\n";
   for (size_t i = 0; i < done.size(); ++i)
     write_results(out + "/" + kPaper[i].attack + "-" + kPaper[i].split, s, done[i].first, o.preset, done[i].second);
   write_text(out + "/table.md", md.str());
@@ -301,13 +303,14 @@ void add_common_options(CLI::App* c, AttackOptions& o) {
   c->add_option("--images", o.images, "Attack the first N test images (default: the first of each class)")
       ->check(valid::integer(1, valid::kMaxImages));
   c->add_flag("--all", o.all, "Attack the whole test set");
-  c->add_option("--preset", o.preset, "Settings to start from: reference (SPEC §4) or tuned (better on MNIST)")
+  c->add_option("--preset", o.preset,
+                "Settings to start from: reference (the authors' code) or tuned (better on MNIST)")
       ->check(CLI::IsMember({"reference", "tuned"}));
   c->add_option("--iters", o.iters, "rMLE iterations (default 5000; CIFAR query-free 500)")
       ->check(valid::integer(1, 10000000));
   c->add_option("--lr", o.lr, "rMLE learning rate (reference 1e-2, tuned 0.05; CIFAR query-free 0.1)")
       ->check(valid::positive());
-  c->add_option("--tv", o.tv, "λ, weight of total variation (default per preset and split: inversion/NOTES.md)")
+  c->add_option("--tv", o.tv, "λ, weight of total variation (default per preset and split: docs/attacks.md)")
       ->check(valid::non_negative());
   c->add_option("--tv-beta", o.tv_beta,
                 "β of TV: 2 = the reference's squared TV (reference), else Σ(dh²+dw²)^(β/2) (tuned: 1)")
@@ -362,8 +365,8 @@ void add_attack(CLI::App& app) {
     c->callback([o, kind] { run_attack_cmd(*o, kind); });
   }
   auto o = std::make_shared<AttackOptions>();
-  o->preset = "tuned";  // the table shows what the attacks reach; --preset reference for the SPEC settings
-  auto* t = attack->add_subcommand("table", "Reproduce the MNIST table of SPEC §7: 3 attacks x {conv1, ReLU2}");
+  o->preset = "tuned";  // the table shows what the attacks reach; --preset reference for the authors' settings
+  auto* t = attack->add_subcommand("table", "Reproduce the MNIST table of He, Zhang & Lee: 3 attacks x {conv1, ReLU2}");
   add_common_options(t, *o);
   t->add_option("--out", o->out, "Folder for table.md, table.csv and one result folder per cell (default runs/table)")
       ->check(valid::path());

@@ -167,6 +167,7 @@ void run_train(const TrainOptions& o) {
                                      {"test_accuracy", ui::fixed(final_eval.accuracy, 6)},
                                      {"device", device.str()},
                                      {"date", ui::now_iso8601()},
+                                     {"commit", build_commit()},
                                      {"command", command_line()}});
   std::vector<std::string> bad = nonfinite_tensors(ckpt);
   SL_CHECK(bad.empty(), ValueError, "training diverged: weight ", bad.empty() ? "" : bad[0], " holds NaN or inf after ",

@@ -52,6 +52,11 @@ void set_threads(int n);
 std::string command_line();
 void set_command_line(int argc, char** argv);
 
+// The commit the binary was built from (`git describe --always --dirty`; "unknown" outside a git checkout), and
+// "splitleak 0.1.0 (commit ...)" for --version.
+std::string build_commit();
+std::string version_line();
+
 }  // namespace sl::cli
 
 #include "cli/common_impl.h"

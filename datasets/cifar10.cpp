@@ -16,8 +16,9 @@ namespace {
 std::string batch_name(int b) { return b == 0 ? "test_batch" : str("data_batch_", b); }
 
 std::string json_type(const nlohmann::json& j) {
-  if (j.is_number_float()) return str("the number ", j.dump());
-  if (j.is_string()) return str("the string ", j.dump());
+  auto shown = [](std::string s) { return s.size() > 40 ? s.substr(0, 37) + "..." : s; };
+  if (j.is_number_float()) return str("the number ", shown(j.dump()));
+  if (j.is_string()) return str("the string ", shown(j.dump(-1, ' ', true)));
   return j.type_name();
 }
 
@@ -38,7 +39,9 @@ std::vector<int32_t> read_cifar_labels_json(const std::string& path, int64_t cou
   try {
     j = nlohmann::json::parse(bytes.begin(), bytes.end());
   } catch (const nlohmann::json::parse_error& e) {
-    throw IoError(str(path, ": malformed JSON at byte ", e.byte, " (", e.what(), ")"));
+    throw IoError(str(path, ": malformed JSON at byte ", e.byte, " (", printable(e.what()), ")"));
+  } catch (const nlohmann::json::exception& e) {  // e.g. a number too large for a double
+    throw IoError(str(path, ": malformed JSON (", printable(e.what()), ")"));
   }
   if (!j.is_array())
     throw IoError(str(path, ": expected a JSON list of ", count, " integer labels 0..9, got ", json_type(j)));
@@ -48,9 +51,10 @@ std::vector<int32_t> read_cifar_labels_json(const std::string& path, int64_t cou
     const auto& v = j[i];
     if (!v.is_number_integer())
       throw IoError(str(path, ": element ", i, " is ", json_type(v), ", expected an integer label 0..9"));
-    const int64_t x = v.get<int64_t>();
-    if (x < 0 || x > 9) throw IoError(str(path, ": label ", x, " at index ", i, " is out of range, expected 0..9"));
-    out[i] = int32_t(x);
+    // Non-negative integers parse as unsigned, so a huge one must not wrap to a small signed value.
+    const bool ok = v.is_number_unsigned() ? v.get<uint64_t>() <= 9 : v.get<int64_t>() >= 0 && v.get<int64_t>() <= 9;
+    if (!ok) throw IoError(str(path, ": label ", v.dump(), " at index ", i, " is out of range, expected 0..9"));
+    out[i] = int32_t(v.get<int64_t>());
   }
   return out;
 }

@@ -93,4 +93,10 @@ std::string fetch_hint(const std::string& name, const std::string& data_dir) {
   return str("run: splitleak fetch ", name, " --data ", data_dir);
 }
 
+std::string printable(std::string text) {
+  for (char& c : text)
+    if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7F) c = '?';
+  return text;
+}
+
 }  // namespace sl::data

@@ -59,5 +59,8 @@ Dataset load_dataset(const std::string& name, const std::string& data_dir, bool 
 // (Reading and atomic writing of files: tensor/io.h.)
 // "run: splitleak fetch NAME --data DIR" — appended to every missing-data error.
 std::string fetch_hint(const std::string& name, const std::string& data_dir);
+// `text` with every byte outside printable ASCII replaced by '?', for quoting a file's bytes (or a parser's
+// message that quotes them) in a one-line error.
+std::string printable(std::string text);
 
 }  // namespace sl::data

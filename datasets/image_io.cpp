@@ -24,6 +24,9 @@ namespace sl::data {
 
 namespace {
 
+// stb_image's reason for its last failure, fit for a one-line message (some reasons quote bytes of the file).
+std::string stb_reason() { return printable(stbi_failure_reason() ? stbi_failure_reason() : "unknown reason"); }
+
 // --- PNG container check: signature, chunk framing and CRC-32 of every chunk (stb_image checks none of the CRCs,
 // so without this a flipped bit in the compressed data could decode to wrong pixels without any error).
 
@@ -166,11 +169,11 @@ Image8 decode_png(const std::vector<uint8_t>& bytes, const std::string& path) {
   const int len = int(bytes.size());
   int w = 0, h = 0, comp = 0;
   if (!stbi_info_from_memory(p, len, &w, &h, &comp))
-    throw IoError(str(path, ": corrupt PNG header (", stbi_failure_reason(), ")"));
+    throw IoError(str(path, ": corrupt PNG header (", stb_reason(), ")"));
   Image8 img;
   img.bit_depth = stbi_is_16_bit_from_memory(p, len) ? 16 : 8;
   stbi_uc* px = stbi_load_from_memory(p, len, &w, &h, &comp, 0);
-  if (!px) throw IoError(str(path, ": corrupt PNG data (", stbi_failure_reason(), ")"));
+  if (!px) throw IoError(str(path, ": corrupt PNG data (", stb_reason(), ")"));
   img.width = w;
   img.height = h;
   img.channels = comp;
@@ -186,7 +189,7 @@ Image8 png_info(const std::vector<uint8_t>& bytes, const std::string& path) {
   const int len = int(bytes.size());
   Image8 img;
   if (!stbi_info_from_memory(p, len, &img.width, &img.height, &img.channels))
-    throw IoError(str(path, ": corrupt PNG header (", stbi_failure_reason(), ")"));
+    throw IoError(str(path, ": corrupt PNG header (", stb_reason(), ")"));
   img.bit_depth = stbi_is_16_bit_from_memory(p, len) ? 16 : 8;
   return img;
 }

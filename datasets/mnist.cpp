@@ -51,14 +51,15 @@ IdxArray read_idx(const std::string& path, uint32_t magic, int64_t limit, const 
   if (std::fread(head + 4, 1, header - 4, f.get()) != header - 4) throw IoError(str(path, ": read error at byte 4"));
 
   IdxArray a;
-  uint64_t payload = 1;
+  uint64_t payload = 1, item = 1;  // all extents; those after the count (bounded too: the count may be 0)
   for (int d = 0; d < want_dims; ++d) {
     const uint32_t n = be32(head + 4 + 4 * d);
     if (d > 0 && n == 0)
       throw IoError(str(path, ": dimension ", d, " is 0 at byte ", 4 + 4 * d, ", expected a positive extent"));
     a.dims.push_back(int64_t(n));
     payload *= n;  // a hostile header could overflow 64 bits over three u32 extents; stop well before that
-    if (payload > (uint64_t(1) << 40))
+    if (d > 0) item *= n;
+    if (payload > (uint64_t(1) << 40) || item > (uint64_t(1) << 40))
       throw IoError(str(path, ": extents ", describe(a.dims, what), " at byte ", 4 + 4 * d,
                         " are implausibly large for this file of ", file_size, " bytes"));
   }

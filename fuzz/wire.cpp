@@ -1,21 +1,18 @@
-// libFuzzer target: the wire decoder (runtime/wire: the frame assembler, every message decoder and the tensor
-// decoder of tensor/serialize) and the observation-file reader (runtime/observations), on the same bytes. A
-// decoder may refuse its input only with an sl::Error (ProtocolError, IoError); anything else, a crash, a
-// sanitizer report, a hang or a huge allocation is a finding.
+// libFuzzer target: what a splitleak peer reads from the network and from a recording — the frame assembler and
+// every message decoder of runtime/wire (with the tensor decoder of tensor/serialize), fed the bytes in pieces
+// whose size the first byte picks (as the network would cut them), then the observation-file reader
+// (runtime/observations, through a real file as `splitleak attack --observed` reads it) on the same bytes.
+// A decoder may refuse its input only with IoError (the wire's ProtocolError is one) whose message is one line.
 //
-// Every frame carries a CRC-32, so a plain mutation almost never gets past it: the mutator below re-seals the
-// frames it can walk after most mutations (not all: the checks themselves stay fuzzed). The first byte picks the
-// size of the pieces the stream is fed in (how the network would cut it).
+// Every frame and record carries a CRC-32, so a plain mutation almost never gets past it: the mutator re-seals the
+// frames it can walk after 7 of 8 mutations (the checks themselves stay fuzzed).
 #include "runtime/wire.h"
 
-#include <cstdio>
-#include <cstdlib>
 #include <cstring>
-#include <exception>
-#include <typeinfo>
 
+#include "fuzz/fuzz_common.h"
 #include "runtime/observations.h"
-#include "tensor/io.h"  // crc32
+#include "tensor/io.h"
 
 extern "C" size_t LLVMFuzzerMutate(uint8_t* data, size_t size, size_t max_size);
 
@@ -33,17 +30,6 @@ void reseal(uint8_t* data, size_t size) {
   }
 }
 
-template <class Fn>
-void refuses_only_with_sl_error(const char* what, Fn&& fn) {
-  try {
-    fn();
-  } catch (const sl::Error&) {
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "fuzz: %s threw %s: %s\n", what, typeid(e).name(), e.what());
-    std::abort();
-  }
-}
-
 }  // namespace
 
 extern "C" size_t LLVMFuzzerCustomMutator(uint8_t* data, size_t size, size_t max_size, unsigned int seed) {
@@ -54,10 +40,9 @@ extern "C" size_t LLVMFuzzerCustomMutator(uint8_t* data, size_t size, size_t max
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
-  size_t chunk = size_t(data[0]) + 1;
-  refuses_only_with_sl_error("decode_stream", [&] { sl::wire::decode_stream(data + 1, size - 1, chunk, 1u << 20); });
-  refuses_only_with_sl_error("parse_observations", [&] {
-    sl::runtime::parse_observations(data + 1, size - 1, "fuzz", [](sl::runtime::Observation&&) {});
-  });
+  const size_t piece = size_t(data[0]) + 1;
+  sl::fuzz::refuses_only_with("decode_stream", [&] { sl::wire::decode_stream(data + 1, size - 1, piece, 1u << 20); });
+  const std::string path = sl::fuzz::write_scratch("observed.slob", data + 1, size - 1);
+  sl::fuzz::refuses_only_with("read_observations", [&] { sl::runtime::read_observations(path); });
   return 0;
 }

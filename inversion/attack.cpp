@@ -34,7 +34,7 @@ bool is_fc_side(const std::string& split) { return split.rfind("fc", 0) == 0 || 
 // command) except 10 for `prob` (a probability error is small; 1e3 drowns it, measured). CIFAR: λ 10
 // (ReLU22); the query-free inversion at lr 0.1, λ 2, 500 iterations.
 //
-// Tuned preset (measured on MNIST, inversion/NOTES.md): the same optimiser at lr 0.05 with a cosine decay,
+// Tuned preset (measured on MNIST, docs/attacks.md): the same optimiser at lr 0.05 with a cosine decay,
 // projection into the pixel box after every step, and the paper's TV with β = 1 (edges stay sharp).
 // White-box λ = 0 before pool1, 2e-4 in the rest of the conv part, 1e-2 on the FC side, 1e-3 for prob;
 // query-free λ = 2e-4 / 1e-3 / 1e-2, stronger because its shadow only approximates f1.

@@ -15,6 +15,15 @@ constexpr char kMagic[4] = {'S', 'P', 'L', 'K'};
 constexpr size_t kHeaderBytes = 16;  // magic, version, file size
 constexpr uint32_t kMaxStringBytes = 1u << 20;
 
+// Names and metadata are text (tensor/serialize.h: no control characters, well-formed UTF-8), so that they can
+// be printed in one-line messages, on a terminal and in JSON.
+void put_text(Bytes& b, const std::string& s) {
+  size_t bad = first_non_text(s);
+  SL_CHECK(bad == std::string::npos, ValueError, "checkpoint string is not text (a control character",
+           " or malformed UTF-8 at its byte ", bad, ")");
+  put_string(b, s, kMaxStringBytes);
+}
+
 }  // namespace
 
 std::string Checkpoint::get(const std::string& key, const std::string& fallback) const {
@@ -35,17 +44,17 @@ void save_checkpoint(const std::string& path, const Checkpoint& ckpt) {
   Bytes b(kMagic, kMagic + 4);
   put_uint(b, kCheckpointVersion, 4);
   put_uint(b, 0, 8);  // file size, patched below
-  put_string(b, ckpt.arch, kMaxStringBytes);
+  put_text(b, ckpt.arch);
   put_uint(b, ckpt.meta.size(), 4);
   for (auto& [k, v] : ckpt.meta) {
-    put_string(b, k, kMaxStringBytes);
-    put_string(b, v, kMaxStringBytes);
+    put_text(b, k);
+    put_text(b, v);
   }
   put_uint(b, ckpt.tensors.size(), 4);
   for (auto& [name, t] : ckpt.tensors) {
     SL_CHECK(t.dim() <= size_t(kMaxTensorRank), ValueError, "tensor '", name, "' has rank ", t.dim(), " > ",
              kMaxTensorRank);
-    put_string(b, name, kMaxStringBytes);
+    put_text(b, name);
     put_tensor(b, t);  // dtype, rank, dims, little-endian data (tensor/serialize.h)
   }
   uint64_t total = b.size() + 4;
@@ -105,17 +114,17 @@ Checkpoint load_checkpoint(const std::string& path, bool allow_nonfinite) {
   ByteReader c(b.data(), body, source);
   c.skip(kHeaderBytes, "header");
   Checkpoint ck;
-  ck.arch = c.string("architecture name", kMaxStringBytes);
+  ck.arch = c.text("architecture name", kMaxStringBytes);
   uint64_t nmeta = c.u32("metadata count");
   for (uint64_t i = 0; i < nmeta; ++i) {
-    std::string k = c.string("metadata key", kMaxStringBytes);
-    ck.meta[k] = c.string("metadata value", kMaxStringBytes);
+    std::string k = c.text("metadata key", kMaxStringBytes);
+    ck.meta[k] = c.text("metadata value", kMaxStringBytes);
   }
   uint64_t ntensors = c.u32("tensor count");
   std::set<std::string> seen;
   for (uint64_t i = 0; i < ntensors; ++i) {
     size_t at = c.pos();
-    std::string name = c.string("tensor name", kMaxStringBytes);
+    std::string name = c.text("tensor name", kMaxStringBytes);
     if (!seen.insert(name).second) c.fail(str("tensor '", name, "' appears twice"), at);
     ck.tensors.emplace_back(name, c.tensor(name));  // its data must fit in the rest of the file
   }

@@ -210,10 +210,10 @@ ObservationScan parse_observations(const uint8_t* data, size_t size, const std::
     Observation o;
     o.time_unix_ns = int64_t(r.u64("time"));
     o.edge_id = r.u64("edge id");
-    o.edge = r.string("edge", 1024);
+    o.edge = r.text("edge", 1024);
     o.request_id = r.u64("request id");
-    o.split = r.string("split", 256);
-    o.fingerprint = r.string("fingerprint", 256);
+    o.split = r.text("split", 256);
+    o.fingerprint = r.text("fingerprint", 256);
     o.tensor = r.tensor("observed tensor");
     r.expect_end("the tensor");
     ++scan.records;

@@ -233,7 +233,7 @@ class Session : public SessionBase {
           self->close();
           return;
         }
-        self->cert_name_ = peer_common_name(self->stream_.native_handle());
+        self->cert_name_ = to_text(peer_common_name(self->stream_.native_handle()), 200);
         self->do_read();
       });
     } else {

@@ -177,7 +177,7 @@ Bytes encode_hello(const Hello& m) {
   SL_CHECK(!m.fingerprints.empty() && m.fingerprints.size() <= kMaxSplits, ValueError, "a HELLO carries 1 to ",
            kMaxSplits, " fingerprints, not ", m.fingerprints.size());
   FrameBuilder f(FrameType::Hello, 0);
-  put_string(f.payload(), m.edge_name, kMaxNameBytes);
+  put_string(f.payload(), to_text(m.edge_name, kMaxNameBytes), kMaxNameBytes);
   put_uint(f.payload(), m.fingerprints.size(), 4);
   for (auto& fp : m.fingerprints) put_string(f.payload(), fp, kMaxNameBytes);
   return f.finish();
@@ -187,11 +187,11 @@ Hello decode_hello(const uint8_t* p, size_t n) {
   return decoding("HELLO", [&] {
     ByteReader r(p, n, "HELLO payload");
     Hello m;
-    m.edge_name = r.string("edge name", kMaxNameBytes);
+    m.edge_name = r.text("edge name", kMaxNameBytes);
     size_t at = r.pos();
     uint32_t count = r.u32("fingerprint count");
     if (count == 0 || count > kMaxSplits) r.fail(str("fingerprint count ", count, " (1 to ", kMaxSplits, ")"), at);
-    for (uint32_t i = 0; i < count; ++i) m.fingerprints.push_back(r.string("fingerprint", kMaxNameBytes));
+    for (uint32_t i = 0; i < count; ++i) m.fingerprints.push_back(r.text("fingerprint", kMaxNameBytes));
     r.expect_end("the fingerprints");
     return m;
   });
@@ -201,7 +201,7 @@ Bytes encode_welcome(const Welcome& m) {
   SL_CHECK(m.splits.size() <= kMaxSplits, ValueError, "too many splits for a WELCOME: ", m.splits.size());
   FrameBuilder f(FrameType::Welcome, 0);
   Bytes& b = f.payload();
-  put_string(b, m.server_name, kMaxNameBytes);
+  put_string(b, to_text(m.server_name, kMaxNameBytes), kMaxNameBytes);
   put_uint(b, m.max_payload, 4);
   put_uint(b, m.max_inflight, 4);
   put_uint(b, m.max_rows, 4);
@@ -220,7 +220,7 @@ Welcome decode_welcome(const uint8_t* p, size_t n) {
   return decoding("WELCOME", [&] {
     ByteReader r(p, n, "WELCOME payload");
     Welcome m;
-    m.server_name = r.string("server name", kMaxNameBytes);
+    m.server_name = r.text("server name", kMaxNameBytes);
     m.max_payload = r.u32("max payload");
     m.max_inflight = r.u32("max in flight");
     m.max_rows = r.u32("max rows");
@@ -230,8 +230,8 @@ Welcome decode_welcome(const uint8_t* p, size_t n) {
     for (uint32_t i = 0; i < count; ++i) {
       WelcomeSplit s;
       s.split_id = r.u16("split id");
-      s.fingerprint = r.string("fingerprint", kMaxNameBytes);
-      s.name = r.string("split name", kMaxNameBytes);
+      s.fingerprint = r.text("fingerprint", kMaxNameBytes);
+      s.name = r.text("split name", kMaxNameBytes);
       s.sample_shape = read_shape(r);
       s.outputs = r.u32("outputs");
       m.splits.push_back(std::move(s));
@@ -295,8 +295,7 @@ Response decode_response(const uint8_t* p, size_t n) {
 Bytes encode_error(uint64_t id, const ErrorMsg& m) {
   FrameBuilder f(FrameType::Error, id);
   put_uint(f.payload(), uint32_t(m.code), 4);
-  std::string text = m.message.size() > kMaxMessageBytes ? m.message.substr(0, kMaxMessageBytes) : m.message;
-  put_string(f.payload(), text, kMaxMessageBytes);
+  put_string(f.payload(), to_text(m.message, kMaxMessageBytes), kMaxMessageBytes);
   return f.finish();
 }
 
@@ -305,7 +304,7 @@ ErrorMsg decode_error(const uint8_t* p, size_t n) {
     ByteReader r(p, n, "ERROR payload");
     ErrorMsg m;
     m.code = ErrorCode(r.u32("error code"));
-    m.message = r.string("error text", kMaxMessageBytes);
+    m.message = r.text("error text", kMaxMessageBytes);
     r.expect_end("the text");
     return m;
   });
@@ -322,7 +321,7 @@ Bytes encode_stats(uint64_t id, const std::string& json) {
 std::string decode_stats(const uint8_t* p, size_t n) {
   return decoding("STATS", [&] {
     ByteReader r(p, n, "STATS payload");
-    std::string s = r.string("stats JSON", kMaxStatsBytes);
+    std::string s = r.text("stats JSON", kMaxStatsBytes);
     r.expect_end("the JSON");
     return s;
   });
@@ -330,14 +329,14 @@ std::string decode_stats(const uint8_t* p, size_t n) {
 
 Bytes encode_bye(const std::string& reason) {
   FrameBuilder f(FrameType::Bye, 0);
-  put_string(f.payload(), reason.substr(0, kMaxMessageBytes), kMaxMessageBytes);
+  put_string(f.payload(), to_text(reason, kMaxMessageBytes), kMaxMessageBytes);
   return f.finish();
 }
 
 std::string decode_bye(const uint8_t* p, size_t n) {
   return decoding("BYE", [&] {
     ByteReader r(p, n, "BYE payload");
-    std::string s = r.string("reason", kMaxMessageBytes);
+    std::string s = r.text("reason", kMaxMessageBytes);
     r.expect_end("the reason");
     return s;
   });

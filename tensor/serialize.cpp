@@ -27,6 +27,58 @@ void copy_le(uint8_t* dst, const uint8_t* src, size_t count, size_t elem) {
 
 uint8_t dtype_code(DType t) { return t == DType::f32 ? 0 : t == DType::f64 ? 1 : 2; }
 
+size_t first_non_text(const std::string& s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      if (c < 0x20 || c == 0x7F) return i;
+      ++i;
+      continue;
+    }
+    // Lead byte: the count of continuation bytes and the range of the first one (no overlong forms, no
+    // surrogates, nothing above U+10FFFF, no C1 controls U+0080..U+009F).
+    int more = 0;
+    unsigned lo = 0x80, hi = 0xBF;
+    if (c == 0xC2)
+      more = 1, lo = 0xA0;
+    else if (c > 0xC2 && c <= 0xDF)
+      more = 1;
+    else if (c == 0xE0)
+      more = 2, lo = 0xA0;
+    else if (c == 0xED)
+      more = 2, hi = 0x9F;
+    else if (c >= 0xE1 && c <= 0xEF)
+      more = 2;
+    else if (c == 0xF0)
+      more = 3, lo = 0x90;
+    else if (c >= 0xF1 && c <= 0xF3)
+      more = 3;
+    else if (c == 0xF4)
+      more = 3, hi = 0x8F;
+    else
+      return i;
+    if (i + size_t(more) >= s.size()) return i;  // cut short
+    for (int k = 1; k <= more; ++k) {
+      const auto t = static_cast<unsigned char>(s[i + size_t(k)]);
+      if (t < (k == 1 ? lo : 0x80) || t > (k == 1 ? hi : 0xBF)) return i;
+    }
+    i += size_t(more) + 1;
+  }
+  return std::string::npos;
+}
+
+std::string to_text(const std::string& s, size_t max_bytes) {
+  std::string out = s;
+  for (size_t at = first_non_text(out); at != std::string::npos; at = first_non_text(out)) out[at] = '?';
+  if (out.size() > max_bytes) {
+    size_t n = max_bytes;
+    while (n > 0 && (static_cast<unsigned char>(out[n]) & 0xC0) == 0x80) --n;  // not inside a character
+    out.resize(n);
+  }
+  return out;
+}
+
 size_t encoded_tensor_size(const Tensor& t) { return 2 + 8 * t.dim() + t.nbytes(); }
 
 void put_tensor(Bytes& b, const Tensor& tensor) {
@@ -67,6 +119,14 @@ std::string ByteReader::string(const char* what, uint32_t max_bytes) {
   need(size_t(n), what);
   std::string s(reinterpret_cast<const char*>(p_ + pos_), size_t(n));
   pos_ += size_t(n);
+  return s;
+}
+
+std::string ByteReader::text(const char* what, uint32_t max_bytes) {
+  size_t start = pos_ + 4;
+  std::string s = string(what, max_bytes);
+  if (size_t bad = first_non_text(s); bad != std::string::npos)
+    fail(str(what, " is not text (a control character or malformed UTF-8)"), start + bad);
   return s;
 }
 

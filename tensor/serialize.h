@@ -36,6 +36,12 @@ void copy_le(uint8_t* dst, const uint8_t* src, size_t count, size_t elem);
 
 uint8_t dtype_code(DType t);
 
+// Text is well-formed UTF-8 without control characters (C0, DEL, C1): safe to print in a one-line message, on a
+// terminal, in JSON. The offset of the first byte of `s` that breaks this, or std::string::npos.
+size_t first_non_text(const std::string& s);
+// `s` made text: every byte that breaks it becomes '?'; cut to at most `max_bytes` without splitting a character.
+std::string to_text(const std::string& s, size_t max_bytes = std::string::npos);
+
 // ---- reading ---------------------------------------------------------------------------------------------
 // What a decoded tensor may be; checked before anything is allocated.
 struct TensorLimits {
@@ -64,6 +70,8 @@ class ByteReader {
   uint32_t u32(const char* what) { return uint32_t(uint(4, what)); }
   uint64_t u64(const char* what) { return uint(8, what); }
   std::string string(const char* what, uint32_t max_bytes = 1u << 20);
+  // A string that must be text (first_non_text); the failure names the offending byte's offset.
+  std::string text(const char* what, uint32_t max_bytes = 1u << 20);
   const uint8_t* bytes(size_t n, const char* what);
   void skip(size_t n, const char* what) { bytes(n, what); }
   // A tensor as put_tensor writes it; `name` appears in messages.

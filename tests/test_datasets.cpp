@@ -312,6 +312,13 @@ TEST_CASE("MNIST errors name the file, the byte and expected vs got", "[data]") 
     CHECK(contains(e, lab));
     CHECK(contains(e, "label 10 at byte 10"));
   }
+  SECTION("no images but absurd image extents: refused, no overflow") {
+    put_bytes(img, idx_bytes(kIdxImagesMagic, {0, 0xFFFFFFFF, 0xFFFFFFFF}, {}));
+    put_bytes(lab, idx_bytes(kIdxLabelsMagic, {0}, {}));
+    e = io_error(load);
+    CHECK(contains(e, img));
+    CHECK(contains(e, "implausibly large"));
+  }
   SECTION("no partial dataset on error, and a good file afterwards loads") {
     put_bytes(img, good_images);
     put_bytes(lab, good_labels);
@@ -467,6 +474,38 @@ TEST_CASE("CIFAR-10 errors name the file: PNG, JSON and .bin", "[data]") {
     CHECK(contains(io_error(load_test), "label 10 at index 1 is out of range"));
     put_text(json, "[-1, 1]");
     CHECK(contains(io_error(load_test), "label -1 at index 0 is out of range"));
+  }
+  SECTION("numbers beyond any integer or double") {
+    put_text(json, "[1, 18446744073709551615]");  // parses as unsigned: must not wrap to -1
+    CHECK(contains(io_error(load_test), "label 18446744073709551615 at index 1 is out of range"));
+    put_text(json, "[1, 1e999]");  // too large for a double: the parser's own exception becomes an IoError
+    e = io_error(load_test);
+    CHECK(contains(e, json));
+    CHECK(contains(e, "malformed JSON"));
+  }
+  SECTION("the parser's message quotes the file: control characters are not passed on") {
+    put_text(json, "[1, \x1B[2J]");
+    e = io_error(load_test);
+    CHECK(contains(e, "malformed JSON at byte"));
+    CHECK(e.find('\x1B') == std::string::npos);
+  }
+  SECTION("stb_image's message quotes a chunk name: control characters are not passed on") {
+    // An unknown critical chunk (upper-case first letter) named "I\x04AT", CRC valid, before IEND.
+    auto b = good;
+    const std::vector<uint8_t> chunk = {0, 0, 0, 0, 'I', 0x04, 'A', 'T', 0, 0, 0, 0};
+    b.insert(b.end() - 12, chunk.begin(), chunk.end());
+    const size_t at = b.size() - 12 - 12;
+    uint32_t c = 0xFFFFFFFFu;
+    for (size_t i = at + 4; i < at + 8; ++i) {
+      c ^= b[i];
+      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+    }
+    c = ~c;
+    for (int i = 0; i < 4; ++i) b[at + 8 + size_t(i)] = uint8_t(c >> (24 - 8 * i));
+    put_bytes(sprite, b);
+    e = io_error(load_test);
+    CHECK(contains(e, sprite));
+    CHECK(contains(e, "corrupt PNG data (I?AT PNG chunk not known)"));
   }
   SECTION("non-integer label") {
     put_text(json, "[1, 2.5]");

@@ -556,6 +556,37 @@ TEST_CASE("corrupt checkpoints are rejected with IoError naming the offset", "[n
   SECTION("missing file") { CHECK(load_error(dir.file("nope.splk")).find("not found") != std::string::npos); }
 }
 
+TEST_CASE("checkpoint strings are text: control characters and malformed UTF-8 are refused", "[nn]") {
+  TempDir dir;
+  const std::string path = dir.file("names.splk");
+  Checkpoint ok{"lenet", {{"note", "caf\xC3\xA9, \xE2\x82\xAC, \xF0\x9F\x98\x80"}}, {}};  // UTF-8 is fine
+  save_checkpoint(path, ok);
+  CHECK(load_checkpoint(path).get("note") == ok.meta["note"]);
+
+  // The writer refuses what the reader would refuse ...
+  for (std::string bad :
+       {"a\nb", "esc\x1B[2J", "del\x7F", "\xC3", "\xC0\x80", "\xED\xA0\x80", "\xC2\x9B", "\xF4\x90\x80\x80"}) {
+    INFO(bad.size());
+    CHECK_THROWS_AS(save_checkpoint(path, Checkpoint{bad, {}, {}}), ValueError);
+  }
+  // ... and the reader names the field and the offset of a newline in a tensor name (checksum made valid).
+  Checkpoint named{"lenet", {}, {{"fc3.bias", Tensor::zeros(Shape{10})}}};
+  save_checkpoint(path, named);
+  std::vector<uint8_t> b = read_bytes(path);
+  // Header, "lenet", metadata count (0), tensor count, the name's length, then "fc3" of "fc3.bias".
+  const size_t name_at = 16 + (4 + 5) + 4 + 4 + 4 + 3;
+  REQUIRE(b[name_at] == '.');
+  b[name_at] = '\n';
+  uint32_t crc = io::crc32(b.data(), b.size() - 4);
+  for (int i = 0; i < 4; ++i) b[b.size() - 4 + size_t(i)] = uint8_t(crc >> (8 * i));
+  write_bytes(path, b);
+  const std::string err = load_error(path);
+  INFO(err);
+  CHECK(err.find(str("tensor name is not text (a control character or malformed UTF-8) at byte offset ", name_at)) !=
+        std::string::npos);
+  CHECK(err.find('\n') == std::string::npos);
+}
+
 TEST_CASE("load_into rejects another architecture and mismatched tensors, naming them", "[nn]") {
   Generator gen(33);
   Model lenet = make_model("lenet", gen);

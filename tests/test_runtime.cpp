@@ -94,6 +94,16 @@ TEST_CASE("serialize: every truncation and bad header is an IoError naming the o
   put_string(sb, s);
   CHECK_THROWS_WITH(ByteReader(sb.data(), sb.size(), "src").string("name", 3), Catch::Contains("at most 3"));
   CHECK(ByteReader(sb.data(), sb.size(), "src").string("name") == s);
+
+  // Text: no control characters, well-formed UTF-8; to_text repairs, and cuts between characters.
+  Bytes tb;
+  put_string(tb, "bad\x1b[2Jname");
+  CHECK_THROWS_WITH(ByteReader(tb.data(), tb.size(), "src").text("name"),
+                    Catch::Contains("not text") && Catch::Contains("offset 7"));
+  CHECK(to_text("a\x1b\xff"
+                "b") == "a??b");
+  CHECK(to_text("\xc3\xa9\xc3\xa9", 3) == "\xc3\xa9");
+  CHECK(first_non_text(to_text("\xc3\xa9\xc3\xa9", 3)) == std::string::npos);
 }
 
 // ---- wire format -------------------------------------------------------------------------------------------------
@@ -272,6 +282,16 @@ TEST_CASE("wire: malformed payloads behind a valid CRC are BAD_FRAME, never a cr
   CHECK_THROWS_WITH(wire::decode_hello(f.data() + 24, f.size() - 24), Catch::Contains("fingerprint count"));
   Bytes r = wire::encode_request(1, {0, random_tensor(Shape{1, 4}, 7)});
   CHECK_THROWS_WITH(wire::decode_request(r.data() + 24, r.size() - 24, 8), Catch::Contains("limit"));
+  // Names and texts must be text: an escape sequence in an edge name would end up in the server's log.
+  wire::FrameBuilder nb(wire::FrameType::Hello, 0);
+  put_string(nb.payload(), "edge\x1b]0;owned\x07");
+  put_uint(nb.payload(), 1, 4);
+  put_string(nb.payload(), "fp");
+  Bytes nf = nb.finish();
+  CHECK_THROWS_WITH(wire::decode_hello(nf.data() + 24, nf.size() - 24), Catch::Contains("not text"));
+  // What the encoders send is always text, whatever they are given.
+  Bytes e = wire::encode_error(1, {wire::ErrorCode::Internal, std::string(5000, 'x') + "\x01"});
+  CHECK(wire::decode_error(e.data() + 24, e.size() - 24).message.size() == wire::kMaxMessageBytes);
 }
 
 // ---- deployment ----------------------------------------------------------------------------------------------------

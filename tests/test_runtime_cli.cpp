@@ -1,4 +1,5 @@
-// The runtime's commands end to end on a small synthetic MNIST: split, serve (recording), edge --all against eval
+// The runtime's commands end to end on the tiny synthetic MNIST (tests/tiny_data.h): split, serve (recording), edge
+// --all against eval
 // --split, a mismatched edge refused, the recording surviving a killed server, SIGTERM, and bad flags.
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -9,38 +10,12 @@
 #include "nn/checkpoint.h"
 #include "runtime/observations.h"
 #include "tests/runtime_helpers.h"
+#include "tests/tiny_data.h"
 
 using namespace sl;
 using namespace rt_test;
 
 namespace {
-
-void put_be32(std::vector<uint8_t>& b, uint32_t v) {
-  for (int s = 24; s >= 0; s -= 8) b.push_back(uint8_t(v >> s));
-}
-
-// An MNIST-shaped test set of n random images with random labels (train: 10 images).
-void write_random_mnist(const fs::path& dir, int n) {
-  fs::create_directories(dir / "mnist");
-  std::mt19937 g{7};
-  for (auto [name, count] : {std::pair{std::string("train"), 10}, std::pair{std::string("t10k"), n}}) {
-    std::vector<uint8_t> img, lab;
-    put_be32(img, 0x803);
-    put_be32(img, uint32_t(count));
-    put_be32(img, 28);
-    put_be32(img, 28);
-    put_be32(lab, 0x801);
-    put_be32(lab, uint32_t(count));
-    for (int i = 0; i < count; ++i) {
-      for (int p = 0; p < 28 * 28; ++p) img.push_back(uint8_t(g() % 256));
-      lab.push_back(uint8_t(g() % 10));
-    }
-    std::ofstream(dir / "mnist" / (name + "-images-idx3-ubyte"), std::ios::binary)
-        .write(reinterpret_cast<char*>(img.data()), std::streamsize(img.size()));
-    std::ofstream(dir / "mnist" / (name + "-labels-idx1-ubyte"), std::ios::binary)
-        .write(reinterpret_cast<char*>(lab.data()), std::streamsize(lab.size()));
-  }
-}
 
 struct Run {
   int code = -1;
@@ -64,7 +39,7 @@ int count_lines(const std::string& s) { return int(std::count(s.begin(), s.end()
 TEST_CASE("cli: split + serve + edge --all give eval --split's accuracy; the recording is what the edge sent",
           "[runtime][cli]") {
   fs::path dir = temp_dir("cli");
-  write_random_mnist(dir / "data", 60);
+  sl::test::write_tiny_mnist(dir / "data", 10, 60);
   Generator g(4);
   Model m = make_model("lenet", g);
   std::string model = (dir / "lenet.ckpt").string();

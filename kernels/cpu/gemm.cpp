@@ -423,7 +423,7 @@ void gemm_driver(int64_t m, int64_t n, int64_t k, T alpha, const ASource<T>& A, 
   // and on a busy machine a parallel region can wait a whole scheduler slice for a thread.
   int threads = 1;
   if (parallel && !omp_in_parallel() && double(m) * double(n) * double(k) >= double(1 << 20))
-    threads = omp_get_max_threads();
+    threads = region_threads();
   if (threads <= 1) {
     gemm_tile(m, n, k, alpha, A, 0, B, 0, beta, c, ldc);
     return;

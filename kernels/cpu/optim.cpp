@@ -13,7 +13,7 @@ void sgd_step(Tensor& param, const Tensor& grad, Tensor& buf, const SgdArgs& a, 
     const T* g = grad.data<T>();
     T* b = a.momentum != 0 ? buf.data<T>() : nullptr;
     int64_t n = param.numel();
-#pragma omp parallel for if (n > kParallelGrain) schedule(static)
+#pragma omp parallel for num_threads(region_threads()) if (n > kParallelGrain) schedule(static)
     for (int64_t i = 0; i < n; ++i) {
       double gi = double(g[i]) + a.weight_decay * double(p[i]);
       if (b) {
@@ -37,7 +37,7 @@ void adam_step(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, Tensor& 
     double bc1 = 1 - std::pow(a.beta1, double(step)), bc2 = 1 - std::pow(a.beta2, double(step));
     double step_size = a.lr / bc1, bc2_sqrt = std::sqrt(bc2);
     int64_t n = param.numel();
-#pragma omp parallel for if (n > kParallelGrain) schedule(static)
+#pragma omp parallel for num_threads(region_threads()) if (n > kParallelGrain) schedule(static)
     for (int64_t i = 0; i < n; ++i) {
       double gi = double(g[i]) + a.weight_decay * double(p[i]);
       double mi = a.beta1 * double(pm[i]) + (1 - a.beta1) * gi;

@@ -17,6 +17,7 @@
 #include <climits>
 
 #include "kernels/cpu/cpu.h"
+#include "kernels/cpu/threads.h"
 
 namespace sl::cpu {
 
@@ -87,7 +88,8 @@ int64_t pool2x2_row_simd<float>(const float* r0, const float* r1, int64_t W, int
 template <class T>
 void pool_forward(const T* x, int64_t planes, int64_t H, int64_t W, int k, int s, int64_t OH, int64_t OW, T* y,
                   int32_t* idx) {
-#pragma omp parallel for schedule(static) if (planes * H * W > kPoolParallelElements && !omp_in_parallel())
+#pragma omp parallel for num_threads(region_threads()) \
+    schedule(static) if (planes * H * W > kPoolParallelElements && !omp_in_parallel())
   for (int64_t pl = 0; pl < planes; ++pl) {
     const T* xp = x + pl * H * W;
     T* yp = y + pl * OH * OW;
@@ -179,8 +181,8 @@ bool pool_backward(const T* gy, const int32_t* idx, int64_t planes, int64_t H, i
   // Shapes that a 2x2 / stride-2 pool gives; the windows are confirmed from the indices themselves.
   const bool maybe_2x2 = OH == H / 2 && OW == W / 2 && OH > 0 && OW > 0;
   int bad = 0;
-#pragma omp parallel for schedule(static) \
-    reduction(|                           \
+#pragma omp parallel for num_threads(region_threads()) schedule(static) \
+    reduction(|                                                         \
               : bad) if (planes * in_plane > kPoolParallelElements && !omp_in_parallel())
   for (int64_t pl = 0; pl < planes; ++pl) {
     T* gp = gx + pl * in_plane;

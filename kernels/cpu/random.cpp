@@ -13,7 +13,7 @@ void fill(Tensor& t, const char* op, F draw) {
     using T = decltype(z);
     T* p = t.data<T>();
     int64_t n = t.numel();
-#pragma omp parallel for if (n > kParallelGrain / 8) schedule(static)
+#pragma omp parallel for num_threads(region_threads()) if (n > kParallelGrain / 8) schedule(static)
     for (int64_t i = 0; i < n; ++i) p[i] = T(draw(uint64_t(i)));
   });
 }

@@ -8,32 +8,6 @@
 
 namespace sl::cpu {
 
-namespace {
-constexpr int64_t kChunk = 4096;
-
-// Sum of f(i) for i in [0, n), deterministic.
-template <class F>
-double chunked_sum(int64_t n, F f) {
-  int64_t chunks = (n + kChunk - 1) / kChunk;
-  if (chunks <= 1) {
-    double s = 0;
-    for (int64_t i = 0; i < n; ++i) s += f(i);
-    return s;
-  }
-  std::vector<double> part(size_t(chunks), 0.0);
-#pragma omp parallel for if (n > kParallelGrain) schedule(static)
-  for (int64_t c = 0; c < chunks; ++c) {
-    double s = 0;
-    int64_t end = std::min(n, (c + 1) * kChunk);
-    for (int64_t i = c * kChunk; i < end; ++i) s += f(i);
-    part[size_t(c)] = s;
-  }
-  double s = 0;
-  for (double p : part) s += p;
-  return s;
-}
-}  // namespace
-
 void sum(const Tensor& x, Tensor& out) {
   dispatch_float(x, "sum", [&](auto t) {
     using T = decltype(t);
@@ -48,7 +22,7 @@ void fill_from_scalar(const Tensor& s, double factor, Tensor& out) {
     T v = T(double(s.data<T>()[0]) * factor);
     T* p = out.data<T>();
     int64_t n = out.numel();
-#pragma omp parallel for if (n > kParallelGrain) schedule(static)
+#pragma omp parallel for num_threads(region_threads()) if (n > kParallelGrain) schedule(static)
     for (int64_t i = 0; i < n; ++i) p[i] = v;
   });
 }
@@ -70,7 +44,7 @@ void mean_sq_backward(const Tensor& x, const Tensor& gout, Tensor& gx) {
     T* g = gx.data<T>();
     int64_t n = x.numel();
     T k = T(2.0 * double(gout.data<T>()[0]) / double(n));
-#pragma omp parallel for if (n > kParallelGrain) schedule(static)
+#pragma omp parallel for num_threads(region_threads()) if (n > kParallelGrain) schedule(static)
     for (int64_t i = 0; i < n; ++i) g[i] = k * p[i];
   });
 }
