@@ -183,6 +183,43 @@ TEST_CASE("server: stop() finishes the requests in flight, says BYE, then closes
   fs::remove_all(dir);
 }
 
+TEST_CASE("server: an edge that never reads its answers is cut off and blocks nobody", "[runtime][server]") {
+  fs::path dir = temp_dir("noread");
+  auto files = lenet_split(dir, "ReLU2");
+  auto opt = quick_options();
+  opt.io_timeout_s = 0.3;
+  runtime::CloudServer server(runtime::load_deployment(files.cloud_path, "cloud", Device::cpu()), opt);
+  server.start();
+  std::string fp = files.splits[0].fingerprint;
+  // STATS answers are about a kilobyte each: a few thousand unread ones fill every buffer between the two.
+  Raw hog(server.port());
+  Bytes stats_request = wire::encode_stats_request(1);
+  Bytes burst;
+  for (int i = 0; i < 4000; ++i) burst.insert(burst.end(), stats_request.begin(), stats_request.end());
+  hog.send(burst);
+  // Meanwhile another edge is served as usual.
+  runtime::CloudClient c(client_options(server.port()));
+  uint16_t sid = c.hello("polite", {fp}).splits.at(0).split_id;
+  for (uint64_t id = 1; id <= 50; ++id) {
+    auto t0 = Clock::now();
+    auto in = c.call(wire::encode_request(id, {sid, random_input(Shape{1, 16, 8, 8}, id)}), id);
+    CHECK(in.type == wire::FrameType::Response);
+    CHECK(since(t0) < 0.25);
+  }
+  auto t0 = Clock::now();
+  nlohmann::json st;
+  while (since(t0) < 5) {
+    st = server.stats();
+    if (st["connections"]["timeouts"].get<int>() > 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  CHECK(st["connections"]["timeouts"].get<int>() == 1);  // the hog, for not reading
+  CHECK(hog.wait_closed(5) >= 0);
+  server.stop();
+  server.wait();
+  fs::remove_all(dir);
+}
+
 TEST_CASE("edge runner: pipelined and paced runs, every image answered once, link emulation adds its delay",
           "[runtime][server]") {
   fs::path dir = temp_dir("runner");
