@@ -150,6 +150,18 @@ Shape Flatten::output_shape(const Shape& in) const {
   return Shape{in[0], features};
 }
 
+Unflatten::Unflatten(Shape image) : image_(std::move(image)) {
+  SL_CHECK(image_.rank() == 3, ShapeError, "Unflatten: needs an image shape [C, H, W], got ", image_.str());
+}
+
+Tensor Unflatten::forward(const Tensor& x) { return reshape(x, Shape{x.size(0), image_[0], image_[1], image_[2]}); }
+
+Shape Unflatten::output_shape(const Shape& in) const {
+  SL_CHECK(in.rank() == 2 && in[1] == image_.numel(), ShapeError, "Unflatten to ", image_.str(), ": needs [N, ",
+           image_.numel(), "], got ", in.str());
+  return Shape{in[0], image_[0], image_[1], image_[2]};
+}
+
 Dropout::Dropout(double rate_, bool rescale_, Generator& gen) : rate(rate_), rescale(rescale_), gen_(&gen) {
   SL_CHECK(rate_ >= 0 && rate_ < 1, ValueError, "Dropout rate must be in [0, 1), got ", rate_);
 }

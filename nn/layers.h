@@ -80,6 +80,18 @@ class Flatten : public Module {
   std::string describe() const override { return "Flatten"; }
 };
 
+// [N, C·H·W] -> [N, C, H, W]: a flat feature vector back into an image-shaped tensor (a view, differentiable).
+class Unflatten : public Module {
+ public:
+  explicit Unflatten(Shape image);  // one sample, [C, H, W]
+  Tensor forward(const Tensor& x) override;
+  Shape output_shape(const Shape& in) const override;
+  std::string describe() const override { return "Unflatten(" + image_.str() + ")"; }
+
+ private:
+  Shape image_;
+};
+
 // Zeroes each element with probability `rate` while training (kept ones scaled by 1/(1-rate) when
 // rescale); the identity in eval mode. The masks are drawn from `gen`, which must outlive the layer.
 class Dropout : public Module {
