@@ -9,5 +9,6 @@ void add_train(CLI::App& app);
 void add_eval(CLI::App& app);
 void add_info(CLI::App& app);
 void add_attack(CLI::App& app);
+void add_defend(CLI::App& app);
 
 }  // namespace sl::cli

@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   sl::cli::add_eval(app);
   sl::cli::add_info(app);
   sl::cli::add_attack(app);
+  sl::cli::add_defend(app);
   if (argc > 1 && argv[1][0] != '-') {
     std::string cmd = argv[1], known;
     bool found = false;

@@ -19,8 +19,8 @@ PlacedDefenses placed(const DefenseChain& chain) {
   PlacedDefenses p;
   for (auto& d : chain) {
     const Defense*& slot = d->place() == Place::input ? p.input : p.intermediate;
-    SL_CHECK(!slot, ValueError, "the adaptive attacker models one defense per place; the deployment ",
-             chain_str(chain), " has two at the ", place_name(d->place()));
+    SL_CHECK(!slot, ValueError, "the adaptive attacker models one defense per place; the deployment ", chain_str(chain),
+             " has two at the ", place_name(d->place()));
     slot = d.get();
   }
   return p;

@@ -56,7 +56,8 @@ class BlackBox : public Attack {
       }
       invert_seconds_ += detail::since(t0);
     }
-    if (adapted_.empty()) detail_ = "decoder " + clean_->describe() + ", final training MSE " + std::to_string(mse_);
+    if (adapted_.empty())
+      detail_ = "decoder " + clean_->describe() + ", final training MSE " + std::to_string(mse_);
     else
       detail_ = std::to_string(adapted_.size()) + " decoder(s) " + clean_->describe() +
                 " trained on the defended edge's answers";

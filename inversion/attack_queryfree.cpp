@@ -16,8 +16,8 @@ class QueryFree : public Attack {
   using Attack::Attack;
 
   void prepare(const AttackTarget& t, const PhaseProgress& progress) override {
-    SL_CHECK(t.kind == TargetKind::feature, ValueError, "the query-free attack needs a split layer with a cloud part; '",
-             cfg_.split, "' is not one");
+    SL_CHECK(t.kind == TargetKind::feature, ValueError,
+             "the query-free attack needs a split layer with a cloud part; '", cfg_.split, "' is not one");
     detail::check_attacker_data(t);
     const data::Dataset& a = *t.attacker_data;
     Tensor sample_v;
@@ -27,8 +27,8 @@ class QueryFree : public Attack {
     }
     Shape feature(std::vector<int64_t>(sample_v.shape().dims().begin() + 1, sample_v.shape().dims().end()));
     Generator gen(cfg_.seed);
-    shadow_ = make_shadow(profile_of(t.pipeline.model()), cfg_.split, t.image, feature, guess_activation(sample_v),
-                          gen);
+    shadow_ =
+        make_shadow(profile_of(t.pipeline.model()), cfg_.split, t.image, feature, guess_activation(sample_v), gen);
     shadow_->to(cfg_.device);
     auto t0 = detail::Clock::now();
     train_shadow(*shadow_, t.pipeline.cloud_tail(), a, cfg_.device, cfg_.fit,

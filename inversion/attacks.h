@@ -24,8 +24,7 @@ void check_attacker_data(const AttackTarget& t);
 Tensor rmle_rows(Module& f1, const AttackTarget& t, const Observation& obs, const AttackConfig& cfg,
                  const PhaseProgress& progress, const std::string& phase);
 
-RmleProgress rmle_progress(const PhaseProgress& progress, const std::string& phase, int64_t done_before,
-                           int64_t total);
+RmleProgress rmle_progress(const PhaseProgress& progress, const std::string& phase, int64_t done_before, int64_t total);
 FitProgress fit_progress(const PhaseProgress& progress, const std::string& phase);
 
 }  // namespace detail

@@ -4,9 +4,9 @@
 #include <memory>
 #include <utility>
 
+#include "autograd/graph_step.h"
 #include "autograd/node.h"
 #include "autograd/ops.h"
-#include "nn/graph_step.h"
 #include "nn/optim.h"
 
 namespace sl::inv {
@@ -168,7 +168,7 @@ Tensor rmle(Module& f1, const Observed& observed, const Shape& input_shape, cons
   x.requires_grad_();
   auto opt = make_optimizer(x, o);
   if (progress.fn) progress.fn(0, 0.0);
-  // One iteration. On CUDA it is captured into a graph and replayed (nn/graph_step.h): Adam keeps its lr and
+  // One iteration. On CUDA it is captured into a graph and replayed (autograd/graph_step.h): Adam keeps its lr and
   // step count on the device, so the schedule's set_lr reaches the replays; SGD bakes its lr in, so a changing
   // SGD rate runs eagerly.
   Tensor objective;

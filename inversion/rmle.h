@@ -36,6 +36,8 @@ enum class TargetKind { feature, prob, label };
 // elsewhere), l1_weight the Laplace MAP term; both per element of v, so each row may model its own defense level
 // (inversion/adaptive.h builds them). Every term is composed of existing differentiable ops.
 struct Observed {
+  Observed() = default;
+  Observed(TargetKind k, Tensor observed_v) : kind(k), v(std::move(observed_v)) {}
   TargetKind kind = TargetKind::feature;
   Tensor v;          // feature: f1's output [N, ...]; prob: softmax output [N, classes]; label: int32 classes [N]
   Tensor weight;     // like v: per-element weight of the squared error; undefined = 1 everywhere

@@ -153,7 +153,7 @@ ModelProfile lenet_data() {
   p.inversion["tuned/queryfree"] = tuned_qf;
   p.decoders["conv1"] = {conv("deconv1", 8, 1, 5, 1, 4)};  // [8, 24, 24] -> [1, 28, 28]
   p.decoders["ReLU2"] = {deconv("deconv1", 16, 8, 5), act("deconv1act", LayerKind::relu),
-                         deconv("deconv2", 8, 1, 5, 2, 0, 1)};  // [16, 8, 8] -> [8, 12, 12] -> [1, 28, 28]
+                         deconv("deconv2", 8, 1, 5, 2, 0, 1)};            // [16, 8, 8] -> [8, 12, 12] -> [1, 28, 28]
   p.shadows["conv1"] = {conv("conv1", 1, 8, 3), conv("conv2", 8, 8, 3)};  // two 3x3 convs: 28 -> 26 -> 24
   p.shadows["ReLU2"] = {conv("conv1", 1, 8, 5), act("ReLU1", LayerKind::relu), pool("pool1", 2),
                         conv("conv2", 8, 16, 5), act("ReLU2", LayerKind::relu)};
@@ -211,8 +211,10 @@ ModelProfile profile_of(const Model& model) {
     f.name = children[i].first;
     f.kind = layer_kind_of(*children[i].second);
     f.index = i;
-    f.region = i >= first_fc ? Region::fc : i < first_pool ? Region::early : i == first_pool ? Region::first_pool
-                                                                                               : Region::conv;
+    f.region = i >= first_fc     ? Region::fc
+               : i < first_pool  ? Region::early
+               : i == first_pool ? Region::first_pool
+                                 : Region::conv;
     const Shape& s = shapes[i].second;
     f.output = Shape(std::vector<int64_t>(s.dims().begin() + 1, s.dims().end()));
     p.layers.push_back(f);

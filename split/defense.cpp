@@ -118,9 +118,9 @@ void add_arg(ItemBuilder& b, const std::string& arg, const std::string& piece) {
       return;
     }
     // Not a number: "nan", "inf", "1.5x" or a flag.
-    bool looks_numeric = !arg.empty() && (std::isdigit(static_cast<unsigned char>(arg[0])) || arg[0] == '-' ||
-                                          arg[0] == '+' || arg[0] == '.' || arg == "nan" || arg == "inf" ||
-                                          arg == "NaN" || arg == "Inf");
+    bool looks_numeric =
+        !arg.empty() && (std::isdigit(static_cast<unsigned char>(arg[0])) || arg[0] == '-' || arg[0] == '+' ||
+                         arg[0] == '.' || arg == "nan" || arg == "inf" || arg == "NaN" || arg == "Inf");
     SL_CHECK(!looks_numeric, ValueError, "defense ", b.spec.kind, ": level '", arg, "' is not a finite number (",
              k.level_help, ")");
   }
@@ -144,13 +144,14 @@ void add_arg(ItemBuilder& b, const std::string& arg, const std::string& piece) {
   if (!known) {
     std::string list = k.level_name;
     for (auto& o : k.options) list += ", " + o;
-    throw ValueError(str("defense ", b.spec.kind, ": unknown option '", key, "' (options: ", list,
-                         ", place; or a new defense, kinds: ", [] {
-                           std::string s;
-                           for (auto& n : defense_kind_names()) s += (s.empty() ? "" : ", ") + n;
-                           return s;
-                         }(),
-                         ")"));
+    throw ValueError(str(
+        "defense ", b.spec.kind, ": unknown option '", key, "' (options: ", list, ", place; or a new defense, kinds: ",
+        [] {
+          std::string s;
+          for (auto& n : defense_kind_names()) s += (s.empty() ? "" : ", ") + n;
+          return s;
+        }(),
+        ")"));
   }
   SL_CHECK(!b.spec.has(key), ValueError, "defense ", b.spec.kind, ": option ", key, " is given twice");
   b.spec.options.emplace_back(key, value);
@@ -158,8 +159,8 @@ void add_arg(ItemBuilder& b, const std::string& arg, const std::string& piece) {
 
 void finish(ItemBuilder& b, bool level_required, std::vector<DefenseSpec>& out) {
   const DefenseKind& k = defense_kind(b.spec.kind);
-  SL_CHECK(!level_required || b.spec.level, ValueError, "defense ", b.spec.kind, ": needs a level, e.g. ",
-           b.spec.kind, ":", k.level_name, "=... (", k.level_help, ")");
+  SL_CHECK(!level_required || b.spec.level, ValueError, "defense ", b.spec.kind, ": needs a level, e.g. ", b.spec.kind,
+           ":", k.level_name, "=... (", k.level_help, ")");
   if (k.validate) k.validate(b.spec);
   out.push_back(b.spec);
 }
@@ -191,11 +192,14 @@ std::vector<DefenseSpec> parse_defenses(const std::string& text, bool level_requ
       cur->spec.kind = defense_kind(head).name;  // ValueError listing the kinds
       if (colon != std::string::npos) add_arg(*cur, body.substr(colon + 1), piece);
     } else {
-      SL_CHECK(cur, ValueError, "unknown defense kind '", head, "' (kinds: ", [] {
-        std::string s;
-        for (auto& n : defense_kind_names()) s += (s.empty() ? "" : ", ") + n;
-        return s;
-      }(), ")");
+      SL_CHECK(
+          cur, ValueError, "unknown defense kind '", head, "' (kinds: ",
+          [] {
+            std::string s;
+            for (auto& n : defense_kind_names()) s += (s.empty() ? "" : ", ") + n;
+            return s;
+          }(),
+          ")");
       add_arg(*cur, body, piece);
     }
     if (!place.empty() || piece.find('@') != std::string::npos) {
@@ -291,8 +295,7 @@ uint64_t Defense::counter(uint64_t query, int64_t per_sample) {
 Tensor Defense::apply(const Tensor& x, uint64_t first_query) const {
   SL_CHECK(x.defined() && x.dim() >= 1 && x.size(0) >= 1, ShapeError, "defense ", spec_.kind,
            ": needs a batch of at least one sample, got ", x.defined() ? x.str() : "an undefined tensor");
-  SL_CHECK(x.dtype() != DType::i32, ValueError, "defense ", spec_.kind, ": needs float32/float64 input, got ",
-           x.str());
+  SL_CHECK(x.dtype() != DType::i32, ValueError, "defense ", spec_.kind, ": needs float32/float64 input, got ", x.str());
   return apply_block(x, first_query);
 }
 

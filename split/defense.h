@@ -110,7 +110,7 @@ struct DefenseKind {
   std::function<void(const DefenseSpec&)> validate;
   std::function<std::unique_ptr<Defense>(const DefenseSpec&, const DefenseSetup&)> make;
 };
-void register_defense_kind(DefenseKind kind);   // replaces a kind of the same name
+void register_defense_kind(DefenseKind kind);              // replaces a kind of the same name
 const DefenseKind& defense_kind(const std::string& name);  // ValueError listing the kinds
 std::vector<std::string> defense_kind_names();
 

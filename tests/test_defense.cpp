@@ -169,7 +169,7 @@ TEST_CASE("noise: the draw is the Philox normal / Laplace, with the right moment
     const double n = double(N * P);
     m /= n;
     v = v / n - m * m;
-    CHECK(std::abs(m) < 5 * s / std::sqrt(n));                     // mean 0
+    CHECK(std::abs(m) < 5 * s / std::sqrt(n));                    // mean 0
     CHECK(std::abs(v - s * s) < 5 * s * s * std::sqrt(2.0 / n));  // variance σ² (sd of s² is σ² sqrt(2/n))
   }
   SECTION("laplace") {
@@ -189,8 +189,8 @@ TEST_CASE("noise: the draw is the Philox normal / Laplace, with the right moment
     a /= n;
     v /= n;
     CHECK(std::abs(m) < 5 * std::sqrt(2.0) * b / std::sqrt(n));  // mean 0, sd sqrt(2) b
-    CHECK(std::abs(a - b) < 5 * b / std::sqrt(n));                 // E|ε| = b, sd of |ε| is b
-    CHECK(std::abs(v - 2 * b * b) < 0.05 * 2 * b * b);             // variance 2b²
+    CHECK(std::abs(a - b) < 5 * b / std::sqrt(n));               // E|ε| = b, sd of |ε| is b
+    CHECK(std::abs(v - 2 * b * b) < 0.05 * 2 * b * b);           // variance 2b²
   }
   CHECK(same_bits(one("gaussian:0")->apply(x, 0), x));
 }
@@ -203,7 +203,7 @@ TEST_CASE("defense draws: same seed same draw, per query whatever the batch, dis
     INFO(spec);
     auto a = one(spec, 42), b = one(spec, 42), c = one(spec, 43);
     Tensor ya = a->apply(x, 10);
-    CHECK(same_bits(ya, b->apply(x, 10)));       // same seed: same draw
+    CHECK(same_bits(ya, b->apply(x, 10)));        // same seed: same draw
     CHECK_FALSE(same_bits(ya, c->apply(x, 10)));  // another seed: another draw
     CHECK_FALSE(same_bits(ya, a->apply(x, 11)));  // other queries: other draws
     // Query 12 alone equals row 2 of the batch of queries 10..15.
