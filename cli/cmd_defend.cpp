@@ -163,9 +163,11 @@ void run_defend_cmd(const DefendOptions& o) {
   const inv::AttackConfig shown = attack_config(lines[0].split);
   std::cerr << "defend: " << model.arch << ", " << lines.size() << " line(s), " << levels << " levels, "
             << victims.size() << " image(s) per level attacked by " << o.attack << " ("
-            << (o.compare ? "paper's and adaptive attackers" : o.adaptive ? "adaptive attacker" : "paper's attacker")
-            << ", " << o.preset << " preset, " << shown.rmle.iters << " rMLE iterations), accuracy on "
-            << test.size() << " test images, " << device.str() << "\n";
+            << (o.compare    ? "paper's and adaptive attackers"
+                : o.adaptive ? "adaptive attacker"
+                             : "paper's attacker")
+            << ", " << o.preset << " preset, " << shown.rmle.iters << " rMLE iterations), accuracy on " << test.size()
+            << " test images, " << device.str() << "\n";
   if (o.quick)
     std::cerr << "defend: --quick: " << levels << " levels in all (8 per line), " << shown.rmle.iters
               << " rMLE iterations instead of 5000\n";
@@ -174,7 +176,9 @@ void run_defend_cmd(const DefendOptions& o) {
   exp::DefendOutcome r = exp::run_defend(model, test, victims, attacker, s, progress.sink());
 
   nlohmann::json settings{{"attack", o.attack},
-                          {"attackers", o.compare ? "paper+adaptive" : o.adaptive ? "adaptive" : "paper"},
+                          {"attackers", o.compare    ? "paper+adaptive"
+                                        : o.adaptive ? "adaptive"
+                                                     : "paper"},
                           {"preset", o.preset},
                           {"quick", o.quick},
                           {"figure", o.figure},
@@ -248,8 +252,9 @@ void add_defend(CLI::App& app) {
   c->add_option("--split", o->split, "Split layer (e.g. ReLU2)");
   c->add_option("--defense", o->defense,
                 "Defense kind(s) without level: gaussian, laplace, dropout[,rescale][@input]; comma-separated");
-  c->add_option("--where", o->where, "input, intermediate, or both comma-separated (default: the spec's, else "
-                                     "intermediate)");
+  c->add_option("--where", o->where,
+                "input, intermediate, or both comma-separated (default: the spec's, else "
+                "intermediate)");
   c->add_option("--levels", o->levels, "Levels, comma-separated: σ, b or r (default: the paper's sweep)");
   c->add_option("--attack", o->attack, "whitebox (default), blackbox or queryfree")
       ->check(CLI::IsMember({"whitebox", "blackbox", "queryfree"}));
@@ -259,7 +264,8 @@ void add_defend(CLI::App& app) {
       ->check(CLI::Range(int64_t(1), int64_t(1) << 20));
   c->add_option("--preset", o->preset, "Attack settings: reference (SPEC §4, default) or tuned")
       ->check(CLI::IsMember({"reference", "tuned"}));
-  c->add_option("--iters", o->iters, "rMLE iterations (default 5000; 1000 with --quick)")->check(CLI::Range(0, 1000000));
+  c->add_option("--iters", o->iters, "rMLE iterations (default 5000; 1000 with --quick)")
+      ->check(CLI::Range(0, 1000000));
   c->add_option("--lr", o->lr, "rMLE learning rate")->check(CLI::PositiveNumber);
   c->add_option("--tv", o->tv, "λ, weight of total variation (default per preset and split)")
       ->check(CLI::NonNegativeNumber);

@@ -261,9 +261,9 @@ std::vector<DefenseLine> figure_lines(int figure, const std::string& arch, bool 
     for (const char* kind : {"gaussian", "laplace", "dropout"})
       for (Place place : {Place::input, Place::intermediate}) line(split, kind, place);
   } else {
-    const std::vector<std::string> splits = mnist ? std::vector<std::string>{"ReLU1", "pool1", "conv2", "ReLU2", "pool2"}
-                                                  : std::vector<std::string>{"ReLU12", "pool1", "conv22", "ReLU22",
-                                                                             "pool2"};
+    const std::vector<std::string> splits =
+        mnist ? std::vector<std::string>{"ReLU1", "pool1", "conv2", "ReLU2", "pool2"}
+              : std::vector<std::string>{"ReLU12", "pool1", "conv22", "ReLU22", "pool2"};
     for (auto& split : splits) line(split, "dropout", Place::intermediate);
   }
   return lines;

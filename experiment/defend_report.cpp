@@ -67,9 +67,9 @@ std::string level_label(const std::string& kind, double level) {
   return std::string(sym) + "=" + number(level);
 }
 
-nlohmann::json write_defend_results(const std::string& dir, const DefendOutcome& o, const std::vector<DefenseLine>& lines,
-                                    const nlohmann::json& settings, const RunInfo& info,
-                                    std::vector<std::string>* written) {
+nlohmann::json write_defend_results(const std::string& dir, const DefendOutcome& o,
+                                    const std::vector<DefenseLine>& lines, const nlohmann::json& settings,
+                                    const RunInfo& info, std::vector<std::string>* written) {
   std::filesystem::create_directories(dir);
   auto note = [&](const std::string& name) {
     if (written) written->push_back(name);
@@ -100,20 +100,17 @@ nlohmann::json write_defend_results(const std::string& dir, const DefendOutcome&
       if (lo.line != li) continue;
       nlohmann::json jv{{"level", lo.level}, {"accuracy", lo.accuracy}};
       for (auto& [who, a] : lo.by_attacker)
-        jv[who] = {{"psnr", finite_or_null(a.mean_psnr())},
-                   {"ssim", a.mean_ssim()},
-                   {"recovery_rate", a.recovery},
-                   {"mse", a.mse},
-                   {"leakage_bits", a.leakage_bits},
-                   {"psnr_per_image", vector_json(a.psnr)},
-                   {"ssim_per_image", vector_json(a.ssim)},
-                   {"predicted", a.predicted}};
+        jv[who] = {{"psnr", finite_or_null(a.mean_psnr())}, {"ssim", a.mean_ssim()},
+                   {"recovery_rate", a.recovery},           {"mse", a.mse},
+                   {"leakage_bits", a.leakage_bits},        {"psnr_per_image", vector_json(a.psnr)},
+                   {"ssim_per_image", vector_json(a.ssim)}, {"predicted", a.predicted}};
       jl["levels"].push_back(jv);
     }
     j["lines"].push_back(jl);
   }
   for (const LineFinding& f : findings(o, lines)) {
-    nlohmann::json jf{{"line", line_label(lines, f.line)}, {"attacker", f.attacker}, {"base_accuracy", f.base_accuracy}};
+    nlohmann::json jf{
+        {"line", line_label(lines, f.line)}, {"attacker", f.attacker}, {"base_accuracy", f.base_accuracy}};
     if (f.max_level_at_accuracy >= 0)
       jf["largest_level_with_accuracy_0.95"] = {{"level", f.max_level_at_accuracy},
                                                 {"accuracy", f.accuracy_there},

@@ -24,8 +24,8 @@ std::string level_label(const std::string& kind, double level);
 
 // Writes the files into `dir` (created) and returns the JSON that went into results.json. `settings` describes
 // the run (attack, preset, iterations, seeds, ...). The names of the files written go to `written`.
-nlohmann::json write_defend_results(const std::string& dir, const DefendOutcome& o, const std::vector<DefenseLine>& lines,
-                                    const nlohmann::json& settings, const RunInfo& info,
-                                    std::vector<std::string>* written = nullptr);
+nlohmann::json write_defend_results(const std::string& dir, const DefendOutcome& o,
+                                    const std::vector<DefenseLine>& lines, const nlohmann::json& settings,
+                                    const RunInfo& info, std::vector<std::string>* written = nullptr);
 
 }  // namespace sl::exp

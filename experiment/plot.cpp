@@ -5,10 +5,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <filesystem>
-#include <algorithm>
 #include <iomanip>
 #include <sstream>
 
@@ -46,9 +46,12 @@ int run_program(const std::vector<std::string>& argv, bool quiet) {
 std::string quoted(const std::string& s) {
   std::string out = "'";
   for (char c : s) {
-    if (c == '\'') out += "''";
-    else if (c == '\n' || c == '\r') out += ' ';
-    else out += c;
+    if (c == '\'')
+      out += "''";
+    else if (c == '\n' || c == '\r')
+      out += ' ';
+    else
+      out += c;
   }
   return out + "'";
 }
@@ -109,10 +112,14 @@ bool plot_png(const std::string& png_path, const std::vector<PlotPanel>& panels,
     const PlotPanel& pn = panels[p];
     g << "set title " << quoted(pn.title) << "\nset xlabel " << quoted(pn.xlabel) << "\nset ylabel "
       << quoted(pn.ylabel) << "\n";
-    if (pn.xrange) g << "set xrange [" << pn.xrange->first << ":" << pn.xrange->second << "]\n";
-    else g << "set autoscale x\n";
-    if (pn.yrange) g << "set yrange [" << pn.yrange->first << ":" << pn.yrange->second << "]\n";
-    else g << "set autoscale y\n";
+    if (pn.xrange)
+      g << "set xrange [" << pn.xrange->first << ":" << pn.xrange->second << "]\n";
+    else
+      g << "set autoscale x\n";
+    if (pn.yrange)
+      g << "set yrange [" << pn.yrange->first << ":" << pn.yrange->second << "]\n";
+    else
+      g << "set autoscale y\n";
     g << "plot ";
     bool first = true;
     if (pn.hline) {

@@ -29,7 +29,7 @@ std::string gnuplot_png_terminal();
 // Draws the panels into `png_path`, `columns` per row (0: all in one row), row by row; writes `png_path` without
 // ".png" plus ".gp" and ".dat". Returns false (and writes only the script and the data) when gnuplot is not
 // installed; throws IoError when gnuplot fails.
-bool plot_png(const std::string& png_path, const std::vector<PlotPanel>& panels, int columns = 0,
-              int panel_width = 640, int panel_height = 480);
+bool plot_png(const std::string& png_path, const std::vector<PlotPanel>& panels, int columns = 0, int panel_width = 640,
+              int panel_height = 480);
 
 }  // namespace sl::exp
