@@ -51,6 +51,14 @@ int kind_color(const std::string& kind) {  // the paper's colours: Gaussian blue
 
 }  // namespace
 
+const char* build_commit() {
+#ifdef SPLITLEAK_GIT_COMMIT
+  return SPLITLEAK_GIT_COMMIT;
+#else
+  return "unknown";
+#endif
+}
+
 std::string line_label(const std::vector<DefenseLine>& lines, size_t i) {
   bool one_split = true, one_defense = true;
   for (auto& l : lines) {
@@ -81,6 +89,7 @@ nlohmann::json write_defend_results(const std::string& dir, const DefendOutcome&
                    {"dataset", info.dataset},
                    {"device", info.device},
                    {"date", info.date},
+                   {"commit", build_commit()},
                    {"command", info.command},
                    {"settings", settings},
                    {"accuracy_images", o.accuracy_images},
@@ -128,7 +137,8 @@ nlohmann::json write_defend_results(const std::string& dir, const DefendOutcome&
   // ---- results.csv -------------------------------------------------------------------------------------------
   std::ostringstream csv;
   csv << "# splitleak defend: " << info.model << " (" << info.dataset << "), " << info.device << ", " << info.date
-      << "\n# command: " << info.command << "\n# settings: " << settings.dump() << "\n";
+      << ", commit " << build_commit() << "\n# command: " << info.command << "\n# settings: " << settings.dump()
+      << "\n";
   csv << "split,defense,place,level,attacker,accuracy,psnr,ssim,recovery_rate,leakage_bits\n";
   for (const LevelOutcome& lo : o.levels) {
     const DefenseLine& l = lines[lo.line];
