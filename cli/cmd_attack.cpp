@@ -5,7 +5,6 @@
 // Outputs in --out: grid.png (originals over reconstructions, labelled "true>predicted"), results.csv and
 // results.json (one row per image, plus the means, the settings, the device, the date and the command).
 #include <cmath>
-#include <filesystem>
 #include <iostream>
 #include <limits>
 #include <map>
@@ -16,9 +15,11 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cli/ui.h"
+#include "cli/validate.h"
 #include "datasets/fetch.h"
 #include "datasets/image_io.h"
 #include "inversion/attack.h"
+#include "tensor/io.h"
 
 namespace sl::cli {
 
@@ -29,7 +30,7 @@ constexpr double kUnset = std::numeric_limits<double>::quiet_NaN();
 struct AttackOptions {
   std::string model, split, dataset, data, out, device = "cpu", attacker_data = "train", preset = "reference";
   int64_t images = -1, attacker_limit = -1, batch = 100, fit_batch = 32;
-  bool all = false, json = false, project = false, no_project = false;
+  bool all = false, json = false, project = false, no_project = false, allow_nonfinite = false;
   // Overrides of the per-split defaults (inv::default_config); unset = keep the default.
   int iters = -1, epochs = -1;
   double lr = kUnset, tv = kUnset, tv_beta = kUnset, l2 = kUnset, fit_lr = kUnset;
@@ -50,14 +51,15 @@ struct Scene {
 // checked first, before any data set is read.
 Scene load_scene(const AttackOptions& o, const std::vector<std::string>& splits, bool need_attacker) {
   Scene s;
-  s.device = Device::parse(o.device);
-  s.lm = load_model(o.model, s.device);
+  s.device = parse_device(o.device);
+  s.lm = load_model(o.model, s.device, o.allow_nonfinite);
   for (auto& split : splits)
     if (split != "prob" && split != "label") s.lm.model.net->index_of(split);  // ValueError listing the names
   std::string ds = o.dataset.empty() ? s.lm.dataset : o.dataset;
   SL_CHECK(!ds.empty(), ValueError, o.model, ": the checkpoint does not say its data set; pass --dataset");
   std::string dir = data::find_data_dir(o.data);
   s.test = data::load_dataset(ds, dir, false);
+  check_not_empty(s.test, "test set", "no images to attack");
   inv::check_model_fits_data(s.lm.model, s.test);
   if (o.all) {
     for (int64_t i = 0; i < s.test.size(); ++i) s.victim_index.push_back(i);
@@ -79,6 +81,10 @@ Scene load_scene(const AttackOptions& o, const std::vector<std::string>& splits,
     if (o.attacker_limit >= 0 && o.attacker_limit < s.attacker.size())
       s.attacker = s.attacker.slice(0, o.attacker_limit);
   }
+  if (need_attacker)
+    check_not_empty(s.attacker, "attacker's data set",
+                    "the black-box and query-free attacks learn from the attacker's own images (check --attacker-data "
+                    "and --all: the test set minus the victims may hold none)");
   return s;
 }
 
@@ -140,15 +146,20 @@ nlohmann::json config_json(const inv::AttackConfig& c, const std::string& preset
   return j;
 }
 
-// Writes a text file atomically (temp file + rename).
-void write_text(const std::string& path, const std::string& text) {
-  data::write_file_atomic(path, text.data(), text.size());
+// Writes a text file atomically, only over a regular file (tensor/io.h).
+void write_text(const std::string& path, const std::string& text) { io::write_file_atomic(path, text, "output"); }
+
+const char* const kResultFiles[] = {"grid.png", "results.csv", "results.json"};
+
+// Checks, before any work, that the results of one attack can be written into dir.
+void check_results_dir(const std::string& dir, const std::string& what) {
+  io::check_output_dir(dir, what);
+  for (const char* f : kResultFiles) io::check_output_file(dir + "/" + f, what);
 }
 
-// Writes grid.png, results.csv and results.json for one attack into dir; returns the JSON.
+// Writes grid.png, results.csv and results.json for one attack into dir (created if missing); returns the JSON.
 nlohmann::json write_results(const std::string& dir, const Scene& s, const inv::AttackConfig& c,
                              const std::string& preset, const inv::AttackResult& r) {
-  std::filesystem::create_directories(dir);
   const auto n = r.labels.size();
   data::GridOptions g;
   g.scale = s.victims.height() < 64 ? 3 : 1;
@@ -185,12 +196,13 @@ nlohmann::json write_results(const std::string& dir, const Scene& s, const inv::
                            {"ssim", r.ssim[i]}});
   }
   write_text(dir + "/results.csv", csv.str());
-  write_text(dir + "/results.json", j.dump(2) + "\n");
+  write_text(dir + "/results.json", json_text(j, 2) + "\n");
   return j;
 }
 
 void run_attack_cmd(const AttackOptions& o, inv::AttackKind kind) {
   set_threads(o.threads);
+  check_results_dir(o.out, "--out");  // before the model and the data are loaded
   Scene s = load_scene(o, {o.split}, kind != inv::AttackKind::whitebox);
   inv::AttackConfig c = make_config(o, kind, s.lm.model.arch, o.split, s.device);
   std::cerr << "attack: " << inv::attack_name(kind) << " on " << s.lm.model.arch << " split at " << o.split << ", "
@@ -202,7 +214,7 @@ void run_attack_cmd(const AttackOptions& o, inv::AttackKind kind) {
   inv::AttackResult r = inv::run_attack(s.lm.model, s.victims, s.attacker, c, lines.sink());
   nlohmann::json j = write_results(o.out, s, c, o.preset, r);
   if (o.json) {
-    std::cout << j.dump() << std::endl;
+    std::cout << json_text(j) << std::endl;
     return;
   }
   ui::Table t({"attack", "split", "images", "PSNR dB", "SSIM", "recovered", "train s", "invert s"});
@@ -227,29 +239,33 @@ constexpr PaperCell kPaper[] = {
 
 void run_table(const AttackOptions& o) {
   set_threads(o.threads);
+  const std::string out = o.out.empty() ? "runs/table" : o.out;
+  io::check_output_dir(out, "--out");  // every output location, before the model and the data are loaded
+  for (const char* f : {"table.md", "table.csv", "grid.png"}) io::check_output_file(out + "/" + f, "--out");
+  for (const PaperCell& cell : kPaper) check_results_dir(out + "/" + cell.attack + "-" + cell.split, "--out");
   Scene s = load_scene(o, {"conv1", "ReLU2"}, true);
   SL_CHECK(s.lm.model.arch == "lenet", ValueError, "attack table reproduces the MNIST LeNet table of SPEC §7; ",
            o.model, " is a ", s.lm.model.arch, " model");
-  std::string out = o.out.empty() ? "runs/table" : o.out;
   std::cerr << "attack table (" << o.preset << " preset): 3 attacks x {conv1, ReLU2} on " << s.victims.size()
             << " images, attacker data " << s.attacker.split << " (" << s.attacker.size() << " images), "
             << s.device.str() << "\n";
   ui::Table t(
       {"attack", "split", "PSNR dB", "paper", "SSIM", "paper", "paper -2 dB/-0.05 or better", "recovered", "seconds"});
-  std::filesystem::create_directories(out);
   std::ostringstream md, csv;
   std::vector<Tensor> grid_rows;  // originals, then each cell's reconstructions
   std::vector<std::string> grid_labels{"original"};
   md << "| attack | split | PSNR dB (paper) | SSIM (paper) | recovered | seconds |\n|---|---|---|---|---|---|\n";
   csv << "attack,split,psnr,ssim,paper_psnr,paper_ssim,recovery_rate,train_seconds,invert_seconds\n";
   double total_s = 0;
+  // Every cell runs before anything is written: a run that fails half-way (a diverged attack) writes no results.
+  std::vector<std::pair<inv::AttackConfig, inv::AttackResult>> done;
   for (const PaperCell& cell : kPaper) {
     inv::AttackKind kind = inv::attack_kind(cell.attack);
     inv::AttackConfig c = make_config(o, kind, s.lm.model.arch, cell.split, s.device);
     ProgressLines lines;
     lines.prefix = std::string(cell.attack) + " " + cell.split + ": ";
     inv::AttackResult r = inv::run_attack(s.lm.model, s.victims, s.attacker, c, lines.sink());
-    write_results(out + "/" + cell.attack + "-" + cell.split, s, c, o.preset, r);
+    done.emplace_back(c, r);
     if (grid_rows.empty()) grid_rows.push_back(r.originals);
     grid_rows.push_back(r.reconstructions);
     grid_labels.push_back(std::string(cell.attack) + " " + cell.split);
@@ -266,6 +282,8 @@ void run_table(const AttackOptions& o) {
   }
   md << "\nPreset " << o.preset << ", " << s.victims.size() << " MNIST test images, " << s.device.str() << ", "
      << ui::now_iso8601() << ", total " << ui::fixed(total_s, 1) << " s. Command: `" << command_line() << "`\n";
+  for (size_t i = 0; i < done.size(); ++i)
+    write_results(out + "/" + kPaper[i].attack + "-" + kPaper[i].split, s, done[i].first, o.preset, done[i].second);
   write_text(out + "/table.md", md.str());
   write_text(out + "/table.csv", csv.str());
   data::GridOptions g;
@@ -279,37 +297,48 @@ void run_table(const AttackOptions& o) {
 }
 
 void add_common_options(CLI::App* c, AttackOptions& o) {
-  c->add_option("--model", o.model, "Checkpoint written by `splitleak train`")->required();
-  c->add_option("--images", o.images, "Attack the first N test images (default: the first of each class)");
+  c->add_option("--model", o.model, "Checkpoint written by `splitleak train`")->required()->check(valid::path());
+  c->add_option("--images", o.images, "Attack the first N test images (default: the first of each class)")
+      ->check(valid::integer(1, valid::kMaxImages));
   c->add_flag("--all", o.all, "Attack the whole test set");
   c->add_option("--preset", o.preset, "Settings to start from: reference (SPEC §4) or tuned (better on MNIST)")
       ->check(CLI::IsMember({"reference", "tuned"}));
-  c->add_option("--iters", o.iters, "rMLE iterations (default 5000; CIFAR query-free 500)");
-  c->add_option("--lr", o.lr, "rMLE learning rate (reference 1e-2, tuned 0.05; CIFAR query-free 0.1)");
-  c->add_option("--tv", o.tv, "λ, weight of total variation (default per preset and split: inversion/NOTES.md)");
+  c->add_option("--iters", o.iters, "rMLE iterations (default 5000; CIFAR query-free 500)")
+      ->check(valid::integer(1, 10000000));
+  c->add_option("--lr", o.lr, "rMLE learning rate (reference 1e-2, tuned 0.05; CIFAR query-free 0.1)")
+      ->check(valid::positive());
+  c->add_option("--tv", o.tv, "λ, weight of total variation (default per preset and split: inversion/NOTES.md)")
+      ->check(valid::non_negative());
   c->add_option("--tv-beta", o.tv_beta,
-                "β of TV: 2 = the reference's squared TV (reference), else Σ(dh²+dw²)^(β/2) (tuned: 1)");
-  c->add_option("--l2", o.l2, "λ2, weight of mean(x²) (default 0)");
+                "β of TV: 2 = the reference's squared TV (reference), else Σ(dh²+dw²)^(β/2) (tuned: 1)")
+      ->check(valid::real(0, 2));
+  c->add_option("--l2", o.l2, "λ2, weight of mean(x²) (default 0)")->check(valid::non_negative());
   c->add_option("--optimizer", o.optimizer, "rMLE optimiser: adam (AMSGrad, eps 1e-3; default) or sgd")
       ->check(CLI::IsMember({"adam", "sgd"}));
   c->add_option("--schedule", o.schedule, "rMLE learning rate: constant (reference) or cosine (tuned)")
       ->check(CLI::IsMember({"constant", "cosine"}));
   c->add_flag("--project", o.project, "Clamp the image into the valid pixel range after every rMLE step (tuned: on)");
   c->add_flag("--no-project", o.no_project, "Clamp only the final result (reference)")->excludes("--project");
-  c->add_option("--epochs", o.epochs, "Training epochs of the decoder / shadow (default 2)");
-  c->add_option("--fit-lr", o.fit_lr, "Learning rate of the decoder / shadow (default 2e-2 / 1e-3, cosine decay)");
-  c->add_option("--fit-batch", o.fit_batch, "Batch size of the decoder / shadow training");
+  c->add_option("--epochs", o.epochs, "Training epochs of the decoder / shadow (default 2)")
+      ->check(valid::integer(1, 100000));
+  c->add_option("--fit-lr", o.fit_lr, "Learning rate of the decoder / shadow (default 2e-2 / 1e-3, cosine decay)")
+      ->check(valid::positive());
+  c->add_option("--fit-batch", o.fit_batch, "Batch size of the decoder / shadow training")
+      ->check(valid::integer(1, valid::kMaxBatch));
   c->add_option("--attacker-data", o.attacker_data,
                 "The attacker's own images: train (default) or test (minus the victims)")
       ->check(CLI::IsMember({"train", "test"}));
-  c->add_option("--attacker-limit", o.attacker_limit, "Use only the first N attacker images");
-  c->add_option("--batch", o.batch, "Victims reconstructed at once")->check(CLI::Range(int64_t(1), int64_t(1) << 20));
-  c->add_option("--dataset", o.dataset, "mnist or cifar10 (default: the checkpoint's)");
-  c->add_option("--data", o.data, "Data directory (default: $SPLITLEAK_DATA or data/)");
+  c->add_option("--attacker-limit", o.attacker_limit, "Use only the first N attacker images")
+      ->check(valid::integer(1, valid::kMaxImages));
+  c->add_option("--batch", o.batch, "Victims reconstructed at once")->check(valid::integer(1, valid::kMaxBatch));
+  c->add_option("--dataset", o.dataset, "mnist or cifar10 (default: the checkpoint's)")
+      ->check(CLI::IsMember({"mnist", "cifar10"}));
+  c->add_option("--data", o.data, "Data directory (default: $SPLITLEAK_DATA or data/)")->check(valid::path());
   c->add_option("--device", o.device, "cpu or cuda[:N]");
-  c->add_option("--seed", o.seed, "Seed of the decoder / shadow initialisation and shuffling");
-  c->add_option("--threads", o.threads, "CPU threads (default: all cores)");
+  c->add_option("--seed", o.seed, "Seed of the decoder / shadow initialisation and shuffling")->check(valid::seed());
+  c->add_option("--threads", o.threads, "CPU threads (default 0: all cores)")->check(valid::threads());
   c->add_flag("--json", o.json, "Print one JSON object with the results");
+  c->add_flag("--allow-nonfinite", o.allow_nonfinite, "Load a checkpoint holding NaN or inf weights (with a warning)");
 }
 
 }  // namespace
@@ -326,7 +355,9 @@ void add_attack(CLI::App& app) {
     auto* c = attack->add_subcommand(name, help);
     add_common_options(c, *o);
     c->add_option("--split", o->split, "Split layer (e.g. conv1, ReLU2), or prob / label (white-box)")->required();
-    c->add_option("--out", o->out, "Folder for grid.png, results.csv, results.json")->required();
+    c->add_option("--out", o->out, "Folder for grid.png, results.csv, results.json (created if missing)")
+        ->required()
+        ->check(valid::path());
     inv::AttackKind kind = inv::attack_kind(name);
     c->callback([o, kind] { run_attack_cmd(*o, kind); });
   }
@@ -334,7 +365,8 @@ void add_attack(CLI::App& app) {
   o->preset = "tuned";  // the table shows what the attacks reach; --preset reference for the SPEC settings
   auto* t = attack->add_subcommand("table", "Reproduce the MNIST table of SPEC §7: 3 attacks x {conv1, ReLU2}");
   add_common_options(t, *o);
-  t->add_option("--out", o->out, "Folder for table.md, table.csv and one result folder per cell (default runs/table)");
+  t->add_option("--out", o->out, "Folder for table.md, table.csv and one result folder per cell (default runs/table)")
+      ->check(valid::path());
   t->callback([o] { run_table(*o); });
 }
 

@@ -7,6 +7,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cli/ui.h"
+#include "cli/validate.h"
 #include "datasets/fetch.h"
 
 namespace sl::cli {
@@ -17,16 +18,17 @@ struct EvalOptions {
   std::string model, split, dataset, data, device = "cpu";
   int64_t batch = 500, limit = -1;
   int threads = 0;
-  bool json = false;
+  bool json = false, allow_nonfinite = false;
 };
 
 void run_eval(const EvalOptions& o) {
   set_threads(o.threads);
-  Device device = Device::parse(o.device);
-  LoadedModel lm = load_model(o.model, device);
+  Device device = parse_device(o.device);
+  LoadedModel lm = load_model(o.model, device, o.allow_nonfinite);
   std::string ds = o.dataset.empty() ? lm.dataset : o.dataset;
   SL_CHECK(!ds.empty(), ValueError, o.model, ": the checkpoint does not say its data set; pass --dataset");
   data::Dataset test = data::load_dataset(ds, data::find_data_dir(o.data), false, o.limit);
+  check_not_empty(test, "test set", "no accuracy to measure");
   check_fits(lm.model, test);
   auto& net = *lm.model.net;
   SplitModel sm;
@@ -62,13 +64,13 @@ void run_eval(const EvalOptions& o) {
       std::cout << "\nsplit at " << o.split << ": " << differ << " of " << whole.count
                 << " predictions differ from the whole model" << (differ == 0 ? " (identical)" : "") << "\n";
     } else {
-      std::cout << j.dump() << std::endl;
+      std::cout << json_text(j) << std::endl;
     }
     SL_CHECK(differ == 0, Error, "split at ", o.split, " changed ", differ, " predictions");
     return;
   }
   if (o.json)
-    std::cout << j.dump() << std::endl;
+    std::cout << json_text(j) << std::endl;
   else
     t.print();
 }
@@ -78,15 +80,16 @@ void run_eval(const EvalOptions& o) {
 void add_eval(CLI::App& app) {
   auto o = std::make_shared<EvalOptions>();
   auto* c = app.add_subcommand("eval", "Test accuracy of a trained model, whole or split at a layer");
-  c->add_option("--model", o->model, "Checkpoint written by `splitleak train`")->required();
+  c->add_option("--model", o->model, "Checkpoint written by `splitleak train`")->required()->check(valid::path());
   c->add_option("--split", o->split, "Split at this layer: edge head, then cloud tail");
   c->add_option("--dataset", o->dataset, "mnist or cifar10 (default: the checkpoint's)")
       ->check(CLI::IsMember({"mnist", "cifar10"}));
-  c->add_option("--data", o->data, "Data directory (default: $SPLITLEAK_DATA or data/)");
+  c->add_option("--data", o->data, "Data directory (default: $SPLITLEAK_DATA or data/)")->check(valid::path());
   c->add_option("--device", o->device, "cpu or cuda[:N]");
-  c->add_option("--batch", o->batch, "Batch size")->check(CLI::Range(int64_t(1), int64_t(1) << 20));
-  c->add_option("--limit", o->limit, "Use only the first N test images");
-  c->add_option("--threads", o->threads, "CPU threads (default: all cores)");
+  c->add_option("--batch", o->batch, "Batch size")->check(valid::integer(1, valid::kMaxBatch));
+  c->add_option("--limit", o->limit, "Use only the first N test images")->check(valid::integer(1, valid::kMaxImages));
+  c->add_option("--threads", o->threads, "CPU threads (default 0: all cores)")->check(valid::threads());
+  c->add_flag("--allow-nonfinite", o->allow_nonfinite, "Load a checkpoint holding NaN or inf weights (with a warning)");
   c->add_flag("--json", o->json, "Print one JSON object with the results");
   c->callback([o] { run_eval(*o); });
 }

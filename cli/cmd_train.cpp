@@ -7,7 +7,6 @@
 // whole step (zero_grad, forward, loss, backward, fused Adam, metrics) is captured once into a CUDA graph and
 // replayed for every full batch (nn/graph_step.h); the last, partial batch of an epoch runs eagerly.
 #include <cmath>
-#include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -15,10 +14,12 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cli/ui.h"
+#include "cli/validate.h"
 #include "datasets/fetch.h"
 #include "datasets/loader.h"
 #include "nn/graph_step.h"
 #include "nn/optim.h"
+#include "tensor/io.h"
 
 namespace sl::cli {
 
@@ -41,18 +42,13 @@ struct EpochRow {
 
 void run_train(const TrainOptions& o) {
   set_threads(o.threads);
-  Device device = Device::parse(o.device);
+  Device device = parse_device(o.device);
   kern::set_cuda_matmul_precision(
       MatmulPrecisions{parse_matmul_precision(o.precision), parse_matmul_precision(o.matmul_precision)});
-  // Where the checkpoint goes: its folder must exist (or be creatable) before hours of training, not after.
+  // Where the checkpoint goes is checked before hours of training, not after: a regular file or nothing at the
+  // path, in a folder that exists and is writable or can be created (created only when the checkpoint is saved).
   const std::string out = o.out.empty() ? "runs/" + o.model + "-" + o.dataset + ".ckpt" : o.out;
-  {
-    std::error_code ec;
-    auto parent = std::filesystem::path(out).parent_path();
-    if (!parent.empty()) std::filesystem::create_directories(parent, ec);
-    SL_CHECK(!ec && (parent.empty() || std::filesystem::is_directory(parent)), IoError, "--out ", out,
-             ": cannot create the folder ", parent.string(), ec ? " (" + ec.message() + ")" : std::string());
-  }
+  io::check_output_file(out, "--out");
   std::string dir = data::find_data_dir(o.data);
   Generator gen(o.seed);
   default_generator().manual_seed(o.seed);
@@ -60,6 +56,8 @@ void run_train(const TrainOptions& o) {
 
   data::Dataset train = data::load_dataset(o.dataset, dir, true, o.limit);
   data::Dataset test = data::load_dataset(o.dataset, dir, false, o.test_limit);
+  check_not_empty(train, "training set", "nothing to train on");
+  check_not_empty(test, "test set", "nothing to measure the model on");
   check_fits(model, train);
   std::cerr << "train: " << o.model << " on " << train.name << " (" << train.size() << " train / " << test.size()
             << " test images, " << train.source << ") on " << device.str() << "\n";
@@ -89,7 +87,9 @@ void run_train(const TrainOptions& o) {
   // One training step on device tensors {images, labels}; only device work, so it can be captured in a graph.
   // Loss * N, hits and N are summed into `totals` on the device, and each step's loss goes to a ring of
   // sync_every slots behind them (kern::accumulate_metrics), read at every synchronisation.
-  Tensor totals = Tensor::zeros(Shape{4 + o.sync_every}, DType::f64, device);
+  // The ring holds the steps between two synchronisations: sized by the work, not by the flag.
+  const int64_t ring = std::max<int64_t>(1, std::min<int64_t>(o.sync_every, loader.batches_per_epoch()));
+  Tensor totals = Tensor::zeros(Shape{4 + ring}, DType::f64, device);
   ShapedStep stepper(
       [&](const std::vector<Tensor>& in) {
         opt->zero_grad();
@@ -129,12 +129,13 @@ void run_train(const TrainOptions& o) {
       // Read the device-side sums (the only synchronisation of the loop).
       Tensor t = totals.to(Device::cpu());
       const double* tv = t.data<double>();
-      SL_CHECK(std::isfinite(tv[0]), ValueError, "training diverged: the loss is ", tv[0] - loss_sum,
-               " summed over batches ", synced_at + 1, "..", i + 1, " of epoch ", e + 1, " (try a smaller --lr)");
+      SL_CHECK(std::isfinite(tv[0]), ValueError, "training diverged: the loss became ",
+               std::isnan(tv[0]) ? "NaN" : "inf", " in batches ", synced_at + 1, "..", i + 1, " of epoch ", e + 1,
+               " (learning rate ", opt->lr(), " too large? try a smaller --lr); no checkpoint was written");
       loss_sum = tv[0];
       correct = int64_t(tv[1]);
       seen = int64_t(tv[2]);
-      for (int64_t c = logged; c < int64_t(tv[3]); ++c) step_losses.push_back(tv[4 + c % o.sync_every]);
+      for (int64_t c = logged; c < int64_t(tv[3]); ++c) step_losses.push_back(tv[4 + c % ring]);
       logged = int64_t(tv[3]);
       synced_at = i + 1;
       prog.update(i + 1, "loss " + ui::fixed(loss_sum / double(std::max<int64_t>(seen, 1)), 4) + "  acc " +
@@ -157,16 +158,20 @@ void run_train(const TrainOptions& o) {
     if (o.max_steps >= 0 && steps >= o.max_steps) stop = true;
   }
 
-  save_checkpoint(out, model,
-                  {{"dataset", o.dataset},
-                   {"epochs", std::to_string(rows.size())},
-                   {"steps", std::to_string(steps)},
-                   {"batch", std::to_string(o.batch)},
-                   {"seed", std::to_string(o.seed)},
-                   {"test_accuracy", ui::fixed(final_eval.accuracy, 6)},
-                   {"device", device.str()},
-                   {"date", ui::now_iso8601()},
-                   {"command", command_line()}});
+  Checkpoint ckpt = make_checkpoint(*model.net, model.arch,
+                                    {{"dataset", o.dataset},
+                                     {"epochs", std::to_string(rows.size())},
+                                     {"steps", std::to_string(steps)},
+                                     {"batch", std::to_string(o.batch)},
+                                     {"seed", std::to_string(o.seed)},
+                                     {"test_accuracy", ui::fixed(final_eval.accuracy, 6)},
+                                     {"device", device.str()},
+                                     {"date", ui::now_iso8601()},
+                                     {"command", command_line()}});
+  std::vector<std::string> bad = nonfinite_tensors(ckpt);
+  SL_CHECK(bad.empty(), ValueError, "training diverged: weight ", bad.empty() ? "" : bad[0], " holds NaN or inf after ",
+           steps, " steps (learning rate ", opt->lr(), " too large? try a smaller --lr); no checkpoint was written");
+  save_checkpoint(out, ckpt);
 
   // Mean loss of the first and the last few steps: a quick read on whether training is learning.
   size_t k = std::max<size_t>(1, std::min<size_t>(20, step_losses.size() / 4));
@@ -206,7 +211,7 @@ void run_train(const TrainOptions& o) {
                              {"seconds", r.seconds},
                              {"images_per_s", r.images_per_s},
                              {"lr", r.lr}});
-    std::cout << j.dump() << std::endl;
+    std::cout << json_text(j) << std::endl;
     return;
   }
   ui::Table t({"epoch", "lr", "train loss", "train acc", "test acc", "seconds", "img/s"});
@@ -228,13 +233,14 @@ void add_train(CLI::App& app) {
   auto* c = app.add_subcommand("train", "Train a model (LeNet on MNIST, CIFAR10CNN on CIFAR-10)");
   c->add_option("--dataset", o->dataset, "mnist or cifar10")->check(CLI::IsMember({"mnist", "cifar10"}));
   c->add_option("--model", o->model, "lenet or cifar10cnn")->check(CLI::IsMember({"lenet", "cifar10cnn"}));
-  c->add_option("--epochs", o->epochs, "Training epochs")->check(CLI::Range(1, 100000));
-  c->add_option("--batch", o->batch, "Batch size")->check(CLI::Range(int64_t(1), int64_t(1) << 20));
-  c->add_option("--lr", o->lr, "Learning rate (halved every --lr-step epochs)")->check(CLI::PositiveNumber);
-  c->add_option("--lr-step", o->lr_step, "Epochs between halvings of the learning rate")->check(CLI::Range(1, 100000));
-  c->add_option("--eps", o->eps, "Adam epsilon")->check(CLI::PositiveNumber);
+  c->add_option("--epochs", o->epochs, "Training epochs")->check(valid::integer(1, 100000));
+  c->add_option("--batch", o->batch, "Batch size")->check(valid::integer(1, valid::kMaxBatch));
+  c->add_option("--lr", o->lr, "Learning rate (halved every --lr-step epochs)")->check(valid::positive());
+  c->add_option("--lr-step", o->lr_step, "Epochs between halvings of the learning rate")
+      ->check(valid::integer(1, 100000));
+  c->add_option("--eps", o->eps, "Adam epsilon")->check(valid::positive());
   c->add_option("--optimizer", o->optimizer, "adam (AMSGrad) or sgd")->check(CLI::IsMember({"adam", "sgd"}));
-  c->add_option("--seed", o->seed, "Seed for initialisation, shuffling and augmentation");
+  c->add_option("--seed", o->seed, "Seed for initialisation, shuffling and augmentation")->check(valid::seed());
   c->add_option("--device", o->device, "cpu or cuda[:N]");
   c->add_option(
        "--precision", o->precision,
@@ -242,14 +248,18 @@ void add_train(CLI::App& app) {
       ->check(CLI::IsMember({"fp32", "tf32", "3xtf32"}));
   c->add_option("--matmul-precision", o->matmul_precision, "CUDA linear layers: fp32, tf32 or 3xtf32")
       ->check(CLI::IsMember({"fp32", "tf32", "3xtf32"}));
-  c->add_option("--data", o->data, "Data directory (default: $SPLITLEAK_DATA or data/)");
-  c->add_option("--out", o->out, "Checkpoint to write (default runs/MODEL-DATASET.ckpt)");
-  c->add_option("--limit", o->limit, "Use only the first N training images");
-  c->add_option("--test-limit", o->test_limit, "Use only the first N test images");
-  c->add_option("--max-steps", o->max_steps, "Stop after N optimisation steps in all");
-  c->add_option("--threads", o->threads, "CPU threads (default: all cores)");
+  c->add_option("--data", o->data, "Data directory (default: $SPLITLEAK_DATA or data/)")->check(valid::path());
+  c->add_option("--out", o->out, "Checkpoint to write (default runs/MODEL-DATASET.ckpt); replaces only a regular file")
+      ->check(valid::path());
+  c->add_option("--limit", o->limit, "Use only the first N training images")
+      ->check(valid::integer(1, valid::kMaxImages));
+  c->add_option("--test-limit", o->test_limit, "Use only the first N test images")
+      ->check(valid::integer(1, valid::kMaxImages));
+  c->add_option("--max-steps", o->max_steps, "Stop after N optimisation steps in all")
+      ->check(valid::integer(1, int64_t(1) << 40));
+  c->add_option("--threads", o->threads, "CPU threads (default 0: all cores)")->check(valid::threads());
   c->add_option("--sync-every", o->sync_every, "Read the running loss/accuracy from the device every N steps")
-      ->check(CLI::Range(1, 1 << 30));
+      ->check(valid::integer(1, 1000000));
   c->add_flag("--no-augment", o->no_augment, "No CIFAR-10 augmentation");
   c->add_flag("--json", o->json, "Print one JSON object with the results at the end");
   c->callback([o] { run_train(*o); });

@@ -2,11 +2,20 @@
 
 #include <omp.h>
 
+#include <iostream>
+
 namespace sl::cli {
 
-LoadedModel load_model(const std::string& path, Device device) {
+LoadedModel load_model(const std::string& path, Device device, bool allow_nonfinite) {
   LoadedModel lm;
-  lm.ckpt = load_checkpoint(path);
+  lm.ckpt = load_checkpoint(path, allow_nonfinite);
+  if (allow_nonfinite) {
+    std::vector<std::string> bad = nonfinite_tensors(lm.ckpt);
+    if (!bad.empty())
+      std::cerr << "splitleak: WARNING: checkpoint " << path << ": tensor " << bad[0]
+                << (bad.size() > 1 ? str(" and ", bad.size() - 1, " more hold") : std::string(" holds"))
+                << " NaN or inf; loaded anyway (--allow-nonfinite): no number computed from it can be trusted\n";
+  }
   Generator gen(0);
   lm.model = make_model(lm.ckpt.arch, gen);
   load_into(lm.model, lm.ckpt);
@@ -21,6 +30,20 @@ void check_fits(const Model& m, const data::Dataset& d) {
   SL_CHECK(s == m.input_shape, ValueError, "model '", m.arch, "' takes images of shape ", m.input_shape.str(),
            " but data set '", d.name, "' has ", s.str(), " (use --dataset ", m.arch == "lenet" ? "mnist" : "cifar10",
            ")");
+}
+
+Device parse_device(const std::string& name) {
+  Device d = Device::parse(name);
+  if (d.is_cuda()) Tensor::zeros(Shape{1}, DType::f32, d);  // throws DeviceError without a usable GPU
+  return d;
+}
+
+void check_not_empty(const data::Dataset& d, const std::string& role, const std::string& hint) {
+  SL_CHECK(d.size() > 0, ValueError, "the ", role, " is empty (", d.source.empty() ? d.name : d.source, "): ", hint);
+}
+
+std::string json_text(const nlohmann::json& j, int indent) {
+  return j.dump(indent, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 EvalResult evaluate(Module& net, const data::Dataset& d, Device device, int64_t batch, const char* label) {

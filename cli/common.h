@@ -1,5 +1,6 @@
 // Pieces the subcommands share: loading a trained model, checking it fits a data set, evaluating.
 #pragma once
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -15,7 +16,15 @@ struct LoadedModel {
   Checkpoint ckpt;
   std::string dataset;  // from the checkpoint's metadata
 };
-LoadedModel load_model(const std::string& path, Device device);
+// A checkpoint holding NaN or inf weights is refused (naming the tensor) unless allow_nonfinite, which loads it
+// with a warning on stderr.
+LoadedModel load_model(const std::string& path, Device device, bool allow_nonfinite = false);
+
+// ValueError unless the data set holds at least one image; `role` says which ("training set", "victims").
+void check_not_empty(const data::Dataset& d, const std::string& role, const std::string& hint);
+
+// JSON as text; bytes that are not UTF-8 (a path on the command line, a checkpoint's metadata) are replaced.
+std::string json_text(const nlohmann::json& j, int indent = -1);
 
 // Throws ValueError when the data set's images do not have the model's input shape.
 void check_fits(const Model& m, const data::Dataset& d);
@@ -27,10 +36,14 @@ struct EvalResult {
   double seconds = 0;
 };
 // Runs fn(batch of images on `device`) -> logits over the data set and scores it; shows progress if `label`.
+// ValueError for an empty data set, or when the model's outputs are not finite (no accuracy is reported then).
 template <class Fn>
 EvalResult evaluate_with(Fn&& fn, const data::Dataset& d, Device device, int64_t batch, const char* label);
 EvalResult evaluate(Module& net, const data::Dataset& d, Device device, int64_t batch = 500,
                     const char* label = nullptr);
+
+// The device named by --device, checked usable now (DeviceError otherwise), before any data is loaded.
+Device parse_device(const std::string& name);
 
 // Sets the number of CPU threads (0 = leave OpenMP's default).
 void set_threads(int n);

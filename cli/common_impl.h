@@ -15,6 +15,7 @@ EvalResult evaluate_with(Fn&& fn, const data::Dataset& d, Device device, int64_t
   EvalResult r;
   auto t0 = std::chrono::steady_clock::now();
   int64_t n = d.size();
+  SL_CHECK(n > 0, ValueError, "no images to evaluate: the data set '", d.name, "' is empty");
   int64_t correct = 0;
   double loss_sum = 0;
   r.predictions.resize(size_t(n));
@@ -27,6 +28,8 @@ EvalResult evaluate_with(Fn&& fn, const data::Dataset& d, Device device, int64_t
     Tensor y = Tensor::from_labels(lab).to(device);
     Tensor logits = fn(x);
     loss_sum += cross_entropy(logits, y).item() * double(e - b);
+    SL_CHECK(std::isfinite(loss_sum), ValueError, "the model's outputs on images ", b, "..", e - 1,
+             " are not finite (NaN or inf): its weights or inputs are broken, so no accuracy is reported");
     auto pred = argmax_rows(logits).to(Device::cpu());
     const int32_t* p = pred.data<int32_t>();
     for (int64_t i = 0; i < e - b; ++i) {

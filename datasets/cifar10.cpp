@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "tensor/io.h"
+
 namespace sl::data {
 
 namespace fs = std::filesystem;
@@ -31,7 +33,7 @@ std::string list_batches(const std::vector<int>& b) {
 }  // namespace
 
 std::vector<int32_t> read_cifar_labels_json(const std::string& path, int64_t count) {
-  const std::vector<uint8_t> bytes = read_file_bytes(path);
+  const std::vector<uint8_t> bytes = io::read_file(path, "CIFAR-10 label file");
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(bytes.begin(), bytes.end());
@@ -54,7 +56,7 @@ std::vector<int32_t> read_cifar_labels_json(const std::string& path, int64_t cou
 }
 
 Image8 read_cifar_sprite(const std::string& path, int64_t images) {
-  const std::vector<uint8_t> bytes = read_file_bytes(path);
+  const std::vector<uint8_t> bytes = io::read_file(path, "CIFAR-10 PNG sprite");
   const Image8 info = png_info(bytes, path);  // check the size before decoding 30 MB of pixels
   if (info.width != 1024 || info.height != images || info.channels != 3 || info.bit_depth != 8)
     throw IoError(str(path, ": PNG is ", info.width, "x", info.height, " with ", info.channels, " channel",
@@ -127,7 +129,8 @@ Dataset load_cifar10(const std::string& data_dir, bool train, const CifarOptions
   for (int b : wanted) {
     const std::string png = (dir / (batch_name(b) + ".png")).string();
     const std::string bin = (bindir / (batch_name(b) + ".bin")).string();
-    const bool has_png = fs::exists(png), has_bin = fs::exists(bin);
+    std::error_code ec;
+    const bool has_png = fs::exists(png, ec), has_bin = fs::exists(bin, ec);
     if (opt.format != CifarFormat::png && has_bin) {
       picks.push_back({b, false, bin});
     } else if (opt.format != CifarFormat::bin && has_png) {
@@ -170,7 +173,8 @@ Dataset load_cifar10(const std::string& data_dir, bool train, const CifarOptions
     std::vector<uint8_t> records;
     if (pk.png) {
       if (json_labels.empty()) {
-        if (!fs::exists(json_path))
+        std::error_code ec;
+        if (!fs::exists(json_path, ec))
           throw IoError(str(json_path, ": not found; the labels of the CIFAR-10 PNG sprites are missing (", hint, ")"));
         json_labels = read_cifar_labels_json(json_path, json_count);
       }
@@ -178,7 +182,7 @@ Dataset load_cifar10(const std::string& data_dir, bool train, const CifarOptions
       const int32_t* lab = json_labels.data() + (train ? (pk.batch - 1) * per : 0);
       records = cifar_sprite_to_records(sprite, lab);
     } else {
-      records = read_file_bytes(pk.path);
+      records = io::read_file(pk.path, "CIFAR-10 batch");
     }
     check_cifar_records(records, per, pk.path);
     const int64_t take = std::min(per, n - filled);

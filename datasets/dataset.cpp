@@ -1,15 +1,8 @@
 #include "datasets/dataset.h"
 
-#include <unistd.h>
-
 #include <algorithm>
-#include <atomic>
-#include <cerrno>
 #include <cmath>
-#include <cstdio>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
 
 #include "datasets/cifar10.h"
 #include "datasets/mnist.h"
@@ -94,49 +87,6 @@ Dataset load_dataset(const std::string& name, const std::string& data_dir, bool 
     return load_cifar10(data_dir, train, opt);
   }
   throw ValueError(str("unknown data set '", name, "' (known: mnist, cifar10)"));
-}
-
-std::vector<uint8_t> read_file_bytes(const std::string& path) {
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) throw IoError(str(path, ": cannot open (", std::strerror(errno), ")"));
-  std::vector<uint8_t> out;
-  std::error_code ec;
-  const auto expected = fs::file_size(path, ec);
-  if (!ec) out.reserve(size_t(expected));
-  uint8_t buf[1 << 16];
-  size_t got;
-  while ((got = std::fread(buf, 1, sizeof buf, f)) > 0) out.insert(out.end(), buf, buf + got);
-  const bool bad = std::ferror(f);
-  std::fclose(f);
-  if (bad) throw IoError(str(path, ": read error at byte ", out.size()));
-  return out;
-}
-
-void write_file_atomic(const std::string& path, const void* bytes, size_t n) {
-  fs::path p(path);
-  std::error_code ec;
-  if (p.has_parent_path()) {
-    fs::create_directories(p.parent_path(), ec);
-    if (ec) throw IoError(str(path, ": cannot create folder ", p.parent_path().string(), " (", ec.message(), ")"));
-  }
-  static std::atomic<uint64_t> serial{0};
-  const std::string tmp = str(path, ".partial-", ::getpid(), "-", serial++);
-  std::FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (!f) throw IoError(str(tmp, ": cannot open for writing (", std::strerror(errno), ")"));
-  const size_t put = n ? std::fwrite(bytes, 1, n, f) : 0;
-  const bool ok = put == n && std::fflush(f) == 0 && ::fsync(fileno(f)) == 0;
-  const int err = errno;
-  const bool closed = std::fclose(f) == 0;
-  if (!ok || !closed) {
-    fs::remove(tmp, ec);
-    throw IoError(str(path, ": write failed after ", put, " of ", n, " bytes (", std::strerror(err), ")"));
-  }
-  fs::rename(tmp, p, ec);
-  if (ec) {
-    std::error_code ec2;
-    fs::remove(tmp, ec2);
-    throw IoError(str(path, ": cannot rename ", tmp, " into place (", ec.message(), ")"));
-  }
 }
 
 std::string fetch_hint(const std::string& name, const std::string& data_dir) {

@@ -56,11 +56,7 @@ struct Dataset {
 Dataset load_dataset(const std::string& name, const std::string& data_dir, bool train, int64_t limit = -1);
 
 // --- small file helpers shared by the readers and writers here ---------------------------------------------
-// Whole file as bytes; throws IoError "path: cannot open (reason)".
-std::vector<uint8_t> read_file_bytes(const std::string& path);
-// Writes bytes to path + ".partial-<pid>-<n>" in the same folder, then renames it over path, so readers never see a
-// half-written file. Creates missing parent folders. Throws IoError (and leaves no temp file) on failure.
-void write_file_atomic(const std::string& path, const void* bytes, size_t n);
+// (Reading and atomic writing of files: tensor/io.h.)
 // "run: splitleak fetch NAME --data DIR" — appended to every missing-data error.
 std::string fetch_hint(const std::string& name, const std::string& data_dir);
 

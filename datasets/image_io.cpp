@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "datasets/dataset.h"
+#include "tensor/io.h"
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wall"
@@ -25,26 +26,6 @@ namespace {
 
 // --- PNG container check: signature, chunk framing and CRC-32 of every chunk (stb_image checks none of the CRCs,
 // so without this a flipped bit in the compressed data could decode to wrong pixels without any error).
-
-const std::array<uint32_t, 256>& crc_table() {
-  static const std::array<uint32_t, 256> table = [] {
-    std::array<uint32_t, 256> t{};
-    for (uint32_t n = 0; n < 256; ++n) {
-      uint32_t c = n;
-      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-      t[n] = c;
-    }
-    return t;
-  }();
-  return table;
-}
-
-uint32_t crc32(const uint8_t* p, size_t n) {
-  const auto& t = crc_table();
-  uint32_t c = 0xFFFFFFFFu;
-  for (size_t i = 0; i < n; ++i) c = t[(c ^ p[i]) & 0xFF] ^ (c >> 8);
-  return c ^ 0xFFFFFFFFu;
-}
 
 uint32_t be32(const uint8_t* p) { return uint32_t(p[0]) << 24 | uint32_t(p[1]) << 16 | uint32_t(p[2]) << 8 | p[3]; }
 
@@ -73,7 +54,7 @@ void check_png_container(const std::vector<uint8_t>& b, const std::string& path,
     if (first && name != "IHDR")
       throw IoError(str(path, ": corrupt PNG: first chunk at byte 8 is ", name, ", expected IHDR"));
     const uint32_t want = be32(&b[pos + 8 + len]);
-    const uint32_t got = crc32(&b[pos + 4], size_t(len) + 4);
+    const uint32_t got = io::crc32(&b[pos + 4], size_t(len) + 4);
     if (want != got)
       throw IoError(str(path, ": corrupt PNG: CRC mismatch in the ", name, " chunk at byte ", pos, " (data bytes ",
                         pos + 8, "..", pos + 8 + len, ")"));
@@ -210,7 +191,7 @@ Image8 png_info(const std::vector<uint8_t>& bytes, const std::string& path) {
   return img;
 }
 
-Image8 read_png(const std::string& path) { return decode_png(read_file_bytes(path), path); }
+Image8 read_png(const std::string& path) { return decode_png(io::read_file(path, "PNG image"), path); }
 
 std::vector<uint8_t> encode_png(const Image8& img) {
   SL_CHECK(img.width > 0 && img.height > 0 && img.channels >= 1 && img.channels <= 4, ValueError,
@@ -231,7 +212,7 @@ std::vector<uint8_t> encode_png(const Image8& img) {
 
 void write_png(const std::string& path, const Image8& img) {
   const std::vector<uint8_t> bytes = encode_png(img);
-  write_file_atomic(path, bytes.data(), bytes.size());
+  io::write_file_atomic(path, bytes.data(), bytes.size(), "PNG image");
 }
 
 Image8 to_image8(const Tensor& image01) {

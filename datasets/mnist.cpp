@@ -7,16 +7,13 @@
 #include <filesystem>
 #include <memory>
 
+#include "tensor/io.h"
+
 namespace sl::data {
 
 namespace fs = std::filesystem;
 
 namespace {
-
-struct FileCloser {
-  void operator()(std::FILE* f) const { std::fclose(f); }
-};
-using File = std::unique_ptr<std::FILE, FileCloser>;
 
 uint32_t be32(const uint8_t* p) { return uint32_t(p[0]) << 24 | uint32_t(p[1]) << 16 | uint32_t(p[2]) << 8 | p[3]; }
 
@@ -36,11 +33,8 @@ std::string describe(const std::vector<int64_t>& dims, const std::string& what) 
 }  // namespace
 
 IdxArray read_idx(const std::string& path, uint32_t magic, int64_t limit, const std::string& what) {
-  File f(std::fopen(path.c_str(), "rb"));
-  if (!f) throw IoError(str(path, ": cannot open (", std::strerror(errno), ")"));
-  std::error_code ec;
-  const uint64_t file_size = fs::file_size(path, ec);
-  if (ec) throw IoError(str(path, ": cannot get its size (", ec.message(), ")"));
+  uint64_t file_size = 0;
+  io::File f = io::open_input(path, str("MNIST ", what, " file"), &file_size);
 
   const int want_dims = int(magic & 0xFF);
   const uint64_t header = 4 + 4 * uint64_t(want_dims);
@@ -118,8 +112,9 @@ Dataset load_mnist(const std::string& data_dir, bool train, int64_t limit) {
   const std::string prefix = train ? "train" : "t10k";
   const std::string images = (fs::path(dir) / (prefix + "-images-idx3-ubyte")).string();
   const std::string labels = (fs::path(dir) / (prefix + "-labels-idx1-ubyte")).string();
+  std::error_code ec;
   for (const auto& p : {images, labels})
-    if (!fs::exists(p))
+    if (!fs::exists(p, ec))
       throw IoError(str(p, ": not found; the MNIST data set is missing from ", data_dir, " (",
                         fetch_hint("mnist", data_dir), ")"));
   Dataset d = load_mnist_files(images, labels, limit);

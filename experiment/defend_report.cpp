@@ -8,6 +8,7 @@
 
 #include "datasets/image_io.h"
 #include "experiment/plot.h"
+#include "tensor/io.h"
 
 namespace sl::exp {
 
@@ -35,7 +36,7 @@ nlohmann::json vector_json(const std::vector<double>& v) {
 }
 
 void write_text(const std::string& path, const std::string& text) {
-  data::write_file_atomic(path, text.data(), text.size());
+  io::write_file_atomic(path, text, "output");
 }
 
 // A file-name-safe form of a label.

@@ -12,7 +12,7 @@
 #include <iomanip>
 #include <sstream>
 
-#include "datasets/dataset.h"
+#include "tensor/io.h"
 #include "tensor/error.h"
 
 extern char** environ;
@@ -57,7 +57,7 @@ std::string quoted(const std::string& s) {
 }
 
 void write_text(const std::string& path, const std::string& text) {
-  data::write_file_atomic(path, text.data(), text.size());
+  io::write_file_atomic(path, text, "output");
 }
 
 const char* kPalette[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",

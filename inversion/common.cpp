@@ -65,7 +65,8 @@ double fit(Module& model, const data::Dataset& data, Device device, const FitOpt
   data::Dataset used = o.limit >= 0 && o.limit < data.size() ? data.slice(0, o.limit) : data;
   SL_CHECK(used.size() > 0, ValueError, "the attacker's data set is empty: an attack that learns from data needs ",
            "at least one image (check --attacker-data / --attacker-limit)");
-  SL_CHECK(o.epochs >= 1 && o.batch >= 1 && o.lr > 0, ValueError, "fit: needs epochs >= 1, batch >= 1 and lr > 0");
+  SL_CHECK(o.epochs >= 1 && o.batch >= 1 && o.lr > 0 && std::isfinite(o.lr), ValueError,
+           "fit: needs epochs >= 1, batch >= 1 and a finite lr > 0");
   AdamArgs a;
   a.lr = o.lr;
   a.eps = o.adam_eps;
@@ -92,8 +93,9 @@ double fit(Module& model, const data::Dataset& data, Device device, const FitOpt
       l.backward();
       opt.step();
       double v = l.item();
-      SL_CHECK(std::isfinite(v), ValueError, "attack training diverged (loss ", v, " at step ", step + 1,
-               "); try a smaller learning rate");
+      SL_CHECK(std::isfinite(v), ValueError, "attack training diverged: the loss became ",
+               std::isnan(v) ? "NaN" : "inf", " at step ", step + 1, " of ", total, " (learning rate ", o.lr,
+               " too large, or a model with NaN/inf weights? try a smaller ", "--fit-lr)");
       epoch_loss += v;
       window += v;
       ++window_n;

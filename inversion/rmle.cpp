@@ -7,6 +7,7 @@
 #include "autograd/graph_step.h"
 #include "autograd/node.h"
 #include "autograd/ops.h"
+#include "kernels/dispatch.h"
 #include "nn/optim.h"
 
 namespace sl::inv {
@@ -157,7 +158,11 @@ void check_observed(const Observed& obs, const Shape& input_shape) {
 Tensor rmle(Module& f1, const Observed& observed, const Shape& input_shape, const PixelRange& range,
             const RmleOptions& o, const RmleProgress& progress) {
   check_observed(observed, input_shape);
-  SL_CHECK(o.iters >= 0 && o.lr > 0, ValueError, "rmle: needs iters >= 0 and lr > 0, got ", o.iters, " and ", o.lr);
+  SL_CHECK(o.iters >= 0 && o.lr > 0 && std::isfinite(o.lr), ValueError,
+           "rmle: needs iters >= 0 and a finite lr > 0, got ", o.iters, " and ", o.lr);
+  SL_CHECK(std::isfinite(o.tv) && o.tv >= 0 && std::isfinite(o.l2) && o.l2 >= 0 && o.tv_beta > 0 && o.tv_beta <= 2,
+           ValueError, "rmle: needs finite weights tv >= 0 and l2 >= 0 and 0 < tv_beta <= 2, got ", o.tv, ", ", o.l2,
+           " and ", o.tv_beta);
   const Device device = observed.v.device();
   const DType dtype = observed.v.dtype() == DType::f64 ? DType::f64 : DType::f32;
   GradModeOn grad_on;
@@ -182,13 +187,28 @@ Tensor rmle(Module& f1, const Observed& observed, const Shape& input_shape, cons
   };
   const bool lr_on_device = o.optimizer == "adam" || o.schedule == "constant";
   CapturedStep step(iteration, lr_on_device ? device : Device::cpu());
+  // Finiteness is checked where the objective is read anyway (the progress points) and once at the end: no
+  // per-iteration read of a device value, so the replayed graph never waits for the host.
+  auto check_finite = [&](double v, int at) {
+    SL_CHECK(std::isfinite(v), ValueError, "rMLE objective became ", std::isnan(v) ? "NaN" : "inf", " by iteration ",
+             at, " of ", o.iters, " (learning rate ", o.lr,
+             " too large, or a model with NaN/inf weights? try a smaller --lr)");
+  };
   for (int t = 0; t < o.iters; ++t) {
     opt->set_lr(lr_at(o, t));
     step();
     bool report = progress.fn && ((t + 1) % progress.every == 0 || t + 1 == o.iters);
-    if (report) progress.fn(t + 1, objective.item());
+    if (report) {
+      const double v = objective.item();
+      check_finite(v, t + 1);
+      progress.fn(t + 1, v);
+    }
   }
-  return box.clamp(x.detach());
+  if (objective.defined()) check_finite(objective.item(), o.iters);
+  Tensor found = x.detach();
+  SL_CHECK(kern::all_finite(found), ValueError, "rMLE reconstruction holds NaN or inf after ", o.iters,
+           " iterations (learning rate ", o.lr, " too large? try a smaller --lr)");
+  return box.clamp(found);
 }
 
 }  // namespace sl::inv

@@ -1,16 +1,11 @@
 #include "nn/checkpoint.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <array>
 #include <bit>
-#include <cerrno>
+#include <cmath>
 #include <cstring>
-#include <filesystem>
-#include <fstream>
 #include <set>
+
+#include "tensor/io.h"
 
 namespace sl {
 
@@ -113,54 +108,7 @@ Tensor read_tensor(Reader& r, const std::string& name) {
   return t;
 }
 
-Bytes read_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary | std::ios::ate);
-  SL_CHECK(f, IoError, "cannot open checkpoint '", path, "': ", std::strerror(errno));
-  std::streamoff size = f.tellg();
-  SL_CHECK(size >= 0, IoError, "cannot read checkpoint '", path, "'");
-  Bytes b(static_cast<size_t>(size));
-  f.seekg(0);
-  f.read(reinterpret_cast<char*>(b.data()), size);
-  SL_CHECK(f.good() || size == 0, IoError, "error reading checkpoint '", path, "'");
-  return b;
-}
-
-// Writes all of `b` to `fd`, retrying short writes.
-bool write_all(int fd, const Bytes& b) {
-  size_t done = 0;
-  while (done < b.size()) {
-    ssize_t n = ::write(fd, b.data() + done, b.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    done += size_t(n);
-  }
-  return true;
-}
-
-std::string dir_of(const std::string& path) {
-  size_t slash = path.find_last_of('/');
-  return slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
-}
-
 }  // namespace
-
-// ---- CRC-32 --------------------------------------------------------------------------------------------
-uint32_t crc32(const void* data, size_t n, uint32_t crc) {
-  // Table of the reflected polynomial 0xEDB88320, one entry per byte value.
-  static const std::array<uint32_t, 256> table = [] {
-    std::array<uint32_t, 256> t{};
-    for (uint32_t i = 0; i < 256; ++i) {
-      uint32_t c = i;
-      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-      t[i] = c;
-    }
-    return t;
-  }();
-  const auto* p = static_cast<const uint8_t*>(data);
-  crc = ~crc;
-  for (size_t i = 0; i < n; ++i) crc = table[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
-  return ~crc;
-}
 
 std::string Checkpoint::get(const std::string& key, const std::string& fallback) const {
   auto it = meta.find(key);
@@ -200,32 +148,9 @@ void save_checkpoint(const std::string& path, const Checkpoint& ckpt) {
   }
   uint64_t total = b.size() + 4;
   for (int i = 0; i < 8; ++i) b[8 + size_t(i)] = uint8_t(total >> (8 * i));
-  put_uint(b, crc32(b.data(), b.size()), 4);
+  put_uint(b, io::crc32(b.data(), b.size()), 4);
 
-  // Atomic replace: write a temporary sibling, flush it to disk, then rename it over the target.
-  std::error_code ec;
-  std::filesystem::path parent = std::filesystem::path(path).parent_path();
-  if (!parent.empty()) std::filesystem::create_directories(parent, ec);  // a failure shows at mkstemp below
-  std::string tmp = path + ".XXXXXX";
-  int fd = ::mkstemp(tmp.data());
-  SL_CHECK(fd >= 0, IoError, "cannot create a temporary file next to '", path, "': ", std::strerror(errno));
-  bool ok = write_all(fd, b) && ::fchmod(fd, 0644) == 0 && ::fsync(fd) == 0;
-  int err = errno;
-  ok = (::close(fd) == 0) && ok;
-  if (ok && ::rename(tmp.c_str(), path.c_str()) != 0) {
-    ok = false;
-    err = errno;
-  }
-  if (!ok) {
-    ::unlink(tmp.c_str());
-    throw IoError(str("cannot write checkpoint '", path, "': ", std::strerror(err)));
-  }
-  // Make the rename itself durable (best effort: the file is already complete and in place).
-  int dfd = ::open(dir_of(path).c_str(), O_RDONLY | O_DIRECTORY);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
+  io::write_file_atomic(path, b.data(), b.size(), "checkpoint");
 }
 
 void save_checkpoint(const std::string& path, const Module& model, const std::string& arch,
@@ -234,8 +159,25 @@ void save_checkpoint(const std::string& path, const Module& model, const std::st
 }
 
 // ---- load ----------------------------------------------------------------------------------------------
-Checkpoint load_checkpoint(const std::string& path) {
-  Bytes b = read_file(path);
+std::vector<std::string> nonfinite_tensors(const Checkpoint& ckpt) {
+  std::vector<std::string> out;
+  for (auto& [name, t] : ckpt.tensors) {
+    if (t.dtype() == DType::i32) continue;
+    int64_t bad = 0;
+    if (t.dtype() == DType::f32) {
+      const float* p = t.data<float>();
+      for (int64_t i = 0; i < t.numel(); ++i) bad += !std::isfinite(p[i]);
+    } else {
+      const double* p = t.data<double>();
+      for (int64_t i = 0; i < t.numel(); ++i) bad += !std::isfinite(p[i]);
+    }
+    if (bad) out.push_back(str("'", name, "' (", bad, " of ", t.numel(), " values)"));
+  }
+  return out;
+}
+
+Checkpoint load_checkpoint(const std::string& path, bool allow_nonfinite) {
+  Bytes b = io::read_file(path, "checkpoint");
   Reader r(b, b.size(), path);
   // Header first, so that a truncated file or one of another kind is named as such.
   const uint8_t* magic = r.bytes(4, "magic");
@@ -253,7 +195,7 @@ Checkpoint load_checkpoint(const std::string& path) {
   size_t body = b.size() - 4;
   uint32_t stored =
       uint32_t(b[body]) | uint32_t(b[body + 1]) << 8 | uint32_t(b[body + 2]) << 16 | uint32_t(b[body + 3]) << 24;
-  uint32_t actual = crc32(b.data(), body);
+  uint32_t actual = io::crc32(b.data(), body);
   if (stored != actual) r.fail(str("checksum mismatch (stored ", stored, ", computed ", actual, ")"), body);
 
   // Then the content; still fully bounds-checked, in case of a file crafted with a valid checksum.
@@ -275,6 +217,14 @@ Checkpoint load_checkpoint(const std::string& path) {
     ck.tensors.emplace_back(name, read_tensor(c, name));
   }
   if (c.left() != 0) c.fail(str(c.left(), " unexpected bytes after the last tensor"), c.pos());
+  if (!allow_nonfinite) {
+    std::vector<std::string> bad = nonfinite_tensors(ck);
+    if (!bad.empty())
+      throw ValueError(str("checkpoint '", path, "': tensor ", bad[0],
+                           bad.size() > 1 ? str(" and ", bad.size() - 1, " more hold") : " holds",
+                           " NaN or inf, so nothing the model computes can be trusted (retrain it; ",
+                           "--allow-nonfinite loads it anyway)"));
+  }
   return ck;
 }
 

@@ -37,8 +37,9 @@ constexpr uint32_t kCheckpointVersion = 1;
 Checkpoint make_checkpoint(const Module& model, const std::string& arch,
                            const std::map<std::string, std::string>& meta = {});
 
-// Writes atomically: a temporary file in the same directory, fsync, then rename over `path`. On any error
-// the temporary file is removed, `path` is untouched, and IoError says what failed.
+// Writes atomically through io::write_file_atomic (tensor/io.h): a temporary file in the same folder, fsync, then
+// rename over `path`, which must be absent or a regular file. On any error `path` is untouched, no temporary file
+// is left, and IoError says what failed.
 void save_checkpoint(const std::string& path, const Checkpoint& ckpt);
 void save_checkpoint(const std::string& path, const Module& model, const std::string& arch,
                      const std::map<std::string, std::string>& meta = {});
@@ -48,16 +49,18 @@ inline void save_checkpoint(const std::string& path, const Model& model,
 }
 
 // Reads and validates a checkpoint; IoError (with the path and the byte offset) for a missing, truncated or
-// corrupt file: wrong magic, unsupported version, size or checksum mismatch, absurd header values.
-Checkpoint load_checkpoint(const std::string& path);
+// corrupt file (wrong magic, unsupported version, size or checksum mismatch, absurd header values) or one that is
+// not a regular file (tensor/io.h). ValueError, naming the tensor, when a weight is NaN or inf, unless
+// allow_nonfinite (the caller should then warn: every output of such a model is suspect).
+Checkpoint load_checkpoint(const std::string& path, bool allow_nonfinite = false);
+
+// The floating-point tensors holding NaN or inf, each as "'name' (k of n values)"; empty when all are finite.
+std::vector<std::string> nonfinite_tensors(const Checkpoint& ckpt);
 
 // Copies the checkpoint's tensors into the model's parameters (keeping their device, dtype and identity).
 // ValueError when the architectures differ or when tensors are missing, extra or of another shape
 // (all of them named). Nothing is copied unless everything matches.
 void load_into(Module& model, const std::string& model_arch, const Checkpoint& ckpt);
 inline void load_into(Model& model, const Checkpoint& ckpt) { load_into(*model.net, model.arch, ckpt); }
-
-// CRC-32 (IEEE 802.3 polynomial, reflected, as zlib's crc32) of a byte range; `crc` chains calls.
-uint32_t crc32(const void* data, size_t n, uint32_t crc = 0);
 
 }  // namespace sl

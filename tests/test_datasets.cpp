@@ -18,6 +18,7 @@
 #include "datasets/image_io.h"
 #include "datasets/loader.h"
 #include "datasets/mnist.h"
+#include "tensor/io.h"
 
 namespace fs = std::filesystem;
 using namespace sl;
@@ -402,7 +403,7 @@ TEST_CASE("CIFAR-10 errors name the file: PNG, JSON and .bin", "[data]") {
   const std::string sprite = t / "cifar10/test_batch.png", json = t / "cifar10/test_lables.json";
   auto load_test = [&] { load_cifar10(dir, false, opt); };
   REQUIRE(io_error(load_test).empty());
-  std::vector<uint8_t> good = read_file_bytes(sprite);
+  std::vector<uint8_t> good = io::read_file(sprite, "sprite");
   std::string e;
 
   SECTION("corrupt PNG bytes (a flipped bit in the compressed data)") {
@@ -659,15 +660,15 @@ TEST_CASE("PNG write/read back, grid layout with labels and scaling", "[data]") 
 TEST_CASE("PNG decoding rejects what is not a PNG; atomic writes leave no temp file", "[data]") {
   TempFolder t;
   CHECK(contains(io_error([&] { decode_png({1, 2, 3}, "x.png"); }), "x.png: not a PNG file"));
-  CHECK(contains(io_error([&] { read_png(t / "absent.png"); }), "absent.png: cannot open"));
+  CHECK(contains(io_error([&] { read_png(t / "absent.png"); }), "absent.png: not found"));
   const std::string p = t / "a/b/file.bin";
   const std::string payload = "hello";
-  write_file_atomic(p, payload.data(), payload.size());
-  CHECK(read_file_bytes(p) == std::vector<uint8_t>(payload.begin(), payload.end()));
+  io::write_file_atomic(p, payload.data(), payload.size());
+  CHECK(io::read_file(p, "file") == std::vector<uint8_t>(payload.begin(), payload.end()));
   CHECK(std::distance(fs::directory_iterator(t / "a/b"), fs::directory_iterator()) == 1);
   // a folder where the file should go: error, nothing left behind
   fs::create_directories(t / "dir.png");
-  CHECK(contains(io_error([&] { write_file_atomic(t / "dir.png", "x", 1); }), "dir.png"));
+  CHECK(contains(io_error([&] { io::write_file_atomic(t / "dir.png", "x", 1); }), "dir.png"));
   CHECK(std::distance(fs::directory_iterator(t.path), fs::directory_iterator()) == 2);
 }
 
