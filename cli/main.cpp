@@ -11,7 +11,7 @@
 #include <system_error>
 
 #include "cli/commands.h"
-#include "cli/common.h"
+#include "experiment/common.h"
 #include "tensor/error.h"
 
 namespace {

@@ -4,6 +4,8 @@
 //
 // Outputs in --out: grid.png (originals over reconstructions, labelled "true>predicted"), results.csv and
 // results.json (one row per image, plus the means, the settings, the device, the date and the command).
+#include "experiment/attack_run.h"
+
 #include <cmath>
 #include <iostream>
 #include <limits>
@@ -12,39 +14,24 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "cli/commands.h"
-#include "cli/common.h"
-#include "cli/ui.h"
-#include "cli/validate.h"
 #include "datasets/fetch.h"
 #include "datasets/image_io.h"
+#include "experiment/common.h"
+#include "experiment/ui.h"
 #include "inversion/attack.h"
 #include "tensor/io.h"
 
-namespace sl::cli {
+namespace sl::experiment {
 
 namespace {
-
-constexpr double kUnset = std::numeric_limits<double>::quiet_NaN();
-
-struct AttackOptions {
-  std::string model, split, dataset, data, out, device = "cpu", attacker_data = "train", preset = "reference";
-  int64_t images = -1, attacker_limit = -1, batch = 100, fit_batch = 32;
-  bool all = false, json = false, project = false, no_project = false, allow_nonfinite = false;
-  // Overrides of the per-split defaults (inv::default_config); unset = keep the default.
-  int iters = -1, epochs = -1;
-  double lr = kUnset, tv = kUnset, tv_beta = kUnset, l2 = kUnset, fit_lr = kUnset;
-  std::string optimizer, schedule;
-  uint64_t seed = 1;
-  int threads = 0;
-};
 
 // Everything a run needs once: the model on its device, the victims, the attacker's data.
 struct Scene {
   LoadedModel lm;
   Device device;
   data::Dataset test, victims, attacker;
-  std::vector<int64_t> victim_index;  // positions of the victims in the test set
+  std::vector<int64_t> victim_index;  // positions of the victims in the test set (= their query numbers)
+  DefenseChain defenses;              // on the edge (none by default)
 };
 
 // Loads the model, the victims and (when the attack learns from data) the attacker's images. Splits are
@@ -55,6 +42,12 @@ Scene load_scene(const AttackOptions& o, const std::vector<std::string>& splits,
   s.lm = load_model(o.model, s.device, o.allow_nonfinite);
   for (auto& split : splits)
     if (split != "prob" && split != "label") s.lm.model.net->index_of(split);  // ValueError listing the names
+  if (!o.defense.empty()) {
+    s.defenses = make_defenses(parse_defenses(o.defense), o.defense_seed);  // ValueError for a bad spec
+    for (auto& split : splits)
+      SL_CHECK(split != "prob" && split != "label", ValueError, "--defense needs a split layer; '", split,
+               "' is the model's output");
+  }
   std::string ds = o.dataset.empty() ? s.lm.dataset : o.dataset;
   SL_CHECK(!ds.empty(), ValueError, o.model, ": the checkpoint does not say its data set; pass --dataset");
   std::string dir = data::find_data_dir(o.data);
@@ -88,9 +81,9 @@ Scene load_scene(const AttackOptions& o, const std::vector<std::string>& splits,
   return s;
 }
 
-inv::AttackConfig make_config(const AttackOptions& o, inv::AttackKind kind, const std::string& arch,
+inv::AttackConfig make_config(const AttackOptions& o, const inv::AttackKind& kind, const Model& model,
                               const std::string& split, Device device) {
-  inv::AttackConfig c = inv::default_config(kind, arch, split, o.preset);
+  inv::AttackConfig c = inv::default_config(kind, profile_of(model), split, o.preset);
   c.device = device;
   c.batch = o.batch;
   c.seed = o.seed;
@@ -107,26 +100,20 @@ inv::AttackConfig make_config(const AttackOptions& o, inv::AttackKind kind, cons
   if (o.no_project) c.rmle.project = false;
   if (o.epochs >= 0) c.fit.epochs = o.epochs;
   if (!std::isnan(o.fit_lr)) c.fit.lr = o.fit_lr;
+  c.adaptive = o.adaptive;
+  c.adaptive_options.eot_draws = o.eot;
   return c;
 }
 
-// A ui::Progress line per phase, created on the phase's first report and finished at its last.
-struct ProgressLines {
-  std::string prefix;
-  std::map<std::string, std::unique_ptr<ui::Progress>> lines;
-  inv::PhaseProgress sink() {
-    return [this](const std::string& phase, int64_t done, int64_t total, const std::string& note) {
-      auto& p = lines[phase];
-      bool rmle = phase.rfind("rMLE", 0) == 0;
-      if (!p) p = std::make_unique<ui::Progress>(prefix + phase, total, rmle ? "it" : "step");
-      if (done == 0) return;  // the phase just started
-      p->update(done, note);
-      if (done >= total) p->finish(note);
-    };
-  }
-};
+// The attack against the scene's split, defended as the scene says; the victims are the edge's queries numbered by
+// their test-set index.
+inv::AttackResult run_on_scene(const Scene& s, const inv::AttackConfig& c, const inv::PhaseProgress& progress) {
+  SplitPipeline pipe = inv::pipeline_for(s.lm.model, c.split, s.defenses);
+  std::vector<uint64_t> queries(s.victim_index.begin(), s.victim_index.end());
+  return inv::run_attack(pipe, inv::target_of(c.split), s.victims, queries, s.attacker, c, progress);
+}
 
-nlohmann::json config_json(const inv::AttackConfig& c, const std::string& preset) {
+nlohmann::json config_json(const inv::AttackConfig& c, const std::string& preset, const DefenseChain& defenses) {
   nlohmann::json j{{"attack", inv::attack_name(c.kind)},
                    {"split", c.split},
                    {"preset", preset},
@@ -143,6 +130,8 @@ nlohmann::json config_json(const inv::AttackConfig& c, const std::string& preset
                 {"lr", c.fit.lr},
                 {"schedule", c.fit.schedule},
                 {"limit", c.fit.limit}};
+  if (!defenses.empty()) j["defense"] = chain_str(defenses);
+  if (c.adaptive) j["adaptive"] = {{"eot_draws", c.adaptive_options.eot_draws}};
   return j;
 }
 
@@ -177,7 +166,7 @@ nlohmann::json write_results(const std::string& dir, const Scene& s, const inv::
                    {"device", s.device.str()},
                    {"date", ui::now_iso8601()},
                    {"command", command_line()},
-                   {"config", config_json(c, preset)},
+                   {"config", config_json(c, preset, s.defenses)},
                    {"attacker_data", s.attacker.split + " (" + std::to_string(s.attacker.size()) + " images)"},
                    {"detail", r.detail},
                    {"mean_psnr", r.mean_psnr()},
@@ -200,18 +189,23 @@ nlohmann::json write_results(const std::string& dir, const Scene& s, const inv::
   return j;
 }
 
-void run_attack_cmd(const AttackOptions& o, inv::AttackKind kind) {
+}  // namespace
+
+void run_attack_command(const AttackOptions& o, const inv::AttackKind& kind) {
   set_threads(o.threads);
   check_results_dir(o.out, "--out");  // before the model and the data are loaded
   Scene s = load_scene(o, {o.split}, kind != inv::AttackKind::whitebox);
-  inv::AttackConfig c = make_config(o, kind, s.lm.model.arch, o.split, s.device);
+  inv::AttackConfig c = make_config(o, kind, s.lm.model, o.split, s.device);
   std::cerr << "attack: " << inv::attack_name(kind) << " on " << s.lm.model.arch << " split at " << o.split << ", "
             << s.victims.size() << " victim image(s), " << s.device.str();
   if (kind != inv::AttackKind::whitebox)
     std::cerr << ", attacker data " << s.attacker.split << " (" << s.attacker.size() << " images)";
+  if (!s.defenses.empty())
+    std::cerr << ", defense " << chain_str(s.defenses) << " (seed " << o.defense_seed << ")"
+              << (o.adaptive ? ", adaptive attacker" : "");
   std::cerr << "\n";
-  ProgressLines lines;
-  inv::AttackResult r = inv::run_attack(s.lm.model, s.victims, s.attacker, c, lines.sink());
+  ui::PhaseLines lines;
+  inv::AttackResult r = run_on_scene(s, c, lines.sink());
   nlohmann::json j = write_results(o.out, s, c, o.preset, r);
   if (o.json) {
     std::cout << json_text(j) << std::endl;
@@ -226,6 +220,8 @@ void run_attack_cmd(const AttackOptions& o, inv::AttackKind kind) {
   std::cout << "\n" << r.detail << "\nwritten: " << o.out << "/grid.png, results.csv, results.json\n";
 }
 
+namespace {
+
 // The paper's numbers (SPEC §7), PSNR / SSIM.
 struct PaperCell {
   const char* attack;
@@ -236,6 +232,8 @@ constexpr PaperCell kPaper[] = {
     {"whitebox", "conv1", 39.69, 1.00}, {"whitebox", "ReLU2", 15.10, 0.60},  {"blackbox", "conv1", 40.72, 0.99},
     {"blackbox", "ReLU2", 20.81, 0.80}, {"queryfree", "conv1", 17.86, 0.64}, {"queryfree", "ReLU2", 8.03, 0.38},
 };
+
+}  // namespace
 
 void run_table(const AttackOptions& o) {
   set_threads(o.threads);
@@ -261,10 +259,9 @@ void run_table(const AttackOptions& o) {
   std::vector<std::pair<inv::AttackConfig, inv::AttackResult>> done;
   for (const PaperCell& cell : kPaper) {
     inv::AttackKind kind = inv::attack_kind(cell.attack);
-    inv::AttackConfig c = make_config(o, kind, s.lm.model.arch, cell.split, s.device);
-    ProgressLines lines;
-    lines.prefix = std::string(cell.attack) + " " + cell.split + ": ";
-    inv::AttackResult r = inv::run_attack(s.lm.model, s.victims, s.attacker, c, lines.sink());
+    inv::AttackConfig c = make_config(o, kind, s.lm.model, cell.split, s.device);
+    ui::PhaseLines lines(std::string(cell.attack) + " " + cell.split + ": ");
+    inv::AttackResult r = run_on_scene(s, c, lines.sink());
     done.emplace_back(c, r);
     if (grid_rows.empty()) grid_rows.push_back(r.originals);
     grid_rows.push_back(r.reconstructions);
@@ -296,78 +293,4 @@ void run_table(const AttackOptions& o) {
             << "/table.md, table.csv, grid.png and one folder per cell\n";
 }
 
-void add_common_options(CLI::App* c, AttackOptions& o) {
-  c->add_option("--model", o.model, "Checkpoint written by `splitleak train`")->required()->check(valid::path());
-  c->add_option("--images", o.images, "Attack the first N test images (default: the first of each class)")
-      ->check(valid::integer(1, valid::kMaxImages));
-  c->add_flag("--all", o.all, "Attack the whole test set");
-  c->add_option("--preset", o.preset, "Settings to start from: reference (SPEC §4) or tuned (better on MNIST)")
-      ->check(CLI::IsMember({"reference", "tuned"}));
-  c->add_option("--iters", o.iters, "rMLE iterations (default 5000; CIFAR query-free 500)")
-      ->check(valid::integer(1, 10000000));
-  c->add_option("--lr", o.lr, "rMLE learning rate (reference 1e-2, tuned 0.05; CIFAR query-free 0.1)")
-      ->check(valid::positive());
-  c->add_option("--tv", o.tv, "λ, weight of total variation (default per preset and split: inversion/NOTES.md)")
-      ->check(valid::non_negative());
-  c->add_option("--tv-beta", o.tv_beta,
-                "β of TV: 2 = the reference's squared TV (reference), else Σ(dh²+dw²)^(β/2) (tuned: 1)")
-      ->check(valid::real(0, 2));
-  c->add_option("--l2", o.l2, "λ2, weight of mean(x²) (default 0)")->check(valid::non_negative());
-  c->add_option("--optimizer", o.optimizer, "rMLE optimiser: adam (AMSGrad, eps 1e-3; default) or sgd")
-      ->check(CLI::IsMember({"adam", "sgd"}));
-  c->add_option("--schedule", o.schedule, "rMLE learning rate: constant (reference) or cosine (tuned)")
-      ->check(CLI::IsMember({"constant", "cosine"}));
-  c->add_flag("--project", o.project, "Clamp the image into the valid pixel range after every rMLE step (tuned: on)");
-  c->add_flag("--no-project", o.no_project, "Clamp only the final result (reference)")->excludes("--project");
-  c->add_option("--epochs", o.epochs, "Training epochs of the decoder / shadow (default 2)")
-      ->check(valid::integer(1, 100000));
-  c->add_option("--fit-lr", o.fit_lr, "Learning rate of the decoder / shadow (default 2e-2 / 1e-3, cosine decay)")
-      ->check(valid::positive());
-  c->add_option("--fit-batch", o.fit_batch, "Batch size of the decoder / shadow training")
-      ->check(valid::integer(1, valid::kMaxBatch));
-  c->add_option("--attacker-data", o.attacker_data,
-                "The attacker's own images: train (default) or test (minus the victims)")
-      ->check(CLI::IsMember({"train", "test"}));
-  c->add_option("--attacker-limit", o.attacker_limit, "Use only the first N attacker images")
-      ->check(valid::integer(1, valid::kMaxImages));
-  c->add_option("--batch", o.batch, "Victims reconstructed at once")->check(valid::integer(1, valid::kMaxBatch));
-  c->add_option("--dataset", o.dataset, "mnist or cifar10 (default: the checkpoint's)")
-      ->check(CLI::IsMember({"mnist", "cifar10"}));
-  c->add_option("--data", o.data, "Data directory (default: $SPLITLEAK_DATA or data/)")->check(valid::path());
-  c->add_option("--device", o.device, "cpu or cuda[:N]");
-  c->add_option("--seed", o.seed, "Seed of the decoder / shadow initialisation and shuffling")->check(valid::seed());
-  c->add_option("--threads", o.threads, "CPU threads (default 0: all cores)")->check(valid::threads());
-  c->add_flag("--json", o.json, "Print one JSON object with the results");
-  c->add_flag("--allow-nonfinite", o.allow_nonfinite, "Load a checkpoint holding NaN or inf weights (with a warning)");
-}
-
-}  // namespace
-
-void add_attack(CLI::App& app) {
-  auto* attack = app.add_subcommand("attack", "Model-inversion attacks on a split model (He, Zhang & Lee)");
-  attack->require_subcommand(1);
-  const std::pair<const char*, const char*> kinds[] = {
-      {"whitebox", "White-box rMLE: optimise an image until the edge model maps it onto the observed features"},
-      {"blackbox", "Black-box inverse network: query the edge with own images, train a decoder features -> image"},
-      {"queryfree", "Query-free: train a shadow edge model through the cloud part, then rMLE through the shadow"}};
-  for (auto [name, help] : kinds) {
-    auto o = std::make_shared<AttackOptions>();
-    auto* c = attack->add_subcommand(name, help);
-    add_common_options(c, *o);
-    c->add_option("--split", o->split, "Split layer (e.g. conv1, ReLU2), or prob / label (white-box)")->required();
-    c->add_option("--out", o->out, "Folder for grid.png, results.csv, results.json (created if missing)")
-        ->required()
-        ->check(valid::path());
-    inv::AttackKind kind = inv::attack_kind(name);
-    c->callback([o, kind] { run_attack_cmd(*o, kind); });
-  }
-  auto o = std::make_shared<AttackOptions>();
-  o->preset = "tuned";  // the table shows what the attacks reach; --preset reference for the SPEC settings
-  auto* t = attack->add_subcommand("table", "Reproduce the MNIST table of SPEC §7: 3 attacks x {conv1, ReLU2}");
-  add_common_options(t, *o);
-  t->add_option("--out", o->out, "Folder for table.md, table.csv and one result folder per cell (default runs/table)")
-      ->check(valid::path());
-  t->callback([o] { run_table(*o); });
-}
-
-}  // namespace sl::cli
+}  // namespace sl::experiment

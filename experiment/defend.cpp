@@ -9,7 +9,7 @@
 #include "autograd/ops.h"
 #include "inversion/metrics.h"
 
-namespace sl::exp {
+namespace sl::experiment {
 
 namespace {
 
@@ -300,4 +300,4 @@ std::vector<LineFinding> findings(const DefendOutcome& o, const std::vector<Defe
   return out;
 }
 
-}  // namespace sl::exp
+}  // namespace sl::experiment

@@ -17,7 +17,7 @@
 #include "inversion/attack.h"
 #include "split/defense.h"
 
-namespace sl::exp {
+namespace sl::experiment {
 
 // One curve: a defense kind at a place (with its options) at a split, over levels.
 struct DefenseLine {
@@ -96,4 +96,4 @@ struct LineFinding {
 std::vector<LineFinding> findings(const DefendOutcome& o, const std::vector<DefenseLine>& lines,
                                   double min_accuracy = 0.95, double ssim_threshold = 0.25);
 
-}  // namespace sl::exp
+}  // namespace sl::experiment

@@ -10,7 +10,7 @@
 #include "experiment/plot.h"
 #include "tensor/io.h"
 
-namespace sl::exp {
+namespace sl::experiment {
 
 namespace {
 
@@ -35,9 +35,7 @@ nlohmann::json vector_json(const std::vector<double>& v) {
   return j;
 }
 
-void write_text(const std::string& path, const std::string& text) {
-  io::write_file_atomic(path, text, "output");
-}
+void write_text(const std::string& path, const std::string& text) { io::write_file_atomic(path, text, "output"); }
 
 // A file-name-safe form of a label.
 std::string slug(const std::string& s) {
@@ -214,4 +212,4 @@ nlohmann::json write_defend_results(const std::string& dir, const DefendOutcome&
   return j;
 }
 
-}  // namespace sl::exp
+}  // namespace sl::experiment

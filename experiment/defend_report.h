@@ -9,7 +9,7 @@
 
 #include "experiment/defend.h"
 
-namespace sl::exp {
+namespace sl::experiment {
 
 // Where and how a result was made; every results file carries it (and the commit the binary was built from).
 struct RunInfo {
@@ -30,4 +30,4 @@ nlohmann::json write_defend_results(const std::string& dir, const DefendOutcome&
                                     const std::vector<DefenseLine>& lines, const nlohmann::json& settings,
                                     const RunInfo& info, std::vector<std::string>* written = nullptr);
 
-}  // namespace sl::exp
+}  // namespace sl::experiment

@@ -1,25 +1,18 @@
-// splitleak eval: test accuracy of a trained model, whole or split at a named layer (edge head, then
-// cloud tail); the split must give the very same predictions as the whole model.
+// splitleak eval: test accuracy of a trained model, whole or split at a named layer (the split pipeline: edge
+// head, then cloud tail), and with defenses on the edge; without a defense the split must give the very same
+// predictions as the whole model.
+#include "experiment/eval_run.h"
+
 #include <cstring>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
-#include "cli/commands.h"
-#include "cli/common.h"
-#include "cli/ui.h"
-#include "cli/validate.h"
 #include "datasets/fetch.h"
+#include "experiment/common.h"
+#include "experiment/ui.h"
+#include "split/pipeline.h"
 
-namespace sl::cli {
-
-namespace {
-
-struct EvalOptions {
-  std::string model, split, dataset, data, device = "cpu";
-  int64_t batch = 500, limit = -1;
-  int threads = 0;
-  bool json = false, allow_nonfinite = false;
-};
+namespace sl::experiment {
 
 void run_eval(const EvalOptions& o) {
   set_threads(o.threads);
@@ -31,8 +24,13 @@ void run_eval(const EvalOptions& o) {
   check_not_empty(test, "test set", "no accuracy to measure");
   check_fits(lm.model, test);
   auto& net = *lm.model.net;
-  SplitModel sm;
-  if (!o.split.empty()) sm = net.split(o.split);  // ValueError listing the names for an unknown layer
+  SplitPipeline pipe;
+  if (!o.split.empty()) pipe = SplitPipeline(lm.model, o.split);  // ValueError listing the names for an unknown layer
+  SplitPipeline defended;
+  if (!o.defense.empty()) {
+    SL_CHECK(!o.split.empty(), ValueError, "--defense needs --split LAYER (where the edge hands over to the cloud)");
+    defended = pipe.with_defenses(make_defenses(parse_defenses(o.defense), o.defense_seed));  // ValueError if bad
+  }
 
   EvalResult whole = evaluate(net, test, device, o.batch, "eval whole");
   nlohmann::json j{{"model", o.model},      {"arch", lm.model.arch},      {"dataset", ds},     {"device", device.str()},
@@ -42,14 +40,9 @@ void run_eval(const EvalOptions& o) {
          ui::fixed(whole.seconds, 2)});
 
   if (!o.split.empty()) {
-    int64_t inter = 0;
-    EvalResult split = evaluate_with(
-        [&](const Tensor& x) {
-          Tensor v = sm.head->forward(x);  // what the edge sends
-          inter = v.numel() / v.size(0);
-          return sm.tail->forward(v);
-        },
-        test, device, o.batch, "eval split");
+    const int64_t inter = pipe.feature_elements();  // what the edge sends per image
+    EvalResult split = evaluate_with([&](const Tensor& x, int64_t first) { return pipe.run(x, uint64_t(first)); }, test,
+                                     device, o.batch, "eval split");
     int64_t differ = 0;
     for (size_t i = 0; i < split.predictions.size(); ++i) differ += split.predictions[i] != whole.predictions[i];
     t.add({lm.model.arch, o.split, ui::percent(split.accuracy), ui::fixed(split.loss, 4), ui::bytes(double(inter) * 4),
@@ -59,10 +52,27 @@ void run_eval(const EvalOptions& o) {
                   {"loss", split.loss},
                   {"intermediate_floats", inter},
                   {"predictions_differing", differ}};
+    int64_t changed = 0;
+    if (defended.defended()) {
+      // Query i is test image i: a fresh draw per image, the same draws in every run with this seed.
+      EvalResult d = evaluate_with([&](const Tensor& x, int64_t first) { return defended.run(x, uint64_t(first)); },
+                                   test, device, o.batch, "eval defended");
+      for (size_t i = 0; i < d.predictions.size(); ++i) changed += d.predictions[i] != whole.predictions[i];
+      t.add({lm.model.arch, o.split + " + " + chain_str(defended.defenses()), ui::percent(d.accuracy),
+             ui::fixed(d.loss, 4), ui::bytes(double(inter) * 4), ui::fixed(d.seconds, 2)});
+      j["defense"] = {{"spec", chain_str(defended.defenses())},
+                      {"seed", o.defense_seed},
+                      {"accuracy", d.accuracy},
+                      {"loss", d.loss},
+                      {"predictions_changed", changed}};
+    }
     if (!o.json) {
       t.print();
       std::cout << "\nsplit at " << o.split << ": " << differ << " of " << whole.count
                 << " predictions differ from the whole model" << (differ == 0 ? " (identical)" : "") << "\n";
+      if (defended.defended())
+        std::cout << "defense " << chain_str(defended.defenses()) << " (seed " << o.defense_seed << "): " << changed
+                  << " of " << whole.count << " predictions changed\n";
     } else {
       std::cout << json_text(j) << std::endl;
     }
@@ -75,23 +85,4 @@ void run_eval(const EvalOptions& o) {
     t.print();
 }
 
-}  // namespace
-
-void add_eval(CLI::App& app) {
-  auto o = std::make_shared<EvalOptions>();
-  auto* c = app.add_subcommand("eval", "Test accuracy of a trained model, whole or split at a layer");
-  c->add_option("--model", o->model, "Checkpoint written by `splitleak train`")->required()->check(valid::path());
-  c->add_option("--split", o->split, "Split at this layer: edge head, then cloud tail");
-  c->add_option("--dataset", o->dataset, "mnist or cifar10 (default: the checkpoint's)")
-      ->check(CLI::IsMember({"mnist", "cifar10"}));
-  c->add_option("--data", o->data, "Data directory (default: $SPLITLEAK_DATA or data/)")->check(valid::path());
-  c->add_option("--device", o->device, "cpu or cuda[:N]");
-  c->add_option("--batch", o->batch, "Batch size")->check(valid::integer(1, valid::kMaxBatch));
-  c->add_option("--limit", o->limit, "Use only the first N test images")->check(valid::integer(1, valid::kMaxImages));
-  c->add_option("--threads", o->threads, "CPU threads (default 0: all cores)")->check(valid::threads());
-  c->add_flag("--allow-nonfinite", o->allow_nonfinite, "Load a checkpoint holding NaN or inf weights (with a warning)");
-  c->add_flag("--json", o->json, "Print one JSON object with the results");
-  c->callback([o] { run_eval(*o); });
-}
-
-}  // namespace sl::cli
+}  // namespace sl::experiment

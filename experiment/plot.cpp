@@ -12,12 +12,12 @@
 #include <iomanip>
 #include <sstream>
 
-#include "tensor/io.h"
 #include "tensor/error.h"
+#include "tensor/io.h"
 
 extern char** environ;
 
-namespace sl::exp {
+namespace sl::experiment {
 
 namespace {
 
@@ -56,9 +56,7 @@ std::string quoted(const std::string& s) {
   return out + "'";
 }
 
-void write_text(const std::string& path, const std::string& text) {
-  io::write_file_atomic(path, text, "output");
-}
+void write_text(const std::string& path, const std::string& text) { io::write_file_atomic(path, text, "output"); }
 
 const char* kPalette[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
                           "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
@@ -156,4 +154,4 @@ bool plot_png(const std::string& png_path, const std::vector<PlotPanel>& panels,
   return true;
 }
 
-}  // namespace sl::exp
+}  // namespace sl::experiment

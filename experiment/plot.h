@@ -7,7 +7,7 @@
 #include <utility>
 #include <vector>
 
-namespace sl::exp {
+namespace sl::experiment {
 
 struct PlotSeries {
   std::string title;                              // legend entry
@@ -32,4 +32,4 @@ std::string gnuplot_png_terminal();
 bool plot_png(const std::string& png_path, const std::vector<PlotPanel>& panels, int columns = 0, int panel_width = 640,
               int panel_height = 480);
 
-}  // namespace sl::exp
+}  // namespace sl::experiment

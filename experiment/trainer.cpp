@@ -1,46 +1,28 @@
-// splitleak train: trains LeNet or the CIFAR CNN with the reference recipe (Adam, lr 1e-3, eps 1e-3,
-// AMSGrad, lr halved every 20 epochs, cross-entropy), evaluates on the test set after every epoch and
+// The training loop (experiment/trainer.h): trains LeNet or the CIFAR CNN with the reference recipe (Adam, lr 1e-3,
+// eps 1e-3, AMSGrad, lr halved every 20 epochs, cross-entropy), evaluates on the test set after every epoch and
 // writes a checkpoint atomically.
 //
 // The step loop never waits for the GPU: batches are uploaded through pinned staging buffers, loss and hit
 // counts are summed on the device (kern::accumulate_metrics) and read every --sync-every steps, and on CUDA the
 // whole step (zero_grad, forward, loss, backward, fused Adam, metrics) is captured once into a CUDA graph and
-// replayed for every full batch (nn/graph_step.h); the last, partial batch of an epoch runs eagerly.
+// replayed for every full batch (autograd/graph_step.h); the last, partial batch of an epoch runs eagerly.
+#include "experiment/trainer.h"
+
 #include <cmath>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "autograd/graph_step.h"
 #include "autograd/ops.h"
-#include "cli/commands.h"
-#include "cli/common.h"
-#include "cli/ui.h"
-#include "cli/validate.h"
 #include "datasets/fetch.h"
 #include "datasets/loader.h"
-#include "nn/graph_step.h"
+#include "experiment/ui.h"
 #include "nn/optim.h"
 #include "tensor/io.h"
 
-namespace sl::cli {
+namespace sl::experiment {
 
-namespace {
-
-struct TrainOptions {
-  std::string dataset = "mnist", model = "lenet", data, out, device = "cpu", optimizer = "adam";
-  std::string precision = "fp32", matmul_precision = "fp32";
-  int epochs = 3, threads = 0, lr_step = 20, sync_every = 100;
-  int64_t batch = 32, limit = -1, test_limit = -1, max_steps = -1;
-  double lr = 1e-3, eps = 1e-3, momentum = 0.9;
-  uint64_t seed = 1;
-  bool json = false, no_augment = false, amsgrad = true;
-};
-
-struct EpochRow {
-  int epoch;
-  double train_loss, train_acc, test_acc, seconds, images_per_s, lr;
-};
-
-void run_train(const TrainOptions& o) {
+TrainResult train_model(const TrainOptions& o) {
   set_threads(o.threads);
   Device device = parse_device(o.device);
   kern::set_cuda_matmul_precision(
@@ -180,9 +162,35 @@ void run_train(const TrainOptions& o) {
     for (size_t i = b; i < e; ++i) s += step_losses[i];
     return e > b ? s / double(e - b) : 0.0;
   };
-  double first = mean_of(0, std::min(k, step_losses.size()));
-  double last = mean_of(step_losses.size() - std::min(k, step_losses.size()), step_losses.size());
+  TrainResult result;
+  result.rows = rows;
+  result.steps = steps;
+  result.final_eval = final_eval;
+  result.checkpoint = out;
+  result.device = device;
+  result.k = k;
+  result.loss_first = mean_of(0, std::min(k, step_losses.size()));
+  result.loss_last = mean_of(step_losses.size() - std::min(k, step_losses.size()), step_losses.size());
+  if (const CapturedStep* cs = stepper.captured()) {
+    result.cuda_graph = {{"enabled", cs->graph_enabled()},
+                         {"replays", cs->replays()},
+                         {"captures", cs->captures()},
+                         {"nodes", cs->graph_nodes()},
+                         {"eager_steps", stepper.eager_calls() + cs->calls() - cs->replays()},
+                         {"fallback_reason", cs->fallback_reason()}};
+  }
+  return result;
+}
 
+void run_train(const TrainOptions& o) {
+  TrainResult result = train_model(o);
+  const auto& rows = result.rows;
+  const double first = result.loss_first, last = result.loss_last;
+  const size_t k = result.k;
+  const int64_t steps = result.steps;
+  const EvalResult& final_eval = result.final_eval;
+  const Device device = result.device;
+  const std::string& out = result.checkpoint;
   if (o.json) {
     nlohmann::json j;
     j["loss_first_steps"] = first;
@@ -195,14 +203,7 @@ void run_train(const TrainOptions& o) {
     j["steps"] = steps;
     j["test_accuracy"] = final_eval.accuracy;
     j["test_loss"] = final_eval.loss;
-    if (const CapturedStep* cs = stepper.captured()) {
-      j["cuda_graph"] = {{"enabled", cs->graph_enabled()},
-                         {"replays", cs->replays()},
-                         {"captures", cs->captures()},
-                         {"nodes", cs->graph_nodes()},
-                         {"eager_steps", stepper.eager_calls() + cs->calls() - cs->replays()},
-                         {"fallback_reason", cs->fallback_reason()}};
-    }
+    if (!result.cuda_graph.is_null()) j["cuda_graph"] = result.cuda_graph;
     for (auto& r : rows)
       j["epochs"].push_back({{"epoch", r.epoch},
                              {"train_loss", r.train_loss},
@@ -226,43 +227,4 @@ void run_train(const TrainOptions& o) {
             << " images; checkpoint written to " << out << "\n";
 }
 
-}  // namespace
-
-void add_train(CLI::App& app) {
-  auto o = std::make_shared<TrainOptions>();
-  auto* c = app.add_subcommand("train", "Train a model (LeNet on MNIST, CIFAR10CNN on CIFAR-10)");
-  c->add_option("--dataset", o->dataset, "mnist or cifar10")->check(CLI::IsMember({"mnist", "cifar10"}));
-  c->add_option("--model", o->model, "lenet or cifar10cnn")->check(CLI::IsMember({"lenet", "cifar10cnn"}));
-  c->add_option("--epochs", o->epochs, "Training epochs")->check(valid::integer(1, 100000));
-  c->add_option("--batch", o->batch, "Batch size")->check(valid::integer(1, valid::kMaxBatch));
-  c->add_option("--lr", o->lr, "Learning rate (halved every --lr-step epochs)")->check(valid::positive());
-  c->add_option("--lr-step", o->lr_step, "Epochs between halvings of the learning rate")
-      ->check(valid::integer(1, 100000));
-  c->add_option("--eps", o->eps, "Adam epsilon")->check(valid::positive());
-  c->add_option("--optimizer", o->optimizer, "adam (AMSGrad) or sgd")->check(CLI::IsMember({"adam", "sgd"}));
-  c->add_option("--seed", o->seed, "Seed for initialisation, shuffling and augmentation")->check(valid::seed());
-  c->add_option("--device", o->device, "cpu or cuda[:N]");
-  c->add_option(
-       "--precision", o->precision,
-       "CUDA convolutions: fp32 (FFMA, default), tf32 (tensor cores) or 3xtf32 (tensor cores, float32-level error)")
-      ->check(CLI::IsMember({"fp32", "tf32", "3xtf32"}));
-  c->add_option("--matmul-precision", o->matmul_precision, "CUDA linear layers: fp32, tf32 or 3xtf32")
-      ->check(CLI::IsMember({"fp32", "tf32", "3xtf32"}));
-  c->add_option("--data", o->data, "Data directory (default: $SPLITLEAK_DATA or data/)")->check(valid::path());
-  c->add_option("--out", o->out, "Checkpoint to write (default runs/MODEL-DATASET.ckpt); replaces only a regular file")
-      ->check(valid::path());
-  c->add_option("--limit", o->limit, "Use only the first N training images")
-      ->check(valid::integer(1, valid::kMaxImages));
-  c->add_option("--test-limit", o->test_limit, "Use only the first N test images")
-      ->check(valid::integer(1, valid::kMaxImages));
-  c->add_option("--max-steps", o->max_steps, "Stop after N optimisation steps in all")
-      ->check(valid::integer(1, int64_t(1) << 40));
-  c->add_option("--threads", o->threads, "CPU threads (default 0: all cores)")->check(valid::threads());
-  c->add_option("--sync-every", o->sync_every, "Read the running loss/accuracy from the device every N steps")
-      ->check(valid::integer(1, 1000000));
-  c->add_flag("--no-augment", o->no_augment, "No CIFAR-10 augmentation");
-  c->add_flag("--json", o->json, "Print one JSON object with the results at the end");
-  c->callback([o] { run_train(*o); });
-}
-
-}  // namespace sl::cli
+}  // namespace sl::experiment

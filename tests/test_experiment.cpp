@@ -52,8 +52,8 @@ Model tiny(uint64_t seed) {
   return Model{"tiny", Shape{1, 8, 8}, 2, net};
 }
 
-exp::DefendSettings settings_for(const std::vector<exp::DefenseLine>& lines, exp::Attackers who) {
-  exp::DefendSettings s;
+experiment::DefendSettings settings_for(const std::vector<experiment::DefenseLine>& lines, experiment::Attackers who) {
+  experiment::DefendSettings s;
   s.lines = lines;
   s.attackers = who;
   s.eval_batch = 16;
@@ -69,8 +69,9 @@ exp::DefendSettings settings_for(const std::vector<exp::DefenseLine>& lines, exp
   return s;
 }
 
-exp::DefenseLine line(const std::string& split, const std::string& kind, Place place, std::vector<double> levels) {
-  exp::DefenseLine l;
+experiment::DefenseLine line(const std::string& split, const std::string& kind, Place place,
+                             std::vector<double> levels) {
+  experiment::DefenseLine l;
   l.split = split;
   l.defense.kind = kind;
   l.defense.place = place;
@@ -83,13 +84,14 @@ exp::DefenseLine line(const std::string& split, const std::string& kind, Place p
 TEST_CASE("defend: accuracy per level is the defended pipeline's, one draw per test image", "[experiment]") {
   data::Dataset test = halves(40, 1);
   Model m = tiny(2);
-  std::vector<exp::DefenseLine> lines{line("ReLU1", "dropout", Place::intermediate, {0, 0.5}),
-                                      line("ReLU1", "gaussian", Place::input, {0.7})};
-  exp::DefendOutcome o = exp::run_defend(m, test, {0, 1}, test, settings_for(lines, exp::Attackers::paper));
+  std::vector<experiment::DefenseLine> lines{line("ReLU1", "dropout", Place::intermediate, {0, 0.5}),
+                                             line("ReLU1", "gaussian", Place::input, {0.7})};
+  experiment::DefendOutcome o =
+      experiment::run_defend(m, test, {0, 1}, test, settings_for(lines, experiment::Attackers::paper));
   REQUIRE(o.levels.size() == 3);
   // By hand: the pipeline with the same defense and seed, query i = test image i.
-  for (const exp::LevelOutcome& lo : o.levels) {
-    const exp::DefenseLine& l = lines[lo.line];
+  for (const experiment::LevelOutcome& lo : o.levels) {
+    const experiment::DefenseLine& l = lines[lo.line];
     DefenseChain chain = lo.level == 0 ? DefenseChain{} : make_defenses({l.defense.at_level(lo.level)}, 3);
     SplitPipeline p(m, l.split, chain);
     NoGradGuard ng;
@@ -107,12 +109,13 @@ TEST_CASE("defend: every level in one batch gives what each level attacked alone
   data::Dataset test = halves(16, 4);
   Model m = tiny(5);
   auto l = line("ReLU1", "dropout", Place::intermediate, {0, 0.3, 0.6});
-  exp::DefendOutcome all = exp::run_defend(m, test, {0, 1, 2}, test, settings_for({l}, exp::Attackers::paper));
+  experiment::DefendOutcome all =
+      experiment::run_defend(m, test, {0, 1, 2}, test, settings_for({l}, experiment::Attackers::paper));
   for (size_t k = 0; k < l.levels.size(); ++k) {
     auto alone_line = l;
     alone_line.levels = {l.levels[k]};
-    exp::DefendOutcome alone =
-        exp::run_defend(m, test, {0, 1, 2}, test, settings_for({alone_line}, exp::Attackers::paper));
+    experiment::DefendOutcome alone =
+        experiment::run_defend(m, test, {0, 1, 2}, test, settings_for({alone_line}, experiment::Attackers::paper));
     auto a = all.levels[k].by_attacker.at("paper").reconstructions.to_vector();
     auto b = alone.levels[0].by_attacker.at("paper").reconstructions.to_vector();
     REQUIRE(a.size() == b.size());
@@ -125,15 +128,16 @@ TEST_CASE("defend: every level in one batch gives what each level attacked alone
 TEST_CASE("defend: results files, grids and plots; the adaptive attacker beside the paper's", "[experiment]") {
   data::Dataset test = halves(16, 6);
   Model m = tiny(7);
-  std::vector<exp::DefenseLine> lines{line("ReLU1", "dropout", Place::intermediate, {0, 0.5}),
-                                      line("ReLU1", "laplace", Place::input, {0.3})};
-  exp::DefendOutcome o = exp::run_defend(m, test, {0, 1}, test, settings_for(lines, exp::Attackers::both));
+  std::vector<experiment::DefenseLine> lines{line("ReLU1", "dropout", Place::intermediate, {0, 0.5}),
+                                             line("ReLU1", "laplace", Place::input, {0.3})};
+  experiment::DefendOutcome o =
+      experiment::run_defend(m, test, {0, 1}, test, settings_for(lines, experiment::Attackers::both));
   CHECK(o.attackers() == std::vector<std::string>{"paper", "adaptive"});
   const fs::path dir = fs::temp_directory_path() / "splitleak-test-defend";
   fs::remove_all(dir);
   std::vector<std::string> written;
-  exp::RunInfo info{"splitleak defend ...", "2026-01-01T00:00:00Z", "cpu", "tiny", "halves"};
-  nlohmann::json j = exp::write_defend_results(dir.string(), o, lines, {{"attack", "whitebox"}}, info, &written);
+  experiment::RunInfo info{"splitleak defend ...", "2026-01-01T00:00:00Z", "cpu", "tiny", "halves"};
+  nlohmann::json j = experiment::write_defend_results(dir.string(), o, lines, {{"attack", "whitebox"}}, info, &written);
   CHECK(j["device"] == "cpu");
   CHECK(j["command"] == "splitleak defend ...");
   CHECK(j["lines"].size() == 2);
@@ -145,7 +149,7 @@ TEST_CASE("defend: results files, grids and plots; the adaptive attacker beside 
   std::string first;
   std::getline(csv, first);
   CHECK(first.find("cpu") != std::string::npos);  // the CSV says where and when it was made
-  if (!exp::gnuplot_png_terminal().empty()) {
+  if (!experiment::gnuplot_png_terminal().empty()) {
     CHECK(fs::is_regular_file(dir / "curves-compare.png"));
     CHECK(fs::file_size(dir / "curves-paper.png") > 1000);
   } else {
@@ -157,8 +161,8 @@ TEST_CASE("defend: results files, grids and plots; the adaptive attacker beside 
 TEST_CASE("defend: bad sweeps fail before any work; the figure presets", "[experiment]") {
   data::Dataset test = halves(8, 8);
   Model m = tiny(9);
-  auto run = [&](const std::vector<exp::DefenseLine>& lines) {
-    return exp::run_defend(m, test, {0}, test, settings_for(lines, exp::Attackers::paper));
+  auto run = [&](const std::vector<experiment::DefenseLine>& lines) {
+    return experiment::run_defend(m, test, {0}, test, settings_for(lines, experiment::Attackers::paper));
   };
   CHECK_THROWS_WITH(run({line("conv9", "dropout", Place::intermediate, {0.1})}), Catch::Contains("conv9"));
   CHECK_THROWS_WITH(run({line("ReLU1", "dropout", Place::intermediate, {0.1, 1.5})}), Catch::Contains("[0, 1]"));
@@ -166,39 +170,39 @@ TEST_CASE("defend: bad sweeps fail before any work; the figure presets", "[exper
   CHECK_THROWS_WITH(run({line("ReLU1", "blur", Place::input, {1})}), Catch::Contains("unknown defense kind"));
   CHECK_THROWS_WITH(run({line("ReLU1", "dropout", Place::input, {})}), Catch::Contains("no levels"));
 
-  auto f9 = exp::figure_lines(9, "lenet", false);
+  auto f9 = experiment::figure_lines(9, "lenet", false);
   REQUIRE(f9.size() == 6);
   for (auto& l : f9) {
     CHECK(l.split == "ReLU2");
     CHECK(l.levels.size() >= 8);
   }
-  auto f11 = exp::figure_lines(11, "lenet", true);
+  auto f11 = experiment::figure_lines(11, "lenet", true);
   REQUIRE(f11.size() == 5);
   CHECK(f11[0].split == "ReLU1");
   CHECK(f11[4].split == "pool2");
   CHECK(f11[0].levels.size() == 8);
-  CHECK(exp::figure_lines(12, "cifar10cnn", false)[0].split == "ReLU12");
-  CHECK_THROWS_WITH(exp::figure_lines(10, "lenet", false), Catch::Contains("CIFAR"));
-  CHECK_THROWS_WITH(exp::figure_lines(8, "lenet", false), Catch::Contains("9, 10, 11, 12, 13"));
-  CHECK(exp::line_label(f11, 2) == "conv2");
-  CHECK(exp::line_label(f9, 1) == "gaussian@intermediate");
-  CHECK(exp::level_label("dropout", 0.3) == "r=0.3");
+  CHECK(experiment::figure_lines(12, "cifar10cnn", false)[0].split == "ReLU12");
+  CHECK_THROWS_WITH(experiment::figure_lines(10, "lenet", false), Catch::Contains("CIFAR"));
+  CHECK_THROWS_WITH(experiment::figure_lines(8, "lenet", false), Catch::Contains("9, 10, 11, 12, 13"));
+  CHECK(experiment::line_label(f11, 2) == "conv2");
+  CHECK(experiment::line_label(f9, 1) == "gaussian@intermediate");
+  CHECK(experiment::level_label("dropout", 0.3) == "r=0.3");
 }
 
 TEST_CASE("plot: gnuplot draws the PNG next to its script and data", "[experiment]") {
   const fs::path dir = fs::temp_directory_path() / "splitleak-test-plot";
   fs::remove_all(dir);
   fs::create_directories(dir);
-  exp::PlotPanel p;
+  experiment::PlotPanel p;
   p.title = "it's a 'quoted' title";
   p.xlabel = "x";
   p.ylabel = "y";
   p.series.push_back({"line @input", {{0, 1}, {1, 2}, {2, 1.5}}, 0, false});
   p.series.push_back({"empty", {}, 1, true});
-  bool drawn = exp::plot_png((dir / "p.png").string(), {p, p}, 1);
+  bool drawn = experiment::plot_png((dir / "p.png").string(), {p, p}, 1);
   CHECK(fs::is_regular_file(dir / "p.gp"));
   CHECK(fs::is_regular_file(dir / "p.dat"));
-  if (exp::gnuplot_png_terminal().empty()) {
+  if (experiment::gnuplot_png_terminal().empty()) {
     CHECK_FALSE(drawn);
     WARN("gnuplot not installed: plot test checked the script only");
   } else {
