@@ -54,7 +54,8 @@ void add_common_options(CLI::App* c, AttackOptions& o) {
   c->add_flag("--json", o.json, "Print one JSON object with the results");
   c->add_flag("--allow-nonfinite", o.allow_nonfinite, "Load a checkpoint holding NaN or inf weights (with a warning)");
   c->add_option("--defense", o.defense,
-                "Defenses on the edge, e.g. dropout:0.6 or gaussian:0.5@input,dropout:0.3 (docs/defenses.md)");
+                "Defenses on the edge, e.g. dropout:0.6 or gaussian:0.5@input,dropout:0.3 (docs/defenses.md)")
+      ->check(valid::defense());
   c->add_option("--defense-seed", o.defense_seed, "Seed of the defense's draws")->check(valid::seed());
   c->add_flag("--adaptive", o.adaptive, "The attacker knows the defense (kind, place, level) and models it");
   c->add_option("--eot", o.eot, "Draws of an input defense the adaptive attacker averages over (default 4)")

@@ -17,11 +17,13 @@ void add_defend(CLI::App& app) {
   c->add_flag("--quick", o->quick, "8 levels per line and 1000 rMLE iterations (stated in the output)");
   c->add_option("--split", o->split, "Split layer (e.g. ReLU2)");
   c->add_option("--defense", o->defense,
-                "Defense kind(s) without level: gaussian, laplace, dropout[,rescale][@input]; comma-separated");
+                "Defense kind(s) without level: gaussian, laplace, dropout[,rescale][@input]; comma-separated")
+      ->check(valid::defense(false));
   c->add_option("--where", o->where,
                 "input, intermediate, or both comma-separated (default: the spec's, else "
                 "intermediate)");
-  c->add_option("--levels", o->levels, "Levels, comma-separated: σ, b or r (default: the paper's sweep)");
+  c->add_option("--levels", o->levels, "Levels, comma-separated: σ, b or r (default: the paper's sweep)")
+      ->check(valid::number_list());
   c->add_option("--attack", o->attack, "whitebox (default), blackbox or queryfree")
       ->check(CLI::IsMember({"whitebox", "blackbox", "queryfree"}));
   c->add_flag("--adaptive", o->adaptive, "An attacker who knows the defense (kind, place, level) and models it")

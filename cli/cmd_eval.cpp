@@ -20,7 +20,8 @@ void add_eval(CLI::App& app) {
   c->add_flag("--allow-nonfinite", o->allow_nonfinite, "Load a checkpoint holding NaN or inf weights (with a warning)");
   c->add_flag("--json", o->json, "Print one JSON object with the results");
   c->add_option("--defense", o->defense,
-                "Defenses on the edge, e.g. dropout:0.6 or gaussian:0.5@input (docs/defenses.md); needs --split");
+                "Defenses on the edge, e.g. dropout:0.6 or gaussian:0.5@input (docs/defenses.md); needs --split")
+      ->check(valid::defense());
   c->add_option("--defense-seed", o->defense_seed, "Seed of the defense's draws (query i = test image i)")
       ->check(valid::seed());
   c->callback([o] { experiment::run_eval(*o); });

@@ -17,20 +17,21 @@ namespace sl::experiment {
 void run_eval(const EvalOptions& o) {
   set_threads(o.threads);
   Device device = parse_device(o.device);
+  // The defense and the split are checked before the model and the data are loaded.
+  SL_CHECK(o.defense.empty() || !o.split.empty(), ValueError,
+           "--defense needs --split LAYER (where the edge hands over to the cloud)");
+  DefenseChain defenses = o.defense.empty() ? DefenseChain{} : make_defenses(parse_defenses(o.defense), o.defense_seed);
   LoadedModel lm = load_model(o.model, device, o.allow_nonfinite);
+  SplitPipeline pipe;
+  if (!o.split.empty()) pipe = SplitPipeline(lm.model, o.split);  // ValueError listing the names for an unknown layer
+  SplitPipeline defended;
+  if (!defenses.empty()) defended = pipe.with_defenses(defenses);
   std::string ds = o.dataset.empty() ? lm.dataset : o.dataset;
   SL_CHECK(!ds.empty(), ValueError, o.model, ": the checkpoint does not say its data set; pass --dataset");
   data::Dataset test = data::load_dataset(ds, data::find_data_dir(o.data), false, o.limit);
   check_not_empty(test, "test set", "no accuracy to measure");
   check_fits(lm.model, test);
   auto& net = *lm.model.net;
-  SplitPipeline pipe;
-  if (!o.split.empty()) pipe = SplitPipeline(lm.model, o.split);  // ValueError listing the names for an unknown layer
-  SplitPipeline defended;
-  if (!o.defense.empty()) {
-    SL_CHECK(!o.split.empty(), ValueError, "--defense needs --split LAYER (where the edge hands over to the cloud)");
-    defended = pipe.with_defenses(make_defenses(parse_defenses(o.defense), o.defense_seed));  // ValueError if bad
-  }
 
   EvalResult whole = evaluate(net, test, device, o.batch, "eval whole");
   nlohmann::json j{{"model", o.model},      {"arch", lm.model.arch},      {"dataset", ds},     {"device", device.str()},
