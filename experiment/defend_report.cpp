@@ -8,6 +8,7 @@
 
 #include "datasets/image_io.h"
 #include "experiment/plot.h"
+#include "splitleak_commit.h"
 #include "tensor/io.h"
 
 namespace sl::experiment {
@@ -50,13 +51,7 @@ int kind_color(const std::string& kind) {  // the paper's colours: Gaussian blue
 
 }  // namespace
 
-const char* build_commit() {
-#ifdef SPLITLEAK_GIT_COMMIT
-  return SPLITLEAK_GIT_COMMIT;
-#else
-  return "unknown";
-#endif
-}
+const char* build_commit() { return SPLITLEAK_GIT_COMMIT; }
 
 std::string line_label(const std::vector<DefenseLine>& lines, size_t i) {
   bool one_split = true, one_defense = true;

@@ -15,7 +15,7 @@ namespace sl::experiment {
 struct RunInfo {
   std::string command, date, device, model, dataset;
 };
-// `git describe --always --dirty` of the source tree at configure time ("unknown" outside a git checkout).
+// `git describe --always --dirty` of the source tree the binary was built from ("unknown" outside a git checkout).
 const char* build_commit();
 
 // The label of a line in tables and legends: "gaussian@input" when all lines share a split, the split when all

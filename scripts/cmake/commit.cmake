@@ -1,0 +1,20 @@
+# Writes OUT (a header defining SPLITLEAK_GIT_COMMIT) with `git describe --always --dirty` of SRC; rewrites it only
+# when the text changes, so an unchanged tree rebuilds nothing. Run at every build (experiment/CMakeLists.txt).
+set(commit "unknown")
+find_package(Git QUIET)
+if(GIT_FOUND)
+  execute_process(COMMAND ${GIT_EXECUTABLE} describe --always --dirty --abbrev=12 WORKING_DIRECTORY ${SRC}
+                  OUTPUT_VARIABLE out RESULT_VARIABLE rc OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
+  if(rc EQUAL 0 AND out)
+    set(commit "${out}")
+  endif()
+endif()
+set(text "// Generated at build time by scripts/cmake/commit.cmake.\n#define SPLITLEAK_GIT_COMMIT \"${commit}\"\n")
+if(EXISTS ${OUT})
+  file(READ ${OUT} old)
+else()
+  set(old "")
+endif()
+if(NOT old STREQUAL text)
+  file(WRITE ${OUT} "${text}")
+endif()
