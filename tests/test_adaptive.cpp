@@ -301,3 +301,37 @@ TEST_CASE("adaptive objective: composed of differentiable ops, its gradient pass
   Observed plain(TargetKind::feature, ob.v);
   CHECK_FALSE(plain.models_defense());
 }
+
+TEST_CASE("adaptive rMLE on CUDA (a replayed graph) gives what it gives on the CPU", "[adaptive][cuda]") {
+  if (!test::gpu_ready("adaptive rMLE on CUDA")) return;
+  Generator gen(12);
+  auto head = std::make_shared<Sequential>();
+  head->add("conv1", std::make_shared<Conv2d>(1, 4, 3, 1, 1));
+  head->add("ReLU1", std::make_shared<ReLU>());
+  head->reset_parameters(gen);
+  Tensor x = test::randn(Shape{3, 1, 8, 8}, gen, 0.5).to(DType::f32);
+  Observation obs;
+  obs.kind = TargetKind::feature;
+  {
+    NoGradGuard ng;
+    obs.v = (*head)(x);
+  }
+  obs.groups.push_back(ObservedGroup{0, 3, make_defenses(parse_defenses("gaussian:0.2@input,dropout:0.4"), 2)});
+  obs.v = obs.groups[0].deployed[1]->apply(obs.v, 0);
+  auto parts = model_defenses(obs, Shape{1, 8, 8}, AdaptiveOptions{}, 5);
+  REQUIRE(parts.size() == 1);
+  RmleOptions o;
+  o.iters = 60;
+  o.lr = 0.05;
+  o.tv = 0.1;
+  PixelRange range = PixelRange::of(data::mnist_normalization());
+  Tensor cpu = rmle(*head, parts[0].observed, Shape{3, 1, 8, 8}, range, o);
+  head->to(Device::cuda(0));
+  Observed g = parts[0].observed;
+  g.v = g.v.to(Device::cuda(0));
+  g.weight = g.weight.to(Device::cuda(0));
+  for (auto& t : g.input_add) t = t.to(Device::cuda(0));
+  Tensor gpu = rmle(*head, g, Shape{3, 1, 8, 8}, range, o).to(Device::cpu());
+  head->to(Device::cpu());
+  CHECK(test::rel_max_diff(gpu, cpu) < 1e-3);
+}
