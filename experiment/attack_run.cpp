@@ -17,6 +17,7 @@
 #include "datasets/fetch.h"
 #include "datasets/image_io.h"
 #include "experiment/common.h"
+#include "experiment/results.h"
 #include "experiment/ui.h"
 #include "inversion/attack.h"
 #include "tensor/io.h"
@@ -165,6 +166,7 @@ nlohmann::json write_results(const std::string& dir, const Scene& s, const inv::
                    {"dataset", s.test.name},
                    {"device", s.device.str()},
                    {"date", ui::now_iso8601()},
+                   {"commit", build_commit()},
                    {"command", command_line()},
                    {"config", config_json(c, preset, s.defenses)},
                    {"attacker_data", s.attacker.split + " (" + std::to_string(s.attacker.size()) + " images)"},

@@ -8,7 +8,6 @@
 
 #include "datasets/image_io.h"
 #include "experiment/plot.h"
-#include "splitleak_commit.h"
 #include "tensor/io.h"
 
 namespace sl::experiment {
@@ -51,8 +50,6 @@ int kind_color(const std::string& kind) {  // the paper's colours: Gaussian blue
 
 }  // namespace
 
-const char* build_commit() { return SPLITLEAK_GIT_COMMIT; }
-
 std::string line_label(const std::vector<DefenseLine>& lines, size_t i) {
   bool one_split = true, one_defense = true;
   for (auto& l : lines) {
@@ -79,19 +76,14 @@ nlohmann::json write_defend_results(const std::string& dir, const DefendOutcome&
   const std::vector<std::string> attackers = o.attackers();
 
   // ---- results.json ----------------------------------------------------------------------------------------
-  nlohmann::json j{{"model", info.model},
-                   {"dataset", info.dataset},
-                   {"device", info.device},
-                   {"date", info.date},
-                   {"commit", build_commit()},
-                   {"command", info.command},
-                   {"settings", settings},
-                   {"accuracy_images", o.accuracy_images},
-                   {"pixel_variance", o.pixel_variance},
-                   {"exemplars", o.test_index},
-                   {"labels", o.labels},
-                   {"seconds", {{"accuracy", o.accuracy_seconds}, {"attack", o.attack_seconds}}},
-                   {"details", o.details}};
+  nlohmann::json j = run_json(info);
+  j.update({{"settings", settings},
+            {"accuracy_images", o.accuracy_images},
+            {"pixel_variance", o.pixel_variance},
+            {"exemplars", o.test_index},
+            {"labels", o.labels},
+            {"seconds", {{"accuracy", o.accuracy_seconds}, {"attack", o.attack_seconds}}},
+            {"details", o.details}});
   for (size_t li = 0; li < lines.size(); ++li) {
     const DefenseLine& l = lines[li];
     nlohmann::json jl{{"label", line_label(lines, li)},
@@ -130,9 +122,7 @@ nlohmann::json write_defend_results(const std::string& dir, const DefendOutcome&
 
   // ---- results.csv -------------------------------------------------------------------------------------------
   std::ostringstream csv;
-  csv << "# splitleak defend: " << info.model << " (" << info.dataset << "), " << info.device << ", " << info.date
-      << ", commit " << build_commit() << "\n# command: " << info.command << "\n# settings: " << settings.dump()
-      << "\n";
+  csv << csv_preamble("splitleak defend", info, settings);
   csv << "split,defense,place,level,attacker,accuracy,psnr,ssim,recovery_rate,leakage_bits\n";
   for (const LevelOutcome& lo : o.levels) {
     const DefenseLine& l = lines[lo.line];

@@ -8,15 +8,9 @@
 #include <vector>
 
 #include "experiment/defend.h"
+#include "experiment/results.h"
 
 namespace sl::experiment {
-
-// Where and how a result was made; every results file carries it (and the commit the binary was built from).
-struct RunInfo {
-  std::string command, date, device, model, dataset;
-};
-// `git describe --always --dirty` of the source tree the binary was built from ("unknown" outside a git checkout).
-const char* build_commit();
 
 // The label of a line in tables and legends: "gaussian@input" when all lines share a split, the split when all
 // share a defense, both otherwise.

@@ -170,7 +170,7 @@ void run_defend_command(const DefendOptions& o) {
                           {"images_attacked", victims.size()},
                           {"attacker_data", attacker.split + " (" + std::to_string(attacker.size()) + " images)"}};
   for (auto& l : lines) settings["tv_by_split"][l.split] = attack_config(l.split).rmle.tv;
-  RunInfo info{command_line(), ui::now_iso8601(), device.str(), model.arch, test.name};
+  RunInfo info = this_run(device.str(), model.arch, test.name);
   std::vector<std::string> written;
   nlohmann::json j = write_defend_results(o.out, r, lines, settings, info, &written);
   if (o.json) {
