@@ -269,8 +269,21 @@ std::vector<DefenseLine> figure_lines(int figure, const std::string& arch, bool 
   return lines;
 }
 
-std::vector<LineFinding> findings(const DefendOutcome& o, const std::vector<DefenseLine>& lines, double min_accuracy,
-                                  double ssim_threshold) {
+std::string AccuracyRule::str() const {
+  return max_drop >= 0 ? "drop<=" + ::sl::str(max_drop * 100) + "pt" : "acc>=" + ::sl::str(min_accuracy * 100) + "%";
+}
+
+AccuracyRule accuracy_rule(const DefendOutcome& o) {
+  double base = 0;
+  for (const LevelOutcome& lo : o.levels)
+    if (lo.level == 0) base = std::max(base, lo.accuracy);
+  AccuracyRule r;
+  if (base < 0.96) r.max_drop = 0.008;
+  return r;
+}
+
+std::vector<LineFinding> findings(const DefendOutcome& o, const std::vector<DefenseLine>& lines,
+                                  const AccuracyRule& rule, double ssim_threshold) {
   std::vector<LineFinding> out;
   for (const std::string& who : o.attackers())
     for (size_t li = 0; li < lines.size(); ++li) {
@@ -280,10 +293,13 @@ std::vector<LineFinding> findings(const DefendOutcome& o, const std::vector<Defe
       bool base_set = false;
       for (const LevelOutcome& lo : o.levels) {
         if (lo.line != li || !lo.by_attacker.count(who)) continue;
-        const AttackOutcome& a = lo.by_attacker.at(who);
         if (!base_set || lo.level == 0) f.base_accuracy = lo.accuracy;
         base_set = true;
-        if (lo.accuracy >= min_accuracy && lo.level > f.max_level_at_accuracy) {
+      }
+      for (const LevelOutcome& lo : o.levels) {
+        if (lo.line != li || !lo.by_attacker.count(who)) continue;
+        const AttackOutcome& a = lo.by_attacker.at(who);
+        if (rule.keeps(lo.accuracy, f.base_accuracy) && lo.level > f.max_level_at_accuracy) {
           f.max_level_at_accuracy = lo.level;
           f.ssim_there = a.mean_ssim();
           f.psnr_there = a.mean_psnr();

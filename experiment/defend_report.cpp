@@ -103,14 +103,16 @@ nlohmann::json write_defend_results(const std::string& dir, const DefendOutcome&
     }
     j["lines"].push_back(jl);
   }
-  for (const LineFinding& f : findings(o, lines)) {
+  const AccuracyRule rule = accuracy_rule(o);
+  j["findings_rule"] = rule.str();
+  for (const LineFinding& f : findings(o, lines, rule)) {
     nlohmann::json jf{
         {"line", line_label(lines, f.line)}, {"attacker", f.attacker}, {"base_accuracy", f.base_accuracy}};
     if (f.max_level_at_accuracy >= 0)
-      jf["largest_level_with_accuracy_0.95"] = {{"level", f.max_level_at_accuracy},
-                                                {"accuracy", f.accuracy_there},
-                                                {"ssim", f.ssim_there},
-                                                {"psnr", finite_or_null(f.psnr_there)}};
+      jf["largest_level_keeping_accuracy"] = {{"level", f.max_level_at_accuracy},
+                                              {"accuracy", f.accuracy_there},
+                                              {"ssim", f.ssim_there},
+                                              {"psnr", finite_or_null(f.psnr_there)}};
     if (f.min_level_ssim_below >= 0)
       jf["smallest_level_with_ssim_below_0.25"] = {{"level", f.min_level_ssim_below},
                                                    {"accuracy", f.accuracy_at_ssim_below},

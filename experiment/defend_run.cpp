@@ -199,9 +199,10 @@ void run_defend_command(const DefendOptions& o) {
   }
   std::cout << "\n";
   t.print();
-  ui::Table f({"line", "attacker", "base acc.", "largest level acc>=95%", "SSIM there", "PSNR there",
+  const AccuracyRule rule = accuracy_rule(r);
+  ui::Table f({"line", "attacker", "base acc.", "largest level " + rule.str(), "SSIM there", "PSNR there",
                "smallest level SSIM<0.25", "acc. there"});
-  for (const LineFinding& x : findings(r, lines)) {
+  for (const LineFinding& x : findings(r, lines, rule)) {
     const std::string& kind_name = lines[x.line].defense.kind;
     f.add({line_label(lines, x.line), x.attacker, ui::percent(x.base_accuracy),
            x.max_level_at_accuracy >= 0 ? level_label(kind_name, x.max_level_at_accuracy) : "none",

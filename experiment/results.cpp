@@ -13,14 +13,14 @@ RunInfo this_run(const std::string& device, const std::string& model, const std:
 }
 
 nlohmann::json run_json(const RunInfo& info) {
-  return {{"model", info.model},           {"dataset", info.dataset}, {"device", info.device},
-          {"date", info.date},             {"commit", build_commit()}, {"command", info.command}};
+  return {{"model", info.model}, {"dataset", info.dataset},  {"device", info.device},
+          {"date", info.date},   {"commit", build_commit()}, {"command", info.command}};
 }
 
 std::string csv_preamble(const std::string& what, const RunInfo& info, const nlohmann::json& settings) {
-  return "# " + what + ": " + info.model + " (" + info.dataset + "), " + info.device + ", " + info.date +
-         ", commit " + build_commit() + "\n# command: " + info.command + "\n# settings: " +
-         settings.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  return "# " + what + ": " + info.model + " (" + info.dataset + "), " + info.device + ", " + info.date + ", commit " +
+         build_commit() + "\n# command: " + info.command +
+         "\n# settings: " + settings.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
 }  // namespace sl::experiment

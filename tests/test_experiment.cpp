@@ -215,3 +215,32 @@ TEST_CASE("plot: gnuplot draws the PNG next to its script and data", "[experimen
   }
   fs::remove_all(dir);
 }
+
+TEST_CASE("defend read-outs: the largest level keeping accuracy, the smallest hiding the image", "[experiment]") {
+  std::vector<experiment::DefenseLine> lines{line("s", "dropout", Place::intermediate, {0, 0.3, 0.6, 0.9})};
+  experiment::DefendOutcome o;
+  const double acc[] = {0.99, 0.97, 0.955, 0.80}, ssim[] = {0.6, 0.4, 0.2, 0.1};
+  for (int k = 0; k < 4; ++k) {
+    experiment::LevelOutcome lo;
+    lo.line = 0;
+    lo.level = lines[0].levels[size_t(k)];
+    lo.accuracy = acc[k];
+    lo.by_attacker["paper"].ssim = {ssim[k]};
+    lo.by_attacker["paper"].psnr = {10.0 - k};
+    o.levels.push_back(lo);
+  }
+  auto rule = experiment::accuracy_rule(o);  // base 99 %: the absolute 95 % rule
+  CHECK(rule.str() == "acc>=95%");
+  auto f = experiment::findings(o, lines, rule).at(0);
+  CHECK(f.base_accuracy == 0.99);
+  CHECK(f.max_level_at_accuracy == 0.6);
+  CHECK(f.ssim_there == 0.2);
+  CHECK(f.min_level_ssim_below == 0.6);
+  CHECK(f.accuracy_at_ssim_below == 0.955);
+  // A model under 96 %: at most 0.8 points of accuracy lost.
+  for (auto& lo : o.levels) lo.accuracy -= 0.1;
+  rule = experiment::accuracy_rule(o);
+  CHECK(rule.str() == "drop<=0.8pt");
+  f = experiment::findings(o, lines, rule).at(0);
+  CHECK(f.max_level_at_accuracy == 0);
+}
