@@ -1,7 +1,10 @@
 // Elementwise ops, reductions, losses and noise with their backward rules (layers: ops_layers.cpp).
 #include "autograd/ops.h"
 
+#include <cmath>
+
 #include "autograd/ops_common.h"
+#include "kernels/broadcast.h"
 
 namespace sl {
 
@@ -84,6 +87,73 @@ Tensor sigmoid(const Tensor& x0) {
     Tensor d = empty_like(g);
     kern::sigmoid_backward(y, g, d);
     return std::vector<Tensor>{d};
+  });
+}
+
+Tensor tanh(const Tensor& x0) {
+  check_float(x0, "tanh");
+  Tensor x = x0.contiguous(), y = empty_like(x);
+  kern::tanh_forward(x, y);
+  return record("tanh", {x0}, y, [y = y.detach()](const Tensor& g) {
+    Tensor d = empty_like(g);
+    kern::tanh_backward(y, g.contiguous(), d);
+    return std::vector<Tensor>{d};
+  });
+}
+
+Tensor leaky_relu(const Tensor& x0, double alpha) {
+  check_float(x0, "leaky_relu");
+  SL_CHECK(std::isfinite(alpha), ValueError, "leaky_relu: alpha must be finite, got ", alpha);
+  Tensor x = x0.contiguous(), y = empty_like(x);
+  kern::leaky_relu_forward(x, alpha, y);
+  return record("leaky_relu", {x0}, y, [x, alpha](const Tensor& g) {
+    Tensor d = empty_like(g);
+    kern::leaky_relu_backward(x, alpha, g.contiguous(), d);
+    return std::vector<Tensor>{d};
+  });
+}
+
+Tensor add_broadcast(const Tensor& a0, const Tensor& b0) {
+  check_float(a0, "add_broadcast", "first input");
+  check_float(b0, "add_broadcast", "second input");
+  check_same(a0, b0, "add_broadcast");
+  if (a0.shape() == b0.shape()) return add(a0, b0);
+  const Shape out = bcast::broadcast_shape(a0.shape(), b0.shape(), "add_broadcast");
+  Tensor a = a0.contiguous(), b = b0.contiguous();
+  Tensor y = Tensor::empty(out, a.dtype(), a.device());
+  kern::add_broadcast(a, b, y);
+  const Shape sa = a.shape(), sb = b.shape();
+  const bool ga = a0.requires_grad(), gb = b0.requires_grad();
+  return record("add_broadcast", {a0, b0}, y, [sa, sb, out, ga, gb](const Tensor& g0) {
+    const Tensor g = g0.contiguous();
+    auto reduce = [&](const Shape& s) {
+      if (s == out) return g;
+      Tensor d = Tensor::empty(s, g.dtype(), g.device());
+      kern::sum_to_shape(g, d);
+      return d;
+    };
+    return std::vector<Tensor>{ga ? reduce(sa) : Tensor(), gb ? reduce(sb) : Tensor()};
+  });
+}
+
+Tensor channel_affine(const Tensor& x0, const Tensor& s0, const Tensor& t0) {
+  const char* op = "channel_affine";
+  check_float(x0, op);
+  check_float(s0, op, "scale");
+  check_float(t0, op, "shift");
+  SL_CHECK(x0.dim() >= 2, ShapeError, op, ": input ", x0.shape().str(), " must be [N, C, ...]");
+  SL_CHECK(s0.dim() == 1 && s0.size(0) == x0.size(1) && t0.shape() == s0.shape(), ShapeError, op, ": scale ",
+           s0.shape().str(), " and shift ", t0.shape().str(), " must both be [", x0.size(1), "] for input ",
+           x0.shape().str());
+  check_same(x0, s0, op);
+  check_same(x0, t0, op);
+  Tensor x = x0.contiguous(), sc = s0.contiguous(), sh = t0.contiguous(), y = empty_like(x);
+  kern::channel_affine_forward(x, sc, sh, y);
+  const bool gx = x0.requires_grad(), gs = s0.requires_grad(), gt = t0.requires_grad();
+  return record(op, {x0, s0, t0}, y, [x, sc, gx, gs, gt](const Tensor& g) {
+    Tensor dx = gx ? empty_like(x) : Tensor(), ds = gs ? empty_like(sc) : Tensor(), dt = gt ? empty_like(sc) : Tensor();
+    kern::channel_affine_backward(x, sc, g.contiguous(), dx, ds, dt);
+    return std::vector<Tensor>{dx, ds, dt};
   });
 }
 
@@ -170,14 +240,16 @@ Tensor cross_entropy(const Tensor& z0, const Tensor& labels0) {
   });
 }
 
-Tensor softmax(const Tensor& x0) {
+Tensor softmax(const Tensor& x0, int axis) {
   check_float(x0, "softmax");
   SL_CHECK(x0.dim() >= 1 && x0.numel() > 0, ShapeError, "softmax: needs a non-empty tensor, got ", x0.shape().str());
+  const int r = int(x0.dim());
+  SL_CHECK(axis >= -r && axis < r, ValueError, "softmax: axis ", axis, " out of range for ", x0.shape().str());
   Tensor x = x0.contiguous(), y = empty_like(x);
-  kern::softmax_forward(x, y);
-  return record("softmax", {x0}, y, [y = y.detach()](const Tensor& g) {
+  kern::softmax_forward(x, y, axis);
+  return record("softmax", {x0}, y, [y = y.detach(), axis](const Tensor& g) {
     Tensor d = empty_like(y);
-    kern::softmax_backward(y, g.contiguous(), d);
+    kern::softmax_backward(y, g.contiguous(), d, axis);
     return std::vector<Tensor>{d};
   });
 }

@@ -21,6 +21,12 @@ inline Tensor operator*(double s, const Tensor& a) { return scale(a, s); }
 inline Tensor operator*(const Tensor& a, double s) { return scale(a, s); }
 Tensor relu(const Tensor& x);
 Tensor sigmoid(const Tensor& x);
+Tensor tanh(const Tensor& x);
+Tensor leaky_relu(const Tensor& x, double alpha = 0.01);  // x > 0 ? x : alpha x
+// a + b with NumPy broadcasting (shapes aligned at their last dims, each dim equal or 1): residual and bias adds
+Tensor add_broadcast(const Tensor& a, const Tensor& b);
+// x * scale[c] + shift[c] for x [N, C, ...]: batch normalisation at inference (statistics folded into scale/shift)
+Tensor channel_affine(const Tensor& x, const Tensor& scale, const Tensor& shift);
 Tensor reshape(const Tensor& x, const Shape& s);  // differentiable view
 Tensor flatten(const Tensor& x, int start_dim = 1);
 
@@ -32,7 +38,7 @@ Tensor mean_sq(const Tensor& x);  // mean(x^2), 0-d
 // ---- losses (0-d results) -----------------------------------------------------
 Tensor mse_loss(const Tensor& a, const Tensor& b, double weight = 1.0);  // weight * mean((a - b)^2)
 Tensor cross_entropy(const Tensor& logits, const Tensor& labels);        // logits [N,C], labels int32 [N]
-Tensor softmax(const Tensor& x);                                         // rows of [N, C]
+Tensor softmax(const Tensor& x, int axis = -1);                          // along one dim (default: the last)
 // weight * TV(x), see kern::tv_forward
 Tensor tv_loss(const Tensor& x, double beta = 2.0, double eps = 1e-8, double weight = 1.0);
 
@@ -42,6 +48,14 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int stride = 1,
 Tensor conv_transpose2d(const Tensor& x, const Tensor& w, const Tensor& b, int stride = 1, int pad = 0,
                         int output_padding = 0);
 Tensor max_pool2d(const Tensor& x, int k, int stride);
+// The general geometry of kernels/dispatch.h: any kernel size, strides, padding per side, dilation, channel groups
+// (weight [C_out, C_in / groups, kh, kw]; conv_transpose2d [C_in, C_out / groups, kh, kw]); a.relu fuses a ReLU
+// into conv2d. The square case runs the tuned kernels.
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const ConvArgs& a);
+Tensor conv_transpose2d(const Tensor& x, const Tensor& w, const Tensor& b, const ConvArgs& a);
+// Max or average pooling with the geometry of PoolArgs (max_pool2d above is its unpadded square case).
+Tensor pool2d(const Tensor& x, const PoolArgs& p);
+Tensor global_avg_pool2d(const Tensor& x);  // [N, C, H, W] -> [N, C, 1, 1], the mean of each plane
 // max_pool2d(relu(conv2d(x, w, b, stride, pad)), pool_k, pool_stride) as one op (Sequential fuses Conv2d + ReLU +
 // MaxPool2d): same values and gradients, without the full-size ReLU mask pass in the backward.
 Tensor conv2d_relu_pool(const Tensor& x, const Tensor& w, const Tensor& b, int stride, int pad, int pool_k,

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Tables for bench/RESULTS.md from one device run: bench_cuda's JSON (Google Benchmark) and
+"""Tables for bench/RESULTS.md from one run on a GPU: bench_cuda's JSON (Google Benchmark) and
 bench/torch_reference.py's JSON, timed on the same card in the same call.
 
 Usage: python3 bench/cuda_report.py BENCH_CUDA.json TORCH.json [--precision-note TEXT]

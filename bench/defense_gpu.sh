@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU part of the defense figures (SPEC §5), in stages that each fit a 10-minute command:
+# The GPU part of the defense figures (the paper's Figs 9-13), in stages that each fit a 10-minute command:
 #   build    CUDA build (build-cuda/) and the defense / adaptive / sweep tests on the GPU (CUDA draws = CPU draws)
 #   fig9     the Fig 9 speed benchmark (paper's attacker, full figure, target <= 30 s on an H200), then Fig 9 and
 #            Figs 11/13 with the paper's and the adaptive attacker side by side

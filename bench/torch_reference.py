@@ -8,7 +8,7 @@ Workloads (all FP32 unless marked):
   conv            each CIFAR10CNN conv at batch 128: forward, backward-data, backward-weight, FP32 and TF32
   gemm            the FC layers' GEMMs (forward, backward-data, backward-weight), FP32
   rmle            batched white-box rMLE on LeNet split at ReLU2: N images x iters Adam iterations
-  train_cifar     CIFAR10CNN trained on a carried subset with the reference recipe -> test accuracy
+  train_cifar     CIFAR10CNN trained on the training batches under --data with the reference recipe -> test accuracy
 
 Usage: python3 bench/torch_reference.py [--only conv,gemm,...] [--data DIR] [--json OUT.json]
 Timing: CUDA events around each region after warm-up; the median of repeated runs is reported.

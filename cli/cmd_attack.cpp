@@ -15,13 +15,14 @@ void add_common_options(CLI::App* c, AttackOptions& o) {
   c->add_option("--images", o.images, "Attack the first N test images (default: the first of each class)")
       ->check(valid::integer(1, valid::kMaxImages));
   c->add_flag("--all", o.all, "Attack the whole test set");
-  c->add_option("--preset", o.preset, "Settings to start from: reference (SPEC §4) or tuned (better on MNIST)")
+  c->add_option("--preset", o.preset,
+                "Settings to start from: reference (the authors' code) or tuned (better on MNIST)")
       ->check(CLI::IsMember({"reference", "tuned"}));
   c->add_option("--iters", o.iters, "rMLE iterations (default 5000; CIFAR query-free 500)")
       ->check(valid::integer(1, 10000000));
   c->add_option("--lr", o.lr, "rMLE learning rate (reference 1e-2, tuned 0.05; CIFAR query-free 0.1)")
       ->check(valid::positive());
-  c->add_option("--tv", o.tv, "λ, weight of total variation (default per preset and split: inversion/NOTES.md)")
+  c->add_option("--tv", o.tv, "λ, weight of total variation (default per preset and split: docs/attacks.md)")
       ->check(valid::non_negative());
   c->add_option("--tv-beta", o.tv_beta,
                 "β of TV: 2 = the reference's squared TV (reference), else Σ(dh²+dw²)^(β/2) (tuned: 1)")
@@ -83,8 +84,8 @@ void add_attack(CLI::App& app) {
     c->callback([o, kind] { experiment::run_attack_command(*o, kind); });
   }
   auto o = std::make_shared<AttackOptions>();
-  o->preset = "tuned";  // the table shows what the attacks reach; --preset reference for the SPEC settings
-  auto* t = attack->add_subcommand("table", "Reproduce the MNIST table of SPEC §7: 3 attacks x {conv1, ReLU2}");
+  o->preset = "tuned";  // the table shows what the attacks reach; --preset reference for the authors' settings
+  auto* t = attack->add_subcommand("table", "Reproduce the MNIST table of He, Zhang & Lee: 3 attacks x {conv1, ReLU2}");
   add_common_options(t, *o);
   t->add_option("--out", o->out, "Folder for table.md, table.csv and one result folder per cell (default runs/table)")
       ->check(valid::path());

@@ -30,7 +30,7 @@ void add_defend(CLI::App& app) {
       ->excludes(c->add_flag("--compare", o->compare, "Run the paper's attacker and the adaptive one side by side"));
   c->add_option("--images", o->images, "Attack the first N test images (default: the first of each class)")
       ->check(valid::integer(1, valid::kMaxImages));
-  c->add_option("--preset", o->preset, "Attack settings: reference (SPEC §4, default) or tuned")
+  c->add_option("--preset", o->preset, "Attack settings: reference (the authors' code, default) or tuned")
       ->check(CLI::IsMember({"reference", "tuned"}));
   c->add_option("--iters", o->iters, "rMLE iterations (default 5000; 1000 with --quick)")
       ->check(valid::integer(0, 10000000));

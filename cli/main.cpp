@@ -43,7 +43,7 @@ int main(int argc, char** argv) {
   sl::cli::set_command_line(argc, argv);
   CLI::App app{"splitleak: privacy of split (edge-cloud) inference: train, split, attack, defend, measure"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "splitleak 0.1.0");
+  app.set_version_flag("--version", sl::cli::version_line());
   sl::cli::add_fetch(app);
   sl::cli::add_train(app);
   sl::cli::add_eval(app);

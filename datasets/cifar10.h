@@ -4,7 +4,7 @@
 //     Batch b's labels are train_lables[(b-1)*10000 ...].
 //   official binary: cifar-10-batches-bin/{data_batch_{1..5},test_batch}.bin, 10000 records of
 //     1 label byte + 1024 R + 1024 G + 1024 B bytes (planar).
-// Either layout may hold only some training batches (a GPU machine may carry just data_batch_1 + test_batch):
+// Either layout may hold only some training batches (a machine may hold just data_batch_1 + test_batch):
 // the loader reads the ones present and says which in Dataset::source.
 #pragma once
 #include <cstdint>

@@ -1,6 +1,6 @@
 // splitleak attack: the three model-inversion attacks of He, Zhang & Lee against a trained model split at a
 // named layer (white-box rMLE, black-box inverse network, query-free shadow model), scored with PSNR, SSIM
-// and the recovery rate; and `attack table`, which reproduces the paper's MNIST table (SPEC §7) in one go.
+// and the recovery rate; and `attack table`, which reproduces the paper's MNIST table in one go.
 //
 // Outputs in --out: grid.png (originals over reconstructions, labelled "true>predicted"), results.csv and
 // results.json (one row per image, plus the means, the settings, the device, the date and the command).
@@ -224,7 +224,7 @@ void run_attack_command(const AttackOptions& o, const inv::AttackKind& kind) {
 
 namespace {
 
-// The paper's numbers (SPEC §7), PSNR / SSIM.
+// The paper's numbers (He, Zhang & Lee, MNIST table), PSNR / SSIM.
 struct PaperCell {
   const char* attack;
   const char* split;
@@ -244,7 +244,7 @@ void run_table(const AttackOptions& o) {
   for (const char* f : {"table.md", "table.csv", "grid.png"}) io::check_output_file(out + "/" + f, "--out");
   for (const PaperCell& cell : kPaper) check_results_dir(out + "/" + cell.attack + "-" + cell.split, "--out");
   Scene s = load_scene(o, {"conv1", "ReLU2"}, true);
-  SL_CHECK(s.lm.model.arch == "lenet", ValueError, "attack table reproduces the MNIST LeNet table of SPEC §7; ",
+  SL_CHECK(s.lm.model.arch == "lenet", ValueError, "attack table reproduces the MNIST LeNet table of He, Zhang & Lee; ",
            o.model, " is a ", s.lm.model.arch, " model");
   std::cerr << "attack table (" << o.preset << " preset): 3 attacks x {conv1, ReLU2} on " << s.victims.size()
             << " images, attacker data " << s.attacker.split << " (" << s.attacker.size() << " images), "
@@ -280,7 +280,8 @@ void run_table(const AttackOptions& o) {
         << cell.ssim << ',' << r.recovery_rate << ',' << r.train_seconds << ',' << r.invert_seconds << '\n';
   }
   md << "\nPreset " << o.preset << ", " << s.victims.size() << " MNIST test images, " << s.device.str() << ", "
-     << ui::now_iso8601() << ", total " << ui::fixed(total_s, 1) << " s. Command: `" << command_line() << "`\n";
+     << ui::now_iso8601() << ", commit " << build_commit() << ", total " << ui::fixed(total_s, 1) << " s. Command: `"
+     << command_line() << "`\n";
   for (size_t i = 0; i < done.size(); ++i)
     write_results(out + "/" + kPaper[i].attack + "-" + kPaper[i].split, s, done[i].first, o.preset, done[i].second);
   write_text(out + "/table.md", md.str());

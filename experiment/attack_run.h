@@ -1,5 +1,5 @@
 // The attack runs behind `splitleak attack`: one attack against a model split at a layer (optionally defended), and
-// the paper's MNIST table (SPEC §7). Each loads the model, the victims and the attacker's data (the scene), runs,
+// the paper's MNIST table. Each loads the model, the victims and the attacker's data (the scene), runs,
 // writes grid.png, results.csv and results.json (device, date, command, settings) and prints a table.
 #pragma once
 #include <cstdint>

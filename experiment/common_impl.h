@@ -1,4 +1,4 @@
-// Template part of cli/common.h.
+// Template part of experiment/common.h.
 #pragma once
 #include <chrono>
 #include <cmath>

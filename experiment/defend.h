@@ -1,4 +1,4 @@
-// The defense sweep (SPEC §5, the paper's Figs 6-13): for each defense line (a kind at a place and a split) and
+// The defense sweep (the paper's §IV, Figs 6-13): for each defense line (a kind at a place and a split) and
 // each of its levels, the usability — accuracy of the defended split over the test set, a fresh draw per image —
 // and the privacy — PSNR / SSIM / recovery of an attack on the defended observations of the class exemplars —
 // with the paper's attacker, the adaptive one, or both.
@@ -77,7 +77,7 @@ DefendOutcome run_defend(const Model& model, const data::Dataset& test, const st
                          const data::Dataset& attacker_data, const DefendSettings& s,
                          const inv::PhaseProgress& progress = {});
 
-// What a figure of the paper sweeps (SPEC §5): 9 and 10 the three defenses at both places at ReLU2 / ReLU22; 11 and
+// What a figure of the paper sweeps (§IV): 9 and 10 the three defenses at both places at ReLU2 / ReLU22; 11 and
 // 13 (MNIST) and 12 (CIFAR-10) dropout on the intermediate at five layers. `quick` takes 8 levels per line instead
 // of the full sweep. ValueError for another number or a model of the other data set.
 std::vector<DefenseLine> figure_lines(int figure, const std::string& arch, bool quick);

@@ -1,7 +1,7 @@
-// The run behind `splitleak defend` (experiment/defend_run.h): the usability-privacy sweep of the paper's §IV (SPEC
-// §5). For each defense, place and level: the defended accuracy over the test set and an attack on the defended
-// observations of the class exemplars, by the paper's attacker and/or one that knows the defense. `--figure N` runs a
-// whole figure of the paper.
+// The run behind `splitleak defend` (experiment/defend_run.h): the usability-privacy sweep of the paper's §IV. For each
+// defense, place and level: the defended accuracy over the test set and an attack on the defended observations of the
+// class exemplars, by the paper's attacker and/or one that knows the defense. `--figure N` runs a whole figure of the
+// paper.
 #include "experiment/defend_run.h"
 
 #include <cmath>

@@ -1,12 +1,12 @@
 #include "experiment/results.h"
 
+#include "build_info.h"
 #include "experiment/common.h"
 #include "experiment/ui.h"
-#include "splitleak_commit.h"
 
 namespace sl::experiment {
 
-const char* build_commit() { return SPLITLEAK_GIT_COMMIT; }
+std::string build_commit() { return SPLITLEAK_BUILD_COMMIT; }
 
 RunInfo this_run(const std::string& device, const std::string& model, const std::string& dataset) {
   return RunInfo{command_line(), ui::now_iso8601(), device, model, dataset};

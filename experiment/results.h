@@ -13,7 +13,7 @@ struct RunInfo {
 };
 
 // `git describe --always --dirty` of the source tree the binary was built from ("unknown" outside a git checkout).
-const char* build_commit();
+std::string build_commit();
 // This run: the command line (experiment/common.h), the date now, `device`, `model` and `dataset`.
 RunInfo this_run(const std::string& device, const std::string& model, const std::string& dataset);
 // {"model", "dataset", "device", "date", "commit", "command"}

@@ -16,6 +16,7 @@
 #include "autograd/ops.h"
 #include "datasets/fetch.h"
 #include "datasets/loader.h"
+#include "experiment/results.h"
 #include "experiment/ui.h"
 #include "nn/optim.h"
 #include "tensor/io.h"
@@ -149,6 +150,7 @@ TrainResult train_model(const TrainOptions& o) {
                                      {"test_accuracy", ui::fixed(final_eval.accuracy, 6)},
                                      {"device", device.str()},
                                      {"date", ui::now_iso8601()},
+                                     {"commit", build_commit()},
                                      {"command", command_line()}});
   std::vector<std::string> bad = nonfinite_tensors(ckpt);
   SL_CHECK(bad.empty(), ValueError, "training diverged: weight ", bad.empty() ? "" : bad[0], " holds NaN or inf after ",

@@ -1,4 +1,4 @@
-// The one training loop: a model of SPEC §3 trained with the reference recipe (Adam, lr 1e-3, eps 1e-3, AMSGrad,
+// The one training loop: a model of the paper trained with the reference recipe (Adam, lr 1e-3, eps 1e-3, AMSGrad,
 // lr halved every 20 epochs, cross-entropy; CIFAR-10 augmentation), evaluated on the test set after every epoch,
 // written as a checkpoint (with its data set, accuracy, seed, device, date and command). What `splitleak train`
 // runs; the report and other experiments call train_model directly.

@@ -1,5 +1,5 @@
-// The adaptive attacker's model of a defense (SPEC §5; not in the paper): what the white-box and query-free rMLE
-// optimise when the attacker knows the defense's kind, place and level (never its seed, so never the draw).
+// The adaptive attacker's model of a defense (not in the paper; docs/defenses.md): what the white-box and query-free
+// rMLE optimise when the attacker knows the defense's kind, place and level (never its seed, so never the draw).
 //
 // Per group of rows (one deployment each), from its specs:
 //   dropout on the intermediate tensor  the observed zeros are unknown entries: the squared error runs only over

@@ -88,12 +88,12 @@ TargetKind target_of(const std::string& split) {
   return TargetKind::feature;
 }
 
-// Reference preset (SPEC §4 and the reference commands): 5000 iterations of AMSGrad (eps 1e-3) at lr 1e-2 from
+// Reference preset (the authors' code and commands): 5000 iterations of AMSGrad (eps 1e-3) at lr 1e-2 from
 // x = 0, constant rate, squared TV (β = 2) with the profile's reference λ for the split's region (LeNet: 0 up to
 // pool1, 1 in the rest of the conv part, 1e3 on the FC side, 10 for prob; CIFAR10CNN 10 / 1e3, and its query-free
 // inversion at lr 0.1, λ 2, 500 iterations).
 //
-// Tuned preset (measured on MNIST, inversion/NOTES.md): the same optimiser at lr 0.05 with a cosine decay,
+// Tuned preset (measured on MNIST, docs/attacks.md): the same optimiser at lr 0.05 with a cosine decay,
 // projection into the pixel box after every step, and the paper's TV with β = 1 (edges stay sharp), with the
 // profile's tuned λ; a model without a tuned setting gets the reference preset.
 //

@@ -6,9 +6,9 @@
 //
 // Attacks are registered by name ("whitebox", "blackbox", "queryfree"); adding one is a file with an Attack subclass
 // and one line in the registry's list (attack.cpp), or a register_attack() call. Each reads only what its threat
-// model gives it (SPEC §1): white-box the edge head, black-box the edge as an oracle (edge() of the deployed
+// model gives it (the paper's §II): white-box the edge head, black-box the edge as an oracle (edge() of the deployed
 // pipeline), query-free the cloud tail and its own data. With `adaptive` set, an attack also knows the defense's
-// kind, place and level (never its seed) and models it (inversion/adaptive.h, SPEC §5).
+// kind, place and level (never its seed) and models it (inversion/adaptive.h, docs/defenses.md).
 //
 // run_attack() is the one call that runs an attack against a split and scores it: what `splitleak attack` and the
 // §7 table use. The attacks themselves live in rmle.h, inverse_net.h and query_free.h.
@@ -64,7 +64,7 @@ struct AttackConfig {
 };
 
 // The settings for an attack at a split, by preset, from the model's profile (nn/profile.h):
-//   "reference": SPEC §4 and the reference commands (rMLE: AMSGrad lr 1e-2, 5000 iterations, squared TV with the
+//   "reference": the authors' code and commands (rMLE: AMSGrad lr 1e-2, 5000 iterations, squared TV with the
 //                profile's λ for the split's region, clamping only at the end);
 //   "tuned":     what reconstructs better where it was measured (projection every step, lr 0.05 with cosine
 //                decay, TV with β = 1, the profile's tuned λ); the same as "reference" for a model without a

@@ -46,7 +46,7 @@ std::shared_ptr<Sequential> generic_flat_decoder(const Shape& f, const Shape& im
   g->add("fc1", std::make_shared<Linear>(int(f[0]), hidden));
   g->add("fc1act", std::make_shared<ReLU>());
   g->add("fc2", std::make_shared<Linear>(hidden, int(img.numel())));
-  g->add("unflatten", std::make_shared<Unflatten>(img));
+  g->add("unflatten", std::make_shared<Reshape>(img, true));  // [N, C·H·W] -> [N, C, H, W]
   return g;
 }
 

@@ -21,7 +21,7 @@ namespace sl::inv {
 using EdgeQuery = std::function<Tensor(const Tensor& x)>;
 
 // The decoder for features of shape `feature_shape` (one sample, e.g. [16, 8, 8] or [120]) back to images
-// of shape `image_shape` ([C, H, W]): the profile's reference decoder for the split where it has one (SPEC §4's
+// of shape `image_shape` ([C, H, W]): the profile's reference decoder for the split where it has one (the reference's
 // for lenet conv1 and ReLU2, cifar10cnn ReLU22), a generic one otherwise (see inverse_net.cpp).
 // Xavier-initialised from gen.
 std::shared_ptr<Sequential> make_decoder(const ModelProfile& profile, const std::string& split,

@@ -25,7 +25,7 @@ enum class Activation { none, relu, sigmoid };
 Activation guess_activation(const Tensor& observed_v);
 
 // A shadow head from images of shape `image_shape` ([C, H, W]) to features of shape `feature_shape` (one
-// sample): the profile's reference shadow for the split where it has one (SPEC §4's for lenet conv1 and ReLU2), a
+// sample): the profile's reference shadow for the split where it has one (the reference's for lenet conv1 and ReLU2), a
 // generic one otherwise (see query_free.cpp), ending with `last`. PyTorch-default initialisation from gen.
 std::shared_ptr<Sequential> make_shadow(const ModelProfile& profile, const std::string& split, const Shape& image_shape,
                                         const Shape& feature_shape, Activation last, Generator& gen);

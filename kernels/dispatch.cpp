@@ -55,6 +55,29 @@ void sigmoid_forward(const Tensor& x, Tensor& y) { SL_ROUTE(x.device(), sigmoid_
 void sigmoid_backward(const Tensor& y, const Tensor& gy, Tensor& gx) {
   SL_ROUTE(y.device(), sigmoid_backward, y, gy, gx);
 }
+void tanh_forward(const Tensor& x, Tensor& y) { SL_ROUTE(x.device(), tanh_forward, x, y); }
+void tanh_backward(const Tensor& y, const Tensor& gy, Tensor& gx) { SL_ROUTE(y.device(), tanh_backward, y, gy, gx); }
+void leaky_relu_forward(const Tensor& x, double alpha, Tensor& y) {
+  SL_ROUTE(x.device(), leaky_relu_forward, x, alpha, y);
+}
+void leaky_relu_backward(const Tensor& x, double alpha, const Tensor& gy, Tensor& gx) {
+  SL_ROUTE(x.device(), leaky_relu_backward, x, alpha, gy, gx);
+}
+void add_broadcast(const Tensor& a, const Tensor& b, Tensor& out) { SL_ROUTE(out.device(), add_broadcast, a, b, out); }
+void sum_to_shape(const Tensor& g, Tensor& out) { SL_ROUTE(g.device(), sum_to_shape, g, out); }
+void channel_affine_forward(const Tensor& x, const Tensor& scale, const Tensor& shift, Tensor& y) {
+  SL_ROUTE(x.device(), channel_affine_forward, x, scale, shift, y);
+}
+void channel_affine_backward(const Tensor& x, const Tensor& scale, const Tensor& gy, Tensor& gx, Tensor& gscale,
+                             Tensor& gshift) {
+  SL_ROUTE(x.device(), channel_affine_backward, x, scale, gy, gx, gscale, gshift);
+}
+void pool2d_forward(const Tensor& x, const PoolArgs& p, Tensor& y, Tensor& idx) {
+  SL_ROUTE(x.device(), pool2d_forward, x, p, y, idx);
+}
+void pool2d_backward(const Tensor& gy, const Tensor& idx, const PoolArgs& p, Tensor& gx) {
+  SL_ROUTE(gy.device(), pool2d_backward, gy, idx, p, gx);
+}
 void mul_scalar_tensor(const Tensor& a, const Tensor& s, Tensor& out) {
   SL_ROUTE(a.device(), mul_scalar_tensor, a, s, out);
 }
@@ -92,9 +115,9 @@ void cross_entropy_forward(const Tensor& logits, const Tensor& labels, Tensor& l
 void cross_entropy_backward(const Tensor& probs, const Tensor& labels, const Tensor& gout, Tensor& glogits) {
   SL_ROUTE(probs.device(), cross_entropy_backward, probs, labels, gout, glogits);
 }
-void softmax_forward(const Tensor& x, Tensor& y) { SL_ROUTE(x.device(), softmax_forward, x, y); }
-void softmax_backward(const Tensor& y, const Tensor& gy, Tensor& gx) {
-  SL_ROUTE(y.device(), softmax_backward, y, gy, gx);
+void softmax_forward(const Tensor& x, Tensor& y, int axis) { SL_ROUTE(x.device(), softmax_forward, x, y, axis); }
+void softmax_backward(const Tensor& y, const Tensor& gy, Tensor& gx, int axis) {
+  SL_ROUTE(y.device(), softmax_backward, y, gy, gx, axis);
 }
 void tv_forward(const Tensor& x, double beta, double eps, Tensor& out, double weight) {
   SL_ROUTE(x.device(), tv_forward, x, beta, eps, out, weight);

@@ -131,7 +131,7 @@ LayerSpec deconv(const char* name, int in, int out, int k, int stride = 1, int p
 LayerSpec act(const char* name, LayerKind k) { return LayerSpec{name, k, 0, 0, 0, 1, 0, 0}; }
 LayerSpec pool(const char* name, int k) { return LayerSpec{name, LayerKind::max_pool, 0, 0, k, k, 0, 0}; }
 
-// LeNet on MNIST (SPEC §3, §4; inversion/NOTES.md for how the λ were measured).
+// LeNet on MNIST (the paper, §4; inversion/NOTES.md for how the λ were measured).
 //   reference: the reference commands — λ 0 up to pool1 (the paper: none before the FC layers), 1 in the rest of
 //              the conv part (its ReLU2 command), 1e3 on the FC side (its fc3 command), 10 for prob;
 //   tuned:     measured with projection, cosine lr 0.05 and β = 1 TV: 0 before pool1, 2e-4 in the conv part,

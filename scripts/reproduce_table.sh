@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces the MNIST table of SPEC §7 (He, Zhang & Lee: white-box / black-box / query-free x conv1 / ReLU2)
+# Reproduces the MNIST table of He, Zhang & Lee (white-box / black-box / query-free x conv1 / ReLU2)
 # in one command: trains LeNet (3 epochs) unless OUT/lenet.ckpt exists, then runs `splitleak attack table`
 # with the tuned preset and with the reference preset. Each prints a terminal table and writes
 # OUT/<preset>/table.md, table.csv and one folder per cell (grid.png, results.csv, results.json).
@@ -11,19 +11,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data="${1:-${SPLITLEAK_DATA:-data}}"
-out="${2:-runs/table}"
+dest="${2:-runs/table}"
 bin="${SPLITLEAK:-build/bin/splitleak}"
 device="${DEVICE:-cpu}"
 threads=()
 [ -n "${THREADS:-}" ] && threads=(--threads "$THREADS")
-mkdir -p "$out"
+mkdir -p "$dest"
 
-if [ ! -f "$out/lenet.ckpt" ]; then
+if [ ! -f "$dest/lenet.ckpt" ]; then
   "$bin" train --dataset mnist --model lenet --epochs 3 --batch 32 --device "$device" --data "$data" \
-    --out "$out/lenet.ckpt" "${threads[@]}"
+    --out "$dest/lenet.ckpt" "${threads[@]}"
 fi
 for preset in tuned reference; do
-  "$bin" attack table --preset "$preset" --model "$out/lenet.ckpt" --data "$data" --device "$device" \
-    --out "$out/$preset" "${threads[@]}"
+  "$bin" attack table --preset "$preset" --model "$dest/lenet.ckpt" --data "$data" --device "$device" \
+    --out "$dest/$preset" "${threads[@]}"
 done
-echo "tables: $out/tuned/table.md and $out/reference/table.md"
+echo "tables: $dest/tuned/table.md and $dest/reference/table.md"

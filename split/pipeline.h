@@ -1,4 +1,4 @@
-// The split as a type: edge head -> defense chain -> cloud tail (SPEC §1, §5).
+// The split as a type: edge head -> defense chain -> cloud tail (He, Zhang & Lee §II, §IV).
 //
 //   edge(x, q)  = D_intermediate( head( D_input(x) ) )   what the edge sends and the cloud receives (v)
 //   cloud(v)    = tail(v)                                 the cloud's logits

@@ -1,4 +1,4 @@
-// Used when splitleak is built without CUDA: every device call says so.
+// Used when splitleak is built without CUDA: every CUDA entry point says so.
 #include "tensor/cuda_runtime.h"
 #include "tensor/error.h"
 

@@ -21,6 +21,7 @@
 
 #include "nn/checkpoint.h"
 #include "nn/models.h"
+#include "tests/tiny_data.h"
 
 namespace fs = std::filesystem;
 
@@ -53,34 +54,6 @@ RunResult run(const std::string& args, const fs::path& dir) {
   return r;
 }
 
-void put_be32(std::vector<uint8_t>& b, uint32_t v) {
-  for (int s = 24; s >= 0; s -= 8) b.push_back(uint8_t(v >> s));
-}
-
-// A tiny MNIST-shaped data set: class k is a bright horizontal bar at row 2 + 2k, so it is learnable.
-void write_mnist(const fs::path& dir, int n_train, int n_test) {
-  fs::create_directories(dir / "mnist");
-  for (auto [name, n] : {std::pair{std::string("train"), n_train}, std::pair{std::string("t10k"), n_test}}) {
-    std::vector<uint8_t> img, lab;
-    put_be32(img, 0x803);
-    put_be32(img, uint32_t(n));
-    put_be32(img, 28);
-    put_be32(img, 28);
-    put_be32(lab, 0x801);
-    put_be32(lab, uint32_t(n));
-    for (int i = 0; i < n; ++i) {
-      int k = i % 10;
-      for (int y = 0; y < 28; ++y)
-        for (int x = 0; x < 28; ++x) img.push_back((y == 2 + 2 * k || y == 3 + 2 * k) && x > 3 && x < 24 ? 255 : 0);
-      lab.push_back(uint8_t(k));
-    }
-    std::ofstream(dir / "mnist" / (name + "-images-idx3-ubyte"), std::ios::binary)
-        .write(reinterpret_cast<char*>(img.data()), std::streamsize(img.size()));
-    std::ofstream(dir / "mnist" / (name + "-labels-idx1-ubyte"), std::ios::binary)
-        .write(reinterpret_cast<char*>(lab.data()), std::streamsize(lab.size()));
-  }
-}
-
 int lines(const std::string& s) {
   int n = 0;
   for (char c : s) n += c == '\n';
@@ -98,10 +71,19 @@ void expect_clean_failure(const RunResult& r, const std::string& needle) {
 
 }  // namespace
 
+TEST_CASE("cli: --version names the version and the commit", "[cli]") {
+  fs::path dir = fs::temp_directory_path() / ("splitleak_cli_version_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  auto r = run("--version", dir);
+  CHECK(r.code == 0);
+  CHECK_THAT(r.out, Catch::StartsWith("splitleak 0.1.0 (commit ") && Catch::EndsWith(")\n"));
+  fs::remove_all(dir);
+}
+
 TEST_CASE("cli: train, eval --split and info on a tiny data set", "[cli]") {
   fs::path dir = fs::temp_directory_path() / ("splitleak_cli_" + std::to_string(::getpid()));
   fs::remove_all(dir);
-  write_mnist(dir / "data", 200, 50);
+  sl::test::write_tiny_mnist(dir / "data", 200, 50);
   std::string data = " --data " + (dir / "data").string();
   std::string ckpt = (dir / "lenet.ckpt").string();
 
@@ -143,11 +125,11 @@ TEST_CASE("cli: train, eval --split and info on a tiny data set", "[cli]") {
   }
   SECTION("truncated and corrupt IDX files") {
     fs::path bad = dir / "bad";
-    write_mnist(bad, 20, 20);
+    sl::test::write_tiny_mnist(bad, 20, 20);
     fs::path f = bad / "mnist" / "t10k-images-idx3-ubyte";
     fs::resize_file(f, fs::file_size(f) - 100);
     expect_clean_failure(run("eval --model " + ckpt + " --data " + bad.string(), dir), "t10k-images-idx3-ubyte");
-    write_mnist(bad, 20, 20);
+    sl::test::write_tiny_mnist(bad, 20, 20);
     std::fstream(f, std::ios::in | std::ios::out | std::ios::binary).write("\x00\x00\x09\x99", 4);
     expect_clean_failure(run("eval --model " + ckpt + " --data " + bad.string(), dir), "magic");
   }
@@ -230,8 +212,8 @@ TEST_CASE("cli: bad outputs, inputs, flags, data and numbers are refused; nothin
   fs::remove_all(root);
   const fs::path w = root / "work", logs = root / "logs";  // w is watched; the command's output goes to logs
   fs::create_directories(logs);
-  write_mnist(w / "data", 40, 20);
-  write_mnist(w / "empty", 0, 0);
+  sl::test::write_tiny_mnist(w / "data", 40, 20);
+  sl::test::write_tiny_mnist(w / "empty", 0, 0);
   const std::string data = " --data " + (w / "data").string();
   // An untrained LeNet is enough to attack; one with a NaN weight for the checks of loaded numbers.
   sl::Generator g(5);
@@ -309,7 +291,7 @@ TEST_CASE("cli: bad outputs, inputs, flags, data and numbers are refused; nothin
     refused("eval --model " + sock + data, "is a socket");
     refused("attack whitebox --model " + in("fifo.ckpt") + " --split conv1 --out " + in("res") + data, "is a FIFO");
     fs::path fifo_data = root / "fifo_data";
-    write_mnist(fifo_data, 10, 10);
+    sl::test::write_tiny_mnist(fifo_data, 10, 10);
     fs::remove(fifo_data / "mnist" / "t10k-images-idx3-ubyte");
     REQUIRE(::mkfifo((fifo_data / "mnist" / "t10k-images-idx3-ubyte").c_str(), 0644) == 0);
     refused("eval --model " + ckpt + " --data " + fifo_data.string(), "t10k-images-idx3-ubyte: is a FIFO");
@@ -393,7 +375,7 @@ TEST_CASE("cli: bad outputs, inputs, flags, data and numbers are refused; nothin
 TEST_CASE("cli: eval --defense, attack --defense --adaptive and defend on a tiny data set", "[cli][defense]") {
   fs::path dir = fs::temp_directory_path() / ("splitleak_cli_defense_" + std::to_string(::getpid()));
   fs::remove_all(dir);
-  write_mnist(dir / "data", 100, 30);
+  sl::test::write_tiny_mnist(dir / "data", 100, 30);
   std::string data = " --data " + (dir / "data").string();
   std::string ckpt = (dir / "lenet.ckpt").string();
   auto r = run("train --dataset mnist --model lenet --epochs 1 --batch 16 --seed 3 --out " + ckpt + data, dir);

@@ -4,7 +4,7 @@
 // against the float64 path: TF32 (10-bit mantissa operands) lands near 1e-4..1e-3; 3xTF32 near 1e-6..4e-5, the
 // tensor cores' float32 accumulation growing with K (printed next to the FFMA path's own error). GEMMs are
 // compared with the FFMA path.
-// Tagged [cuda-configs] too, so the racecheck run of kernels/cuda/device_run.sh covers the cp.async pipeline.
+// Tagged [cuda-configs] too, so the racecheck run of scripts/gpu-check.sh covers the cp.async pipeline.
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdio>
@@ -61,7 +61,7 @@ TEST_CASE("cuda: TF32 and 3xTF32 tensor-core convolutions and GEMMs match the FF
     const char* name;
     int n, c, h, w, co, k, stride, pad;
   };
-  // SL_TEST_QUICK=1 (the compute-sanitizer runs of kernels/cuda/device_run.sh): the small shapes only, which still
+  // SL_TEST_QUICK=1 (the compute-sanitizer runs of scripts/gpu-check.sh): the small shapes only, which still
   // reach every kernel variant (generic and tap-major loads, both tiles, split 3 and the warp finish at 20)
   const bool quick = std::getenv("SL_TEST_QUICK") != nullptr;
   std::vector<Cv> convs = {{"cifar conv2 64->64 k3 N4", 4, 64, 32, 32, 64, 3, 1, 1},

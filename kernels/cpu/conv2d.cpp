@@ -1,12 +1,14 @@
-// 2-d convolution on the CPU (NCHW, weight [Cout, Cin, k, k], square kernels, stride s, zero padding p):
+// 2-d convolution on the CPU (NCHW, weight [Cout, Cin, k, k], stride s, zero padding p; in general a kh x kw
+// kernel, strides and dilations per axis, padding per side and channel groups, kernels/dispatch.h's ConvArgs):
 //
 //   y[n, co, oh, ow] = b[co] + sum_{ci, kh, kw} w[co, ci, kh, kw] * x[n, ci, oh*s - p + kh, ow*s - p + kw]
 //   gx[n, ci, ih, iw] = sum over (co, kh, kw, oh, ow) that read (ih, iw) of w[co, ci, kh, kw] * gy[n, co, oh, ow]
 //   gw[co, ci, kh, kw] = sum_{n, oh, ow} gy[n, co, oh, ow] * x[n, ci, oh*s - p + kh, ow*s - p + kw]
 //   gb[co] = sum_{n, oh, ow} gy[n, co, oh, ow]
 //
-// All three are GEMMs over the im2col lowering (kernels/cpu/im2col.h) with the weight as the matrix
-// [Cout, Cin k k]: forward = W . col(x), data gradient = col2im(W^T . gy), weight gradient = gy . col(x)^T.
+// All three are GEMMs over the im2col lowering (kernels/cpu/im2col.h, which has the general form) with the weight
+// as the matrix [Cout, Cin k k]: forward = W . col(x), data gradient = col2im(W^T . gy), weight gradient = gy .
+// col(x)^T.
 #include "kernels/cpu/common.h"
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/im2col.h"
@@ -24,32 +26,43 @@ void check_cpu_contig(const Tensor& t, const char* op, const char* name, int ran
            " must be float32 or float64, got ", t.str());
 }
 
-// The lowering geometry of a conv2d from x-shaped [N, C, H, W] to y-shaped [N, Cout, OH, OW], checked so a
-// mismatch cannot write out of bounds.
+// The lowering geometry of a conv2d from x-shaped [N, C, H, W] to y-shaped [N, Cout, OH, OW] (weight
+// [Cout, C / groups, kh, kw]), checked so a mismatch cannot write out of bounds.
 conv::Geom conv_geom(const Tensor& x, const Tensor& w, const Tensor& y, ConvArgs a, const char* op) {
   check_cpu_contig(x, op, "input", 4);
   check_cpu_contig(w, op, "weight", 4);
   check_cpu_contig(y, op, "output", 4);
   SL_CHECK(x.dtype() == w.dtype() && x.dtype() == y.dtype(), ValueError, op, ": dtypes differ (", x.str(), ", ",
            w.str(), ", ", y.str(), ")");
-  SL_CHECK(a.stride >= 1 && a.pad >= 0, ValueError, op, ": stride must be >= 1 and padding >= 0 (got ", a.stride, ", ",
-           a.pad, ")");
-  const int64_t k = w.size(2);
-  SL_CHECK(w.size(3) == k && w.size(1) == x.size(1) && w.size(0) == y.size(1) && y.size(0) == x.size(0), ShapeError, op,
-           ": inconsistent shapes: input ", x.str(), ", weight ", w.str(), ", output ", y.str());
+  SL_CHECK(a.sh() >= 1 && a.sw() >= 1 && a.pt() >= 0 && a.pl() >= 0 && a.pb() >= 0 && a.pr() >= 0 &&
+               a.dilation_h >= 1 && a.dilation_w >= 1 && a.groups >= 1,
+           ValueError, op, ": strides and dilations must be >= 1, paddings >= 0, groups >= 1");
+  const int64_t G = a.groups;
+  SL_CHECK(w.size(1) * G == x.size(1) && w.size(0) % G == 0 && w.size(0) == y.size(1) && y.size(0) == x.size(0) &&
+               w.size(2) >= 1 && w.size(3) >= 1,
+           ShapeError, op, ": inconsistent shapes: input ", x.str(), ", weight ", w.str(), ", output ", y.str(),
+           ", groups ", G);
   conv::Geom g;
-  g.C = x.size(1);
+  g.C = w.size(1);
   g.H = x.size(2);
   g.W = x.size(3);
-  g.k = int(k);
-  g.stride = a.stride;
-  g.pad = a.pad;
+  g.kh = int(w.size(2));
+  g.kw = int(w.size(3));
+  g.sh = a.sh();
+  g.sw = a.sw();
+  g.pt = a.pt();
+  g.pl = a.pl();
+  g.dh = a.dilation_h;
+  g.dw = a.dilation_w;
+  g.groups = a.groups;
   g.OH = y.size(2);
   g.OW = y.size(3);
-  SL_CHECK(g.H + 2 * g.pad >= k && g.W + 2 * g.pad >= k && g.OH == conv_out_size(g.H, g.k, g.stride, g.pad) &&
-               g.OW == conv_out_size(g.W, g.k, g.stride, g.pad),
-           ShapeError, op, ": output ", y.str(), " does not match input ", x.str(), " with kernel ", k, ", stride ",
-           a.stride, ", padding ", a.pad);
+  SL_CHECK(g.OH >= 1 && g.OW >= 1 && g.OH == conv_out_size_ext(g.H, g.kh, g.sh, g.pt, a.pb(), g.dh) &&
+               g.OW == conv_out_size_ext(g.W, g.kw, g.sw, g.pl, a.pr(), g.dw),
+           ShapeError, op, ": output ", y.str(), " does not match input ", x.str(), " with kernel ", g.kh, "x", g.kw,
+           ", strides ", g.sh, "/", g.sw, ", padding ", g.pt, "/", g.pl, "/", a.pb(), "/", a.pr(), ", dilation ", g.dh,
+           "/", g.dw);
+  g.finish();
   return g;
 }
 

@@ -1,4 +1,5 @@
-// Transposed 2-d convolution on the CPU (NCHW, weight [Cin, Cout, k, k], stride s, padding p, output padding op):
+// Transposed 2-d convolution on the CPU (NCHW, weight [Cin, Cout, k, k], stride s, padding p, output padding op; in
+// general the geometry of kernels/dispatch.h's ConvArgs with weight [Cin, Cout / groups, kh, kw]):
 //
 //   y[n, co, oh, ow] = b[co] + sum over (ci, kh, kw, ih, iw) with ih*s - p + kh = oh, iw*s - p + kw = ow
 //                              of x[n, ci, ih, iw] * w[ci, co, kh, kw],       OH = (H - 1) s - 2p + k + op
@@ -26,34 +27,45 @@ void check_cpu_contig(const Tensor& t, const char* op, const char* name) {
            " must be float32 or float64, got ", t.str());
 }
 
-// Lowering geometry for x [N, Cin, H, W] -> y [N, Cout, OH, OW], checked so a mismatch cannot write out of bounds.
+// Lowering geometry for x [N, Cin, H, W] -> y [N, Cout, OH, OW] (weight [Cin, Cout / groups, kh, kw]), checked so
+// a mismatch cannot write out of bounds. The lowering's image side is y, its output side x.
 conv::Geom convt_geom(const Tensor& x, const Tensor& w, const Tensor& y, ConvArgs a, const char* op) {
   check_cpu_contig(x, op, "input");
   check_cpu_contig(w, op, "weight");
   check_cpu_contig(y, op, "output");
   SL_CHECK(x.dtype() == w.dtype() && x.dtype() == y.dtype(), ValueError, op, ": dtypes differ (", x.str(), ", ",
            w.str(), ", ", y.str(), ")");
-  SL_CHECK(a.stride >= 1 && a.pad >= 0 && a.output_padding >= 0 && a.output_padding < a.stride, ValueError, op,
-           ": need stride >= 1, padding >= 0 and 0 <= output_padding < stride (got ", a.stride, ", ", a.pad, ", ",
-           a.output_padding, ")");
-  const int64_t k = w.size(2);
-  SL_CHECK(w.size(3) == k && w.size(0) == x.size(1) && w.size(1) == y.size(1) && y.size(0) == x.size(0), ShapeError, op,
-           ": inconsistent shapes: input ", x.str(), ", weight ", w.str(), ", output ", y.str());
+  SL_CHECK(a.sh() >= 1 && a.sw() >= 1 && a.pt() >= 0 && a.pl() >= 0 && a.pb() >= 0 && a.pr() >= 0 &&
+               a.dilation_h >= 1 && a.dilation_w >= 1 && a.groups >= 1 && a.oph() >= 0 && a.opw() >= 0,
+           ValueError, op, ": strides and dilations must be >= 1, paddings and output paddings >= 0, groups >= 1");
+  const int64_t G = a.groups;
+  SL_CHECK(w.size(0) == x.size(1) && x.size(1) % G == 0 && w.size(1) * G == y.size(1) && y.size(0) == x.size(0) &&
+               w.size(2) >= 1 && w.size(3) >= 1,
+           ShapeError, op, ": inconsistent shapes: input ", x.str(), ", weight ", w.str(), ", output ", y.str(),
+           ", groups ", G);
   conv::Geom g;
-  g.C = y.size(1);
+  g.C = w.size(1);
   g.H = y.size(2);
   g.W = y.size(3);
-  g.k = int(k);
-  g.stride = a.stride;
-  g.pad = a.pad;
+  g.kh = int(w.size(2));
+  g.kw = int(w.size(3));
+  g.sh = a.sh();
+  g.sw = a.sw();
+  g.pt = a.pt();
+  g.pl = a.pl();
+  g.dh = a.dilation_h;
+  g.dw = a.dilation_w;
+  g.groups = a.groups;
   g.OH = x.size(2);
   g.OW = x.size(3);
-  SL_CHECK(g.H == conv_transpose_out_size(g.OH, g.k, g.stride, g.pad, a.output_padding) &&
-               g.W == conv_transpose_out_size(g.OW, g.k, g.stride, g.pad, a.output_padding) && g.H + 2 * g.pad >= k &&
-               g.W + 2 * g.pad >= k && conv_out_size(g.H, g.k, g.stride, g.pad) == g.OH &&
-               conv_out_size(g.W, g.k, g.stride, g.pad) == g.OW,
-           ShapeError, op, ": output ", y.str(), " does not match input ", x.str(), " with kernel ", k, ", stride ",
-           a.stride, ", padding ", a.pad, ", output padding ", a.output_padding);
+  // y's size is the transposed formula's (output rows past the last tap's reach hold the bias only)
+  SL_CHECK(g.OH >= 1 && g.OW >= 1 && g.H >= 1 && g.W >= 1 &&
+               g.H == conv_transpose_out_size_ext(g.OH, g.kh, g.sh, g.pt, a.pb(), g.dh, a.oph()) &&
+               g.W == conv_transpose_out_size_ext(g.OW, g.kw, g.sw, g.pl, a.pr(), g.dw, a.opw()),
+           ShapeError, op, ": output ", y.str(), " does not match input ", x.str(), " with kernel ", g.kh, "x", g.kw,
+           ", strides ", g.sh, "/", g.sw, ", padding ", g.pt, "/", g.pl, "/", a.pb(), "/", a.pr(), ", dilation ", g.dh,
+           "/", g.dw, ", output padding ", a.oph(), "/", a.opw());
+  g.finish();
   return g;
 }
 
@@ -62,7 +74,7 @@ conv::Geom convt_geom(const Tensor& x, const Tensor& w, const Tensor& y, ConvArg
 void conv_transpose2d_forward(const Tensor& x, const Tensor& w, const Tensor& b, ConvArgs a, Tensor& y) {
   const conv::Geom g = convt_geom(x, w, y, a, "conv_transpose2d");
   const int64_t cin = w.size(0);
-  if (b.defined()) check_shape(b, Shape{w.size(1)}, "conv_transpose2d bias");
+  if (b.defined()) check_shape(b, Shape{w.size(1) * a.groups}, "conv_transpose2d bias");
   dispatch_float(x, "conv_transpose2d", [&](auto tag) {
     using T = decltype(tag);
     conv::lowered_backward_data<T>(x.data<T>(), x.size(0), g, w.data<T>(), cin, b.defined() ? b.data<T>() : nullptr,
@@ -81,7 +93,7 @@ void conv_transpose2d_backward_data(const Tensor& gy, const Tensor& w, ConvArgs 
 
 void conv_transpose2d_backward_weight(const Tensor& x, const Tensor& gy, ConvArgs a, Tensor& gw, Tensor& gb) {
   const conv::Geom g = convt_geom(x, gw, gy, a, "conv_transpose2d backward (weight)");
-  const int64_t cin = gw.size(0), cout = gw.size(1);
+  const int64_t cin = gw.size(0), cout = gw.size(1) * a.groups;
   if (gb.defined()) check_shape(gb, Shape{cout}, "conv_transpose2d bias gradient");
   dispatch_float(x, "conv_transpose2d", [&](auto tag) {
     using T = decltype(tag);

@@ -1,6 +1,8 @@
 // Elementwise kernels: out[i] = f(a[i], b[i]).  Backward rules:
 //   relu:    y = max(x, 0),        dx = dy * [y > 0]
 //   sigmoid: y = 1 / (1 + e^-x),   dx = dy * y * (1 - y)
+//   tanh:    y = tanh(x),          dx = dy * (1 - y^2)
+//   leaky:   y = x > 0 ? x : a x,  dx = dy * (x > 0 ? 1 : a)
 #include <cmath>
 
 #include "kernels/cpu/common.h"
@@ -94,6 +96,32 @@ void sigmoid_backward(const Tensor& y, const Tensor& gy, Tensor& gx) {
   dispatch_float(y, "sigmoid_backward", [&](auto t) {
     using T = decltype(t);
     map2<T>(y, gy, gx, [](T v, T g) { return g * v * (T(1) - v); });
+  });
+}
+void tanh_forward(const Tensor& x, Tensor& y) {
+  dispatch_float(x, "tanh", [&](auto t) {
+    using T = decltype(t);
+    map1<T>(x, y, [](T v) { return std::tanh(v); });
+  });
+}
+void tanh_backward(const Tensor& y, const Tensor& gy, Tensor& gx) {
+  dispatch_float(y, "tanh_backward", [&](auto t) {
+    using T = decltype(t);
+    map2<T>(y, gy, gx, [](T v, T g) { return g * (T(1) - v * v); });
+  });
+}
+void leaky_relu_forward(const Tensor& x, double alpha, Tensor& y) {
+  dispatch_float(x, "leaky_relu", [&](auto t) {
+    using T = decltype(t);
+    const T a = T(alpha);
+    map1<T>(x, y, [a](T v) { return v > T(0) ? v : a * v; });
+  });
+}
+void leaky_relu_backward(const Tensor& x, double alpha, const Tensor& gy, Tensor& gx) {
+  dispatch_float(x, "leaky_relu_backward", [&](auto t) {
+    using T = decltype(t);
+    const T a = T(alpha);
+    map2<T>(x, gy, gx, [a](T v, T g) { return v > T(0) ? g : a * g; });
   });
 }
 void mul_scalar_tensor(const Tensor& a, const Tensor& s, Tensor& out) {

@@ -1,7 +1,7 @@
 // Losses and softmax.
 //   mse(a, b)  = mean((a - b)^2)                         d/da = 2 (a - b) / n
 //   CE(z, y)   = mean_n [ log Σ_j e^{z_nj} - z_{n,y_n} ]  d/dz = (softmax(z) - onehot(y)) / N
-//   softmax    y = e^{z - max} / Σ e^{z - max}           dz = y (dy - Σ dy y)
+//   softmax    y = e^{z - max} / Σ e^{z - max}           dz = y (dy - Σ dy y)   (along one axis)
 //   TV         see kernels/backend_api.inc (β = 2: the reference's squared form; else (dh²+dw²+ε)^{β/2})
 #include <cmath>
 #include <vector>
@@ -77,33 +77,54 @@ void cross_entropy_backward(const Tensor& probs, const Tensor& labels, const Ten
   });
 }
 
-void softmax_forward(const Tensor& x, Tensor& y) {
+namespace {
+// x as [outer, C, inner] for a softmax along `axis` (negative: from the end).
+struct SoftmaxLines {
+  int64_t outer = 1, c = 1, inner = 1;
+};
+SoftmaxLines softmax_lines(const Tensor& x, int axis, const char* op) {
+  const int r = int(x.dim());
+  SL_CHECK(axis >= -r && axis < r, ValueError, op, ": axis ", axis, " out of range for ", x.str());
+  const int a = axis < 0 ? axis + r : axis;
+  SoftmaxLines l;
+  for (int d = 0; d < r; ++d) (d < a ? l.outer : d == a ? l.c : l.inner) *= x.size(d);
+  return l;
+}
+}  // namespace
+
+void softmax_forward(const Tensor& x, Tensor& y, int axis) {
+  const SoftmaxLines l = softmax_lines(x, axis, "softmax");
   dispatch_float(x, "softmax", [&](auto t) {
     using T = decltype(t);
     const T* z = x.data<T>();
     T* o = y.data<T>();
-    int64_t c = x.size(-1), n = x.numel() / c;
-    for (int64_t r = 0; r < n; ++r) {
-      double m = z[r * c];
-      for (int64_t j = 1; j < c; ++j) m = std::max(m, double(z[r * c + j]));
+    const int64_t c = l.c, in = l.inner;
+#pragma omp parallel for if (x.numel() > kParallelGrain) schedule(static)
+    for (int64_t line = 0; line < l.outer * in; ++line) {
+      const int64_t base = (line / in) * c * in + line % in;  // element j of the line: base + j * in
+      double m = z[base];
+      for (int64_t j = 1; j < c; ++j) m = std::max(m, double(z[base + j * in]));
       double se = 0;
-      for (int64_t j = 0; j < c; ++j) se += std::exp(double(z[r * c + j]) - m);
-      for (int64_t j = 0; j < c; ++j) o[r * c + j] = T(std::exp(double(z[r * c + j]) - m) / se);
+      for (int64_t j = 0; j < c; ++j) se += std::exp(double(z[base + j * in]) - m);
+      for (int64_t j = 0; j < c; ++j) o[base + j * in] = T(std::exp(double(z[base + j * in]) - m) / se);
     }
   });
 }
 
-void softmax_backward(const Tensor& y, const Tensor& gy, Tensor& gx) {
+void softmax_backward(const Tensor& y, const Tensor& gy, Tensor& gx, int axis) {
+  const SoftmaxLines l = softmax_lines(y, axis, "softmax_backward");
   dispatch_float(y, "softmax_backward", [&](auto t) {
     using T = decltype(t);
     const T* p = y.data<T>();
     const T* g = gy.data<T>();
     T* o = gx.data<T>();
-    int64_t c = y.size(-1), n = y.numel() / c;
-    for (int64_t r = 0; r < n; ++r) {
+    const int64_t c = l.c, in = l.inner;
+#pragma omp parallel for if (y.numel() > kParallelGrain) schedule(static)
+    for (int64_t line = 0; line < l.outer * in; ++line) {
+      const int64_t base = (line / in) * c * in + line % in;
       double dot = 0;
-      for (int64_t j = 0; j < c; ++j) dot += double(p[r * c + j]) * double(g[r * c + j]);
-      for (int64_t j = 0; j < c; ++j) o[r * c + j] = T(double(p[r * c + j]) * (double(g[r * c + j]) - dot));
+      for (int64_t j = 0; j < c; ++j) dot += double(p[base + j * in]) * double(g[base + j * in]);
+      for (int64_t j = 0; j < c; ++j) o[base + j * in] = T(double(p[base + j * in]) * (double(g[base + j * in]) - dot));
     }
   });
 }

@@ -15,6 +15,8 @@
 // another direct kernel (one thread per gx element). 3x3 stride-1 layers with >= 32 channels on both sides run
 // in FP32 through Winograd's F(4x4, 3x3) transforms (kernels/cuda/conv_winograd.cuh), all three passes.
 // Every output element is written by exactly one thread, in a fixed summation order: deterministic, no atomics.
+// Layers with another geometry (non-square kernels, per-axis strides, padding per side, dilation, groups: ConvArgs)
+// run the plain direct kernels of kernels/cuda/conv_general.cu.
 #include "kernels/cuda/conv_direct.cuh"
 #include "kernels/cuda/conv_raw.cuh"
 #include "kernels/cuda/conv_winograd.cuh"
@@ -630,6 +632,24 @@ void debug_force_conv_direct(int mode) {
 }
 
 namespace {
+// Whether a conv2d of weight w with geometry a leaves the tuned paths for the general kernels (conv_general.cu).
+bool general_geometry(const Tensor& w, const ConvArgs& a) { return !a.uniform() || w.size(2) != w.size(3); }
+
+// The general view of x [N, C, H, W], w [Co, C / groups, kh, kw], y [N, Co, OH, OW].
+conv::GeomExt geom_ext_of(const Tensor& x, const Tensor& w, const Tensor& y, ConvArgs a, const char* op) {
+  SL_CHECK(x.dim() == 4 && w.dim() == 4 && y.dim() == 4, ShapeError, op, ": expects 4-d x, weight and output, got ",
+           x.shape().str(), ", ", w.shape().str(), ", ", y.shape().str());
+  SL_CHECK(a.groups >= 1 && w.size(1) * a.groups == x.size(1) && y.size(1) == w.size(0) && w.size(0) % a.groups == 0 &&
+               y.size(0) == x.size(0) &&
+               y.size(2) == conv_out_size_ext(x.size(2), int(w.size(2)), a.sh(), a.pt(), a.pb(), a.dilation_h) &&
+               y.size(3) == conv_out_size_ext(x.size(3), int(w.size(3)), a.sw(), a.pl(), a.pr(), a.dilation_w),
+           ShapeError, op, ": x ", x.shape().str(), ", weight ", w.shape().str(), " and output ", y.shape().str(),
+           " do not fit the geometry");
+  return {int(x.size(0)), int(x.size(1)), int(x.size(2)), int(x.size(3)), int(w.size(0)), int(y.size(2)),
+          int(y.size(3)), int(w.size(2)), int(w.size(3)), a.sh(),         a.sw(),         a.pt(),
+          a.pl(),         a.dilation_h,   a.dilation_w,   a.groups};
+}
+
 // The conv2d view of x [N, C, H, W], w [Co, C, k, k], y [N, Co, OH, OW].
 conv::Geom geom_of(const Tensor& x, const Tensor& w, const Tensor& y, ConvArgs a, const char* op) {
   SL_CHECK(x.dim() == 4 && w.dim() == 4 && y.dim() == 4, ShapeError, op, ": expects 4-d x, weight and output, got ",
@@ -643,17 +663,34 @@ conv::Geom geom_of(const Tensor& x, const Tensor& w, const Tensor& y, ConvArgs a
 
 template <class T>
 void conv2d_forward_t(const Tensor& x, const Tensor& w, const Tensor& b, ConvArgs a, Tensor& y) {
+  if (general_geometry(w, a)) {
+    conv::GeomExt g = geom_ext_of(x, w, y, a, "conv2d_forward");
+    g.relu = a.relu;
+    conv::general_forward<T>(g, x.data<T>(), w.data<T>(), b.defined() ? b.data<T>() : nullptr, y.data<T>(), x);
+    return;
+  }
   conv::Geom g = geom_of(x, w, y, a, "conv2d_forward");
   g.relu = a.relu;
   conv::forward<T>(g, x.data<T>(), w.data<T>(), b.defined() ? b.data<T>() : nullptr, y.data<T>(), x);
 }
 template <class T>
 void conv2d_backward_data_t(const Tensor& gy, const Tensor& w, ConvArgs a, Tensor& gx) {
+  if (general_geometry(w, a)) {
+    const conv::GeomExt g = geom_ext_of(gx, w, gy, a, "conv2d_backward_data");
+    conv::general_backward_data<T>(g, gy.data<T>(), w.data<T>(), nullptr, gx.data<T>(), gy);
+    return;
+  }
   conv::Geom g = geom_of(gx, w, gy, a, "conv2d_backward_data");
   conv::backward_data<T>(g, gy.data<T>(), w.data<T>(), nullptr, gx.data<T>(), gy);
 }
 template <class T>
 void conv2d_backward_weight_t(const Tensor& x, const Tensor& gy, ConvArgs a, Tensor& gw, Tensor& gb) {
+  if (general_geometry(gw, a)) {
+    const conv::GeomExt g = geom_ext_of(x, gw, gy, a, "conv2d_backward_weight");
+    conv::general_backward_weight<T>(g, x.data<T>(), gy.data<T>(), gw.data<T>(), x);
+    if (gb.defined()) conv::channel_sums<T>(gy.data<T>(), g.N, g.Co, g.OH * g.OW, gb.data<T>(), x);
+    return;
+  }
   conv::Geom g = geom_of(x, gw, gy, a, "conv2d_backward_weight");
   conv::backward_weight<T>(g, x.data<T>(), gy.data<T>(), gw.data<T>(), gb.defined() ? gb.data<T>() : nullptr, x);
 }
@@ -666,6 +703,7 @@ void conv2d_relu_pool_forward_t(const Tensor& x, const Tensor& w, const Tensor& 
   SL_CHECK(x.dim() == 4 && w.dim() == 4 && y.dim() == 4, ShapeError, op, ": expects 4-d x, weight and output, got ",
            x.shape().str(), ", ", w.shape().str(), ", ", y.shape().str());
   a.relu = true;
+  SL_CHECK(!general_geometry(w, a), ValueError, op, ": the fused op takes the square geometry only");
   const int ks = int(w.size(2));
   const Shape cs{x.size(0), w.size(0), conv_out_size(x.size(2), ks, a.stride, a.pad),
                  conv_out_size(x.size(3), ks, a.stride, a.pad)};

@@ -25,4 +25,20 @@ void backward_weight(const Geom& g, const T* x, const T* gy, T* gw, T* gb, const
 template <class T>
 void channel_sums(const T* t, int N, int C, int HW, T* gb, const Tensor& on);
 
+// The general geometry (kernels/dispatch.h's ConvArgs: a kh x kw kernel, strides and dilations per axis, top and
+// left padding, channel groups; the bottom and right padding follow from the sizes): x [N, C, H, W] *
+// w [Co, C / groups, kh, kw] -> y [N, Co, OH, OW]. Plain direct kernels (kernels/cuda/conv_general.cu) for the
+// layers the tuned paths above do not take.
+struct GeomExt {
+  int N, C, H, W, Co, OH, OW, kh, kw, sh, sw, pt, pl, dh, dw, groups;
+  bool relu = false;  // forward only
+};
+template <class T>
+void general_forward(const GeomExt& g, const T* x, const T* w, const T* bias, T* y, const Tensor& on);
+template <class T>
+void general_backward_data(const GeomExt& g, const T* gy, const T* w, const T* bias, T* gx, const Tensor& on);
+// gw only (overwritten); the bias gradient is channel_sums of gy
+template <class T>
+void general_backward_weight(const GeomExt& g, const T* x, const T* gy, T* gw, const Tensor& on);
+
 }  // namespace sl::cuda::conv

@@ -262,7 +262,7 @@ inline bool correlate(const Shape& s, bool bwd, const float* in, const float* w,
   SL_CUDA_LAUNCH("conv_winograd_input");
   PointGemm<false> p{U.as<float>(),           V.as<float>(),        M.as<float>(),         s.Cin, t.P, t.P, 1,
                      int64_t(s.Cout) * s.Cin, int64_t(s.Cin) * t.P, int64_t(s.Cout) * t.P, 0,     0};
-  // tiles measured on CIFAR10CNN's layers at batch 128 (kernels/cuda/NOTES.md): 64 x 256 where they give every SM
+  // tiles measured on CIFAR10CNN's layers at batch 128 (docs/cuda-kernels.md): 64 x 256 where they give every SM
   // two blocks, else 64 x 64
   const int64_t long_tiles = int64_t((s.Cout + 63) / 64) * ((t.P + 255) / 256) * wf::kPoints;
   igemm::run_batched(p, wf::kPoints, s.Cout, t.P, s.Cin, on, name,

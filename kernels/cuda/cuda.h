@@ -1,6 +1,7 @@
 // The CUDA backend: hand-written kernels, float32 and float64, all queued on the engine's stream of the tensors'
 // device (tensor/cuda_runtime.cu). One file per op family, named as in kernels/cpu/ (elementwise.cu, random.cu,
-// reduce.cu, loss.cu, optim.cu, gemm.cu, conv2d.cu, conv_transpose2d.cu, pool.cu); the API is kernels/dispatch.h's.
+// reduce.cu, loss.cu, optim.cu, gemm.cu, conv2d.cu, conv_transpose2d.cu, pool.cu, pool2d.cu, broadcast.cu; the
+// general convolution geometry in conv_general.cu); the API is kernels/dispatch.h's.
 // Fused multi-tensor optimizer steps: kernels/cuda/optim_multi.h.
 #pragma once
 #include "kernels/dispatch.h"

@@ -1,6 +1,8 @@
 // Elementwise kernels: out[i] = f(a[i], b[i]), one thread per element (grid-stride).  Backward rules:
 //   relu:    y = max(x, 0),        dx = dy * [y > 0]
 //   sigmoid: y = 1 / (1 + e^-x),   dx = dy * y * (1 - y)     (computed from e^-|x|: never overflows)
+//   tanh:    y = tanh(x),          dx = dy * (1 - y^2)
+//   leaky:   y = x > 0 ? x : a x,  dx = dy * (x > 0 ? 1 : a)
 // mul_scalar_tensor reads its scalar from device memory inside the kernel (no host sync).
 #include <cmath>
 
@@ -87,6 +89,32 @@ struct SigmoidBackOp {
     return g * y * (T(1) - y);
   }
 };
+struct TanhOp {
+  template <class T>
+  __device__ T operator()(T v) const {
+    return tanh(v);
+  }
+};
+struct TanhBackOp {
+  template <class T>
+  __device__ T operator()(T y, T g) const {
+    return g * (T(1) - y * y);
+  }
+};
+struct LeakyReluOp {
+  double alpha;
+  template <class T>
+  __device__ T operator()(T v) const {
+    return v > T(0) ? v : T(alpha) * v;
+  }
+};
+struct LeakyReluBackOp {  // (x, g) -> g * (x > 0 ? 1 : alpha)
+  double alpha;
+  template <class T>
+  __device__ T operator()(T x, T g) const {
+    return x > T(0) ? g : T(alpha) * g;
+  }
+};
 template <class T>
 struct MulDeviceScalarOp {
   const T* s;
@@ -135,6 +163,16 @@ void sigmoid_forward(const Tensor& x, Tensor& y) {
 }
 void sigmoid_backward(const Tensor& y, const Tensor& gy, Tensor& gx) {
   SL_CUDA_DISPATCH(y, "sigmoid_backward", map2, y, gy, gx, "sigmoid_backward", SigmoidBackOp{});
+}
+void tanh_forward(const Tensor& x, Tensor& y) { SL_CUDA_DISPATCH(x, "tanh", map1, x, y, "tanh_forward", TanhOp{}); }
+void tanh_backward(const Tensor& y, const Tensor& gy, Tensor& gx) {
+  SL_CUDA_DISPATCH(y, "tanh_backward", map2, y, gy, gx, "tanh_backward", TanhBackOp{});
+}
+void leaky_relu_forward(const Tensor& x, double alpha, Tensor& y) {
+  SL_CUDA_DISPATCH(x, "leaky_relu", map1, x, y, "leaky_relu_forward", LeakyReluOp{alpha});
+}
+void leaky_relu_backward(const Tensor& x, double alpha, const Tensor& gy, Tensor& gx) {
+  SL_CUDA_DISPATCH(x, "leaky_relu_backward", map2, x, gy, gx, "leaky_relu_backward", LeakyReluBackOp{alpha});
 }
 void mul_scalar_tensor(const Tensor& a, const Tensor& s, Tensor& out) {
   SL_CUDA_DISPATCH(a, "mul_scalar_tensor", mul_scalar_tensor_t, a, s, out);

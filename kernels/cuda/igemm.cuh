@@ -11,7 +11,7 @@
 // Small problems split K over blockIdx.z (split-K): each slice writes a partial tile to a workspace, and a second
 // kernel adds the slices in a fixed order and applies the problem's epilogue, so results are deterministic.
 // (Finishing in the last block to arrive at a tile saves that launch but serialises the sum over slices in one
-// block: measured 2-5x slower on the project's split shapes, so the second kernel stays; kernels/cuda/NOTES.md.)
+// block: measured 2-5x slower on the project's split shapes, so the second kernel stays; docs/cuda-kernels.md.)
 //
 // A problem P provides, for T = float or double:
 //   static constexpr bool kAContigK;          A(m, k) and A(m, k+1) adjacent in memory (else A(m+1, k) is)
@@ -343,7 +343,7 @@ void launch_splitk_finish(const P& p, int M, int N, int slices, const T* ws, Dev
   const int64_t mn = int64_t(M) * N;
   const int64_t cap = int64_t(cuda_rt::sm_count(dev)) * 8;
   // The warp finish suits tiny outputs with many slices (one long dependent chain per thread otherwise); for
-  // large outputs the thread finish reads each slice as one coalesced line and is faster (run 2 vs run 4).
+  // large outputs the thread finish reads each slice as one coalesced line and is faster (docs/cuda-kernels.md).
   if (slices >= kWarpFinishSlices && mn <= kWarpFinishMaxElems) {
     const int blocks = int(std::min<int64_t>((mn + 7) / 8, cap));  // 8 warps (elements) per block
     splitk_finish_warp<T, P><<<blocks, 256, 0, s>>>(p, M, N, slices, ws);
@@ -393,10 +393,10 @@ inline void env_plan(int& cfg, int& slices) {
 
 struct CfgInfo {
   int bm, bn, bk;
-  double rate;        // measured throughput of an SM running this configuration (relative units; H200, see NOTES.md)
-  int threads, minb;  // threads per block; blocks per SM at which `rate` was measured
-  int min_k = 0;      // the cost model leaves the configuration out for shorter K,
-  int max_k = 0;      // for longer K (0: no limit)
+  double rate;  // measured throughput of an SM running this configuration (relative units; H200, docs/cuda-kernels.md)
+  int threads, minb;        // threads per block; blocks per SM at which `rate` was measured
+  int min_k = 0;            // the cost model leaves the configuration out for shorter K,
+  int max_k = 0;            // for longer K (0: no limit)
   int64_t min_outputs = 0;  // and for fewer than this many outputs M x N
   bool tap_safe = true;     // BK <= 16: a K slice stays inside one filter tap of the staged (tap-major) problems
 };
@@ -416,7 +416,7 @@ inline constexpr CfgInfo kCfgs[kNumCfgs] = {{128, 128, 8, 3.2, 256, 2},
 
 // An SM reaches its rate only with enough warps to hide latency (~16, i.e. 512 threads); fewer resident
 // threads run proportionally slower. Relative to the occupancy at which the rate was measured.
-// SPLITLEAK_GEMM_COST=flat turns the term off (the model of device runs 1-4), for A/B measurements.
+// SPLITLEAK_GEMM_COST=flat turns the term off (the model before the term), for A/B measurements.
 inline bool occupancy_term_on() {
   static const bool on = [] {
     const char* v = std::getenv("SPLITLEAK_GEMM_COST");

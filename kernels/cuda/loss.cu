@@ -66,6 +66,44 @@ __global__ void softmax_backward_kernel(const T* y, const T* gy, T* gx, int64_t 
   for (int j = lane; j < cols; j += 32) gx[row * cols + j] = T(double(p[j]) * (double(g[j]) - dot));
 }
 
+// Softmax along a dim that is not the last: x as [outer, C, inner], one thread per (outer, inner) line, reading
+// the line's C elements `inner` apart (neighbouring threads read neighbouring elements).
+template <class T>
+__global__ void softmax_lines_forward_kernel(const T* z, T* o, int64_t lines, int c, int64_t inner) {
+  for (int64_t l = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; l < lines; l += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t base = (l / inner) * c * inner + l % inner;
+    double m = double(z[base]);
+    for (int j = 1; j < c; ++j) m = fmax(m, double(z[base + j * inner]));
+    double se = 0;
+    for (int j = 0; j < c; ++j) se += exp(double(z[base + j * inner]) - m);
+    for (int j = 0; j < c; ++j) o[base + j * inner] = T(exp(double(z[base + j * inner]) - m) / se);
+  }
+}
+template <class T>
+__global__ void softmax_lines_backward_kernel(const T* y, const T* gy, T* gx, int64_t lines, int c, int64_t inner) {
+  for (int64_t l = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; l < lines; l += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t base = (l / inner) * c * inner + l % inner;
+    double dot = 0;
+    for (int j = 0; j < c; ++j) dot += double(y[base + j * inner]) * double(gy[base + j * inner]);
+    for (int j = 0; j < c; ++j)
+      gx[base + j * inner] = T(double(y[base + j * inner]) * (double(gy[base + j * inner]) - dot));
+  }
+}
+
+// x as [outer, C, inner] for a softmax along `axis` (negative: from the end).
+struct Lines {
+  int64_t outer = 1, c = 1, inner = 1;
+};
+Lines lines_of(const Tensor& x, int axis, const char* op) {
+  const int r = int(x.dim());
+  SL_CHECK(axis >= -r && axis < r, ValueError, op, ": axis ", axis, " out of range for ", x.str());
+  const int a = axis < 0 ? axis + r : axis;
+  Lines l;
+  for (int d = 0; d < r; ++d) (d < a ? l.outer : d == a ? l.c : l.inner) *= x.size(d);
+  SL_CHECK(l.c < (int64_t(1) << 31), ValueError, op, ": ", l.c, " classes exceed 2^31");
+  return l;
+}
+
 unsigned row_blocks(int64_t rows) { return unsigned((rows + kRowWarps - 1) / kRowWarps); }
 }  // namespace
 
@@ -129,19 +167,36 @@ void cross_entropy_backward_t(const Tensor& probs, const Tensor& labels, const T
   });
 }
 
+unsigned line_blocks(const Tensor& on, int64_t lines) {
+  return unsigned(
+      std::max<int64_t>(1, std::min<int64_t>((lines + 255) / 256, int64_t(cuda_rt::sm_count(on.device())) * 16)));
+}
+
 template <class T>
-void softmax_forward_t(const Tensor& x, Tensor& y) {
-  const int64_t cols = x.size(-1), rows = x.numel() / cols;
-  softmax_forward_kernel<T>
-      <<<row_blocks(rows), kRowWarps * 32, 0, stream_of(x)>>>(x.data<T>(), y.data<T>(), rows, int(cols));
+void softmax_forward_t(const Tensor& x, Tensor& y, int axis) {
+  const Lines l = lines_of(x, axis, "softmax_forward");
+  if (x.numel() == 0) return;
+  if (l.inner == 1) {  // the last dim: one warp per row
+    softmax_forward_kernel<T>
+        <<<row_blocks(l.outer), kRowWarps * 32, 0, stream_of(x)>>>(x.data<T>(), y.data<T>(), l.outer, int(l.c));
+  } else {
+    softmax_lines_forward_kernel<T><<<line_blocks(x, l.outer * l.inner), 256, 0, stream_of(x)>>>(
+        x.data<T>(), y.data<T>(), l.outer * l.inner, int(l.c), l.inner);
+  }
   SL_CUDA_LAUNCH("softmax_forward");
 }
 
 template <class T>
-void softmax_backward_t(const Tensor& y, const Tensor& gy, Tensor& gx) {
-  const int64_t cols = y.size(-1), rows = y.numel() / cols;
-  softmax_backward_kernel<T>
-      <<<row_blocks(rows), kRowWarps * 32, 0, stream_of(y)>>>(y.data<T>(), gy.data<T>(), gx.data<T>(), rows, int(cols));
+void softmax_backward_t(const Tensor& y, const Tensor& gy, Tensor& gx, int axis) {
+  const Lines l = lines_of(y, axis, "softmax_backward");
+  if (y.numel() == 0) return;
+  if (l.inner == 1) {
+    softmax_backward_kernel<T><<<row_blocks(l.outer), kRowWarps * 32, 0, stream_of(y)>>>(
+        y.data<T>(), gy.data<T>(), gx.data<T>(), l.outer, int(l.c));
+  } else {
+    softmax_lines_backward_kernel<T><<<line_blocks(y, l.outer * l.inner), 256, 0, stream_of(y)>>>(
+        y.data<T>(), gy.data<T>(), gx.data<T>(), l.outer * l.inner, int(l.c), l.inner);
+  }
   SL_CUDA_LAUNCH("softmax_backward");
 }
 
@@ -236,10 +291,12 @@ void cross_entropy_backward(const Tensor& probs, const Tensor& labels, const Ten
   SL_CUDA_DISPATCH(probs, "cross_entropy_backward", cross_entropy_backward_t, probs, labels, gout, glogits);
 }
 
-void softmax_forward(const Tensor& x, Tensor& y) { SL_CUDA_DISPATCH(x, "softmax", softmax_forward_t, x, y); }
+void softmax_forward(const Tensor& x, Tensor& y, int axis) {
+  SL_CUDA_DISPATCH(x, "softmax", softmax_forward_t, x, y, axis);
+}
 
-void softmax_backward(const Tensor& y, const Tensor& gy, Tensor& gx) {
-  SL_CUDA_DISPATCH(y, "softmax_backward", softmax_backward_t, y, gy, gx);
+void softmax_backward(const Tensor& y, const Tensor& gy, Tensor& gx, int axis) {
+  SL_CUDA_DISPATCH(y, "softmax_backward", softmax_backward_t, y, gy, gx, axis);
 }
 
 void tv_forward(const Tensor& x, double beta, double eps, Tensor& out, double weight) {

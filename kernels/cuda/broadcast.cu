@@ -1,0 +1,116 @@
+// Broadcasting and per-channel kernels on the GPU (math as in kernels/cpu/broadcast.cpp):
+//   add_broadcast   one thread per output element, the operands' offsets from kernels/broadcast.h
+//   sum_to_shape    one thread per output element, summing the reduced dims in index order (double)
+//   channel_affine  forward and gx one thread per element; gscale/gshift one block per channel, each thread a fixed
+//                   share of the channel's (n, q) positions, then the block's deterministic tree sum (double)
+#include "kernels/broadcast.h"
+#include "kernels/cuda/common.cuh"
+
+namespace sl::cuda {
+
+namespace {
+
+template <class T>
+void add_broadcast_t(const Tensor& a, const Tensor& b, Tensor& out) {
+  const bcast::Index ix = bcast::index_of(a.shape(), b.shape(), out.shape(), "add_broadcast");
+  const T* pa = a.data<T>();
+  const T* pb = b.data<T>();
+  T* po = out.data<T>();
+  for_each(out, out.numel(), "add_broadcast", [=] __device__(int64_t o) {
+    int64_t ia, ib;
+    ix.offsets(o, ia, ib);
+    po[o] = pa[ia] + pb[ib];
+  });
+}
+
+template <class T>
+void sum_to_shape_t(const Tensor& g, Tensor& out) {
+  const bcast::Reduce r = bcast::reduce_of(g.shape(), out.shape(), "sum_to_shape");
+  SL_CHECK(r.kept == out.numel(), ShapeError, "sum_to_shape: output ", out.str(), " does not fit ", g.str());
+  const T* pg = g.data<T>();
+  T* po = out.data<T>();
+  for_each(out, r.kept, "sum_to_shape", [=] __device__(int64_t k) {
+    const int64_t base = r.kept_offset(k);
+    double s = 0;
+    for (int64_t q = 0; q < r.reduced; ++q) s += double(pg[base + r.reduced_offset(q)]);
+    po[k] = T(s);
+  });
+}
+
+template <class T>
+__global__ void channel_sums_kernel(const T* x, const T* gy, int64_t N, int64_t C, int64_t Q, T* gscale, T* gshift) {
+  const int64_t c = blockIdx.x, total = N * Q;
+  double sx = 0, s1 = 0;
+  for (int64_t i = threadIdx.x; i < total; i += blockDim.x) {
+    const int64_t n = i / Q, off = (n * C + c) * Q + (i - n * Q);
+    const double g = double(gy[off]);
+    s1 += g;
+    if (gscale) sx += g * double(x[off]);
+  }
+  sx = block_sum(sx);
+  s1 = block_sum(s1);
+  if (threadIdx.x == 0) {
+    if (gscale) gscale[c] = T(sx);
+    if (gshift) gshift[c] = T(s1);
+  }
+}
+
+struct Planes {
+  int64_t n, c, q;
+};
+Planes planes_of(const Tensor& x, const Tensor& scale, const char* op) {
+  SL_CHECK(x.dim() >= 2, ShapeError, op, ": input ", x.str(), " must have a channel dim [N, C, ...]");
+  SL_CHECK(scale.dim() == 1 && scale.size(0) == x.size(1), ShapeError, op, ": scale ", scale.str(), " must have ",
+           x.size(1), " elements");
+  const int64_t n = x.size(0), c = x.size(1);
+  return {n, c, n * c == 0 ? 0 : x.numel() / (n * c)};
+}
+
+template <class T>
+void channel_affine_forward_t(const Tensor& x, const Tensor& scale, const Tensor& shift, Tensor& y) {
+  const Planes p = planes_of(x, scale, "channel_affine");
+  check_shape(shift, scale.shape(), "channel_affine shift");
+  const T* px = x.data<T>();
+  const T* ps = scale.data<T>();
+  const T* pt = shift.data<T>();
+  T* py = y.data<T>();
+  const int64_t C = p.c, Q = p.q;
+  for_each(x, x.numel(), "channel_affine_forward", [=] __device__(int64_t i) {
+    const int64_t c = (i / Q) % C;
+    py[i] = px[i] * ps[c] + pt[c];
+  });
+}
+
+template <class T>
+void channel_affine_backward_t(const Tensor& x, const Tensor& scale, const Tensor& gy, Tensor& gx, Tensor& gscale,
+                               Tensor& gshift) {
+  const Planes p = planes_of(x, scale, "channel_affine_backward");
+  const T* px = x.data<T>();
+  const T* ps = scale.data<T>();
+  const T* pg = gy.data<T>();
+  const int64_t C = p.c, Q = p.q;
+  if (gx.defined()) {
+    T* o = gx.data<T>();
+    for_each(x, x.numel(), "channel_affine_backward", [=] __device__(int64_t i) { o[i] = pg[i] * ps[(i / Q) % C]; });
+  }
+  if ((!gscale.defined() && !gshift.defined()) || C == 0) return;
+  channel_sums_kernel<T><<<unsigned(C), 256, 0, stream_of(x)>>>(
+      px, pg, p.n, C, Q, gscale.defined() ? gscale.data<T>() : nullptr, gshift.defined() ? gshift.data<T>() : nullptr);
+  SL_CUDA_LAUNCH("channel_affine_backward_sums");
+}
+
+}  // namespace
+
+void add_broadcast(const Tensor& a, const Tensor& b, Tensor& out) {
+  SL_CUDA_DISPATCH(out, "add_broadcast", add_broadcast_t, a, b, out);
+}
+void sum_to_shape(const Tensor& g, Tensor& out) { SL_CUDA_DISPATCH(g, "sum_to_shape", sum_to_shape_t, g, out); }
+void channel_affine_forward(const Tensor& x, const Tensor& scale, const Tensor& shift, Tensor& y) {
+  SL_CUDA_DISPATCH(x, "channel_affine", channel_affine_forward_t, x, scale, shift, y);
+}
+void channel_affine_backward(const Tensor& x, const Tensor& scale, const Tensor& gy, Tensor& gx, Tensor& gscale,
+                             Tensor& gshift) {
+  SL_CUDA_DISPATCH(x, "channel_affine_backward", channel_affine_backward_t, x, scale, gy, gx, gscale, gshift);
+}
+
+}  // namespace sl::cuda
