@@ -26,13 +26,13 @@
 #include <string>
 #include <vector>
 
+#include "autograd/graph_step.h"
 #include "autograd/ops.h"
-#include "kernels/cuda/check.cuh"
 #include "kernels/cuda/cuda.h"
 #include "kernels/dispatch.h"
-#include "nn/graph_step.h"
 #include "nn/models.h"
 #include "nn/optim.h"
+#include "tensor/cuda_check.cuh"
 
 using namespace sl;
 

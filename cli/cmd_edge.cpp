@@ -15,17 +15,19 @@
 #include <sstream>
 
 #include "cli/commands.h"
-#include "cli/common.h"
 #include "cli/net_options.h"
-#include "cli/ui.h"
 #include "cli/validate.h"
 #include "datasets/fetch.h"
+#include "experiment/common.h"
+#include "experiment/ui.h"
 #include "runtime/deploy.h"
 #include "runtime/edge.h"
 #include "runtime/metrics.h"
 #include "tensor/io.h"
 
 namespace sl::cli {
+
+using namespace sl::experiment;  // load_model, parse_device, json_text, command_line, ...
 
 namespace {
 

@@ -4,9 +4,9 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
-#include "cli/common.h"
-#include "cli/ui.h"
 #include "cli/validate.h"
+#include "experiment/common.h"
+#include "experiment/ui.h"
 
 namespace sl::cli {
 

@@ -7,14 +7,16 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
-#include "cli/common.h"
 #include "cli/net_options.h"
-#include "cli/ui.h"
 #include "cli/validate.h"
+#include "experiment/common.h"
+#include "experiment/ui.h"
 #include "runtime/client.h"
 #include "runtime/server.h"
 
 namespace sl::cli {
+
+using namespace sl::experiment;  // load_model, parse_device, json_text, command_line, ...
 
 namespace {
 

@@ -11,7 +11,7 @@
 #include <system_error>
 
 #include "cli/commands.h"
-#include "cli/common.h"
+#include "experiment/common.h"
 #include "tensor/error.h"
 
 namespace {
@@ -52,6 +52,7 @@ int main(int argc, char** argv) {
   sl::cli::add_split(app);
   sl::cli::add_serve(app);
   sl::cli::add_edge(app);
+  sl::cli::add_defend(app);
 
   // Walk the command words ("attack whitebox"): an unknown one is named with the ones that exist.
   CLI::App* cur = &app;

@@ -6,6 +6,7 @@
 #include <limits>
 #include <thread>
 
+#include "split/defense.h"
 #include "tensor/error.h"
 
 namespace sl::cli::valid {
@@ -96,6 +97,37 @@ CLI::Validator threads() {
         return "";
       },
       range);
+}
+
+CLI::Validator defense(bool level_required) {
+  return CLI::Validator(
+      [level_required](std::string& in) {
+        try {
+          parse_defenses(in, level_required);
+        } catch (const Error& e) {
+          return std::string(e.what());
+        }
+        return std::string();
+      },
+      "SPEC");
+}
+
+CLI::Validator number_list() {
+  return CLI::Validator(
+      [](std::string& in) {
+        if (in.empty()) return std::string("expected comma-separated numbers, got ''");
+        size_t start = 0;
+        while (start <= in.size()) {
+          size_t comma = in.find(',', start);
+          std::string piece = in.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+          double v = 0;
+          if (!parse_finite(piece, v)) return str("'", piece, "' in ", in, " is not a finite number");
+          if (comma == std::string::npos) break;
+          start = comma + 1;
+        }
+        return std::string();
+      },
+      "LIST");
 }
 
 }  // namespace sl::cli::valid

@@ -20,6 +20,12 @@ CLI::Validator threads();                        // 0 (OpenMP's default) .. max_
 
 CLI::Validator path();  // a non-empty file or folder name
 
+// A defense spec (split/defense.h), checked by its kinds: "dropout:0.6", "gaussian:0.5@input,dropout:0.3".
+// Without levels where the levels come from another flag (`defend --levels`).
+CLI::Validator defense(bool level_required = true);
+// Comma-separated finite numbers ("0,0.1,0.5").
+CLI::Validator number_list();
+
 // The most CPU threads a command accepts: 4 x the hardware threads of this machine.
 int max_threads();
 

@@ -1,13 +1,11 @@
-// The version and the commit this binary was built from (cmake/build_info.cmake writes the commit at build time).
-#include "build_info.h"
-#include "cli/common.h"
+// The version line of --version, with the commit this binary was built from (experiment/results.h).
+#include "cli/commands.h"
+#include "experiment/results.h"
 
 namespace sl::cli {
 
-std::string build_commit() { return SPLITLEAK_BUILD_COMMIT; }
-
 std::string version_line() {
-  return std::string("splitleak ") + SPLITLEAK_VERSION + " (commit " + build_commit() + ")";
+  return std::string("splitleak ") + SPLITLEAK_VERSION + " (commit " + experiment::build_commit() + ")";
 }
 
 }  // namespace sl::cli

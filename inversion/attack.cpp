@@ -2,46 +2,104 @@
 
 #include <chrono>
 #include <cstring>
+#include <map>
+#include <mutex>
 
 #include "autograd/node.h"
 #include "autograd/ops.h"
-#include "inversion/inverse_net.h"
+#include "inversion/attacks.h"
 #include "inversion/metrics.h"
-#include "inversion/query_free.h"
 
 namespace sl::inv {
 
-AttackKind attack_kind(const std::string& name) {
-  if (name == "whitebox") return AttackKind::whitebox;
-  if (name == "blackbox") return AttackKind::blackbox;
-  if (name == "queryfree") return AttackKind::queryfree;
-  throw ValueError("unknown attack '" + name + "' (attacks: whitebox, blackbox, queryfree)");
-}
-
-std::string attack_name(AttackKind k) {
-  return k == AttackKind::whitebox ? "whitebox" : k == AttackKind::blackbox ? "blackbox" : "queryfree";
-}
+// ---- the registry ------------------------------------------------------------------------------------------
 
 namespace {
 
-bool is_fc_side(const std::string& split) { return split.rfind("fc", 0) == 0 || split == "prob" || split == "label"; }
+struct Registry {
+  std::vector<std::pair<std::string, AttackFactory>> attacks;
+  Registry() {
+    // The built-in attacks (one file each).
+    attacks.emplace_back("whitebox", make_whitebox);
+    attacks.emplace_back("blackbox", make_blackbox);
+    attacks.emplace_back("queryfree", make_queryfree);
+  }
+};
+
+std::mutex& registry_mutex() {
+  static std::mutex m;
+  return m;
+}
+Registry& registry() {
+  static Registry r;
+  return r;
+}
+
+std::string names_list() {
+  std::string s;
+  for (auto& [n, f] : registry().attacks) s += (s.empty() ? "" : ", ") + n;
+  return s;
+}
 
 }  // namespace
 
-// Reference preset (SPEC §4 and the reference commands): 5000 iterations of AMSGrad (eps 1e-3) at lr 1e-2
-// from x = 0, constant rate, squared TV (β = 2) with λ = 0 up to pool1 (the paper: none before the FC
-// layers), 1 deeper in the conv part (the reference's MNIST ReLU2 command), 1e3 on the FC side (its fc3
-// command) except 10 for `prob` (a probability error is small; 1e3 drowns it, measured). CIFAR: λ 10
-// (ReLU22); the query-free inversion at lr 0.1, λ 2, 500 iterations.
+void register_attack(const std::string& name, AttackFactory factory) {
+  std::lock_guard<std::mutex> lock(registry_mutex());
+  for (auto& [n, f] : registry().attacks)
+    if (n == name) {
+      f = std::move(factory);
+      return;
+    }
+  registry().attacks.emplace_back(name, std::move(factory));
+}
+
+std::vector<std::string> attack_names() {
+  std::lock_guard<std::mutex> lock(registry_mutex());
+  std::vector<std::string> out;
+  for (auto& [n, f] : registry().attacks) out.push_back(n);
+  return out;
+}
+
+std::unique_ptr<Attack> make_attack(const AttackConfig& cfg) {
+  AttackFactory factory;
+  {
+    std::lock_guard<std::mutex> lock(registry_mutex());
+    for (auto& [n, f] : registry().attacks)
+      if (n == cfg.kind.name) factory = f;
+    SL_CHECK(factory, ValueError, "unknown attack '", cfg.kind.name, "' (attacks: ", names_list(), ")");
+  }
+  return factory(cfg);
+}
+
+AttackKind attack_kind(const std::string& name) {
+  std::lock_guard<std::mutex> lock(registry_mutex());
+  for (auto& [n, f] : registry().attacks)
+    if (n == name) return AttackKind{name};
+  throw ValueError("unknown attack '" + name + "' (attacks: " + names_list() + ")");
+}
+
+std::string attack_name(const AttackKind& k) { return k.name; }
+
+// ---- settings from the profile --------------------------------------------------------------------------------
+
+TargetKind target_of(const std::string& split) {
+  if (split == "prob") return TargetKind::prob;
+  if (split == "label") return TargetKind::label;
+  return TargetKind::feature;
+}
+
+// Reference preset (the authors' code and commands): 5000 iterations of AMSGrad (eps 1e-3) at lr 1e-2 from
+// x = 0, constant rate, squared TV (β = 2) with the profile's reference λ for the split's region (LeNet: 0 up to
+// pool1, 1 in the rest of the conv part, 1e3 on the FC side, 10 for prob; CIFAR10CNN 10 / 1e3, and its query-free
+// inversion at lr 0.1, λ 2, 500 iterations).
 //
 // Tuned preset (measured on MNIST, docs/attacks.md): the same optimiser at lr 0.05 with a cosine decay,
-// projection into the pixel box after every step, and the paper's TV with β = 1 (edges stay sharp).
-// White-box λ = 0 before pool1, 2e-4 in the rest of the conv part, 1e-2 on the FC side, 1e-3 for prob;
-// query-free λ = 2e-4 / 1e-3 / 1e-2, stronger because its shadow only approximates f1.
+// projection into the pixel box after every step, and the paper's TV with β = 1 (edges stay sharp), with the
+// profile's tuned λ; a model without a tuned setting gets the reference preset.
 //
-// Decoder and shadow training (both presets): 2 epochs over the attacker's data, batch 32, AMSGrad with a
-// cosine decay from lr 2e-2 (decoder) or 1e-3 (shadow, a classifier trained through the cloud part).
-AttackConfig default_config(AttackKind kind, const std::string& arch, const std::string& split,
+// Decoder and shadow training (both presets): 2 epochs over the attacker's data, batch 32, AMSGrad with a cosine
+// decay from lr 2e-2 (decoder) or 1e-3 (shadow, a classifier trained through the cloud part).
+AttackConfig default_config(const AttackKind& kind, const ModelProfile& profile, const std::string& split,
                             const std::string& preset) {
   SL_CHECK(preset == "reference" || preset == "tuned", ValueError, "unknown preset '", preset,
            "' (presets: reference, tuned)");
@@ -51,34 +109,82 @@ AttackConfig default_config(AttackKind kind, const std::string& arch, const std:
   c.fit.epochs = 2;
   c.fit.lr = kind == AttackKind::blackbox ? 2e-2 : 1e-3;
   RmleOptions& r = c.rmle;
-  const bool shallow = split == "conv1" || split == "ReLU1" || split == "conv11" || split == "ReLU11";
-  const bool fc_side = is_fc_side(split);
-  if (arch != "lenet" || preset == "reference") {
-    r.iters = 5000;
+  const bool tuned = preset == "tuned" && profile.inversion.count("tuned");
+  const std::string setting = tuned ? "tuned" : "reference";
+  const InversionHint* hint = nullptr;
+  if (kind == AttackKind::queryfree)
+    hint = profile.inversion.count(setting + "/queryfree") ? &profile.inversion.at(setting + "/queryfree") : nullptr;
+  if (!hint) hint = profile.hint(setting);
+  const InversionHint fallback;
+  if (!hint) hint = &fallback;
+  const TargetKind target = target_of(split);
+  const double tv = target == TargetKind::prob    ? hint->tv.prob
+                    : target == TargetKind::label ? hint->tv.label
+                    : profile.has_layer(split)    ? hint->tv.at(profile.layer(split).region)
+                                                  : hint->tv.at(Region::conv);
+  r.iters = 5000;
+  r.tv = tv;
+  if (!tuned) {
     r.lr = 1e-2;
     r.tv_beta = 2;
-    if (arch == "lenet") {
-      r.tv = shallow || split == "pool1" ? 0 : split == "prob" ? 10 : fc_side ? 1e3 : 1;
-    } else {
-      r.tv = fc_side ? 1e3 : 10;
-      if (kind == AttackKind::queryfree) {
-        r.lr = 0.1;
-        r.tv = 2;
-        r.iters = 500;
-      }
-    }
-    return c;
+  } else {
+    r.lr = 0.05;
+    r.schedule = "cosine";
+    r.project = true;
+    r.tv_beta = 1;
   }
-  r.iters = 5000;
-  r.lr = 0.05;
-  r.schedule = "cosine";
-  r.project = true;
-  r.tv_beta = 1;
-  if (kind == AttackKind::queryfree)
-    r.tv = shallow ? 2e-4 : fc_side ? 1e-2 : 1e-3;
-  else
-    r.tv = shallow ? 0 : split == "prob" ? 1e-3 : fc_side ? 1e-2 : 2e-4;
+  if (hint->lr > 0) r.lr = hint->lr;
+  if (hint->iters > 0) r.iters = hint->iters;
   return c;
+}
+
+AttackConfig default_config(const AttackKind& kind, const std::string& arch, const std::string& split,
+                            const std::string& preset) {
+  for (const std::string& known : model_names())
+    if (known == arch) {
+      Generator gen(0);
+      return default_config(kind, profile_of(make_model(arch, gen)), split, preset);
+    }
+  return default_config(kind, builtin_profile(arch), split, preset);
+}
+
+// ---- observing and scoring ------------------------------------------------------------------------------------
+
+SplitPipeline pipeline_for(const Model& model, const std::string& split, DefenseChain defenses) {
+  if (target_of(split) == TargetKind::feature) return SplitPipeline(model, split, std::move(defenses));
+  SL_CHECK(model.net && model.net->size() > 0, ValueError, "model '", model.arch, "' has no layers");
+  return SplitPipeline(model, model.net->layer_names().back(), std::move(defenses));
+}
+
+Observation observe(const SplitPipeline& pipeline, TargetKind kind, const Tensor& x,
+                    const std::vector<uint64_t>& queries, const DefenseChain& deployed) {
+  NoGradGuard no_grad;
+  SplitPipeline p = pipeline.with_defenses(deployed);
+  Observation obs;
+  obs.kind = kind;
+  Tensor v = p.edge(x, queries);
+  if (kind == TargetKind::feature)
+    obs.v = v;
+  else if (kind == TargetKind::prob)
+    obs.v = softmax(p.cloud(v));
+  else
+    obs.v = argmax_rows(p.cloud(v));
+  obs.groups.push_back(ObservedGroup{0, obs.v.size(0), deployed});
+  return obs;
+}
+
+Tensor gather_rows(const Tensor& t, const std::vector<int64_t>& rows) {
+  Shape s = t.shape();
+  s[0] = int64_t(rows.size());
+  Tensor out = Tensor::empty(s, t.dtype(), t.device());
+  bool identity = int64_t(rows.size()) == t.size(0);
+  for (size_t i = 0; i < rows.size() && identity; ++i) identity = rows[i] == int64_t(i);
+  if (identity) return t;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    Tensor dst = out.slice(int64_t(i), int64_t(i) + 1);
+    dst.copy_(t.slice(rows[i], rows[i] + 1));
+  }
+  return out;
 }
 
 double AttackResult::mean_psnr() const {
@@ -92,6 +198,24 @@ double AttackResult::mean_ssim() const {
   for (double v : ssim) s += v;
   return ssim.empty() ? 0 : s / double(ssim.size());
 }
+
+AttackResult score(const Model& model, const data::Dataset& victims, const Tensor& recon, Device device) {
+  AttackResult r;
+  r.originals = data::denormalize(victims.images, victims.norm, true);
+  r.reconstructions = data::denormalize(recon, victims.norm, true);
+  r.psnr = psnr_per_image(r.originals, r.reconstructions);
+  r.ssim = ssim_per_image(r.originals, r.reconstructions);
+  r.labels = victims.labels;
+  {
+    NoGradGuard no_grad;
+    Tensor pred = argmax_rows((*model.net)(recon.to(device))).to(Device::cpu());
+    r.predicted.assign(pred.data<int32_t>(), pred.data<int32_t>() + pred.numel());
+  }
+  r.recovery_rate = recovery_rate(r.labels, r.predicted);
+  return r;
+}
+
+// ---- choosing images --------------------------------------------------------------------------------------------
 
 std::vector<int64_t> first_of_each_class(const data::Dataset& d) {
   std::vector<int64_t> first(size_t(d.classes), -1), out;
@@ -134,165 +258,75 @@ data::Dataset without(const data::Dataset& d, const std::vector<int64_t>& indice
 void check_model_fits_data(const Model& m, const data::Dataset& d) {
   SL_CHECK(d.images.defined() && d.images.dim() == 4, ValueError, "data set '", d.name, "' holds no images");
   Shape s{d.channels(), d.height(), d.width()};
-  SL_CHECK(s == m.input_shape, ValueError, "model '", m.arch, "' takes images of shape ", m.input_shape.str(),
-           " but data set '", d.name, "' has images of shape ", s.str(), " (a ",
-           m.arch == "lenet" ? "LeNet model needs MNIST" : "CIFAR10CNN model needs CIFAR-10", " data)");
+  if (s == m.input_shape) return;
+  const std::string want = builtin_profile(m.arch).dataset;
+  throw ValueError(str("model '", m.arch, "' takes images of shape ", m.input_shape.str(), " but data set '", d.name,
+                       "' has images of shape ", s.str(),
+                       want == "mnist"     ? " (a LeNet model needs MNIST data)"
+                       : want == "cifar10" ? " (a CIFAR10CNN model needs CIFAR-10 data)"
+                                           : ""));
 }
 
-namespace {
+// ---- one attack, scored ---------------------------------------------------------------------------------------
 
-using Clock = std::chrono::steady_clock;
-double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-// One sample's shape (drops the batch dimension).
-Shape sample_shape(const Shape& batch) {
-  return Shape(std::vector<int64_t>(batch.dims().begin() + 1, batch.dims().end()));
-}
-
-// The edge's answer for each target kind: the head's output, the softmax output, or the predicted class.
-struct Edge {
-  TargetKind kind;
-  std::shared_ptr<Module> f1;  // head, or the whole network for prob / label
-  std::shared_ptr<Module> tail;
-  Tensor answer(const Tensor& x) const {
-    NoGradGuard no_grad;
-    Tensor out = (*f1)(x);
-    if (kind == TargetKind::prob) return softmax(out);
-    if (kind == TargetKind::label) return argmax_rows(out);
-    return out;
+AttackResult run_attack(const SplitPipeline& pipeline, TargetKind target, const data::Dataset& victims,
+                        const std::vector<uint64_t>& victim_queries, const data::Dataset& attacker_data,
+                        const AttackConfig& cfg, const PhaseProgress& progress) {
+  const Model& model = pipeline.model();
+  check_model_fits_data(model, victims);
+  SL_CHECK(victims.size() > 0, ValueError, "no images to attack");
+  SL_CHECK(cfg.batch >= 1, ValueError, "attack batch must be >= 1, got ", cfg.batch);
+  SL_CHECK(int64_t(victim_queries.size()) == victims.size(), ValueError, "attack: ", victim_queries.size(),
+           " query numbers for ", victims.size(), " victims");
+  model.net->eval();
+  AttackTarget t;
+  t.pipeline = pipeline.with_defenses({});
+  t.kind = target;
+  t.attacker_data = &attacker_data;
+  t.range = PixelRange::of(victims.norm);
+  t.image = model.input_shape;
+  t.device = cfg.device;
+  std::unique_ptr<Attack> attack = make_attack(cfg);
+  attack->prepare(t, progress);
+  // The victims' observations, in chunks of cfg.batch (what the edge would send for each).
+  Observation obs;
+  obs.kind = target;
+  std::vector<Tensor> parts;
+  for (int64_t b = 0; b < victims.size(); b += cfg.batch) {
+    int64_t e = std::min(victims.size(), b + cfg.batch);
+    std::vector<uint64_t> q(victim_queries.begin() + b, victim_queries.begin() + e);
+    parts.push_back(observe(pipeline, target, victims.images.slice(b, e).to(cfg.device), q, pipeline.defenses()).v);
   }
-};
-
-Edge make_edge(const Model& model, const std::string& split) {
-  if (split == "prob" || split == "label")
-    return {split == "prob" ? TargetKind::prob : TargetKind::label, model.net, nullptr};
-  SplitModel sm = model.net->split(split);  // ValueError listing the layer names for an unknown split
-  return {TargetKind::feature, sm.head, sm.tail};
+  obs.v = parts.size() == 1 ? parts[0] : [&] {
+    Shape s = parts[0].shape();
+    s[0] = victims.size();
+    Tensor all = Tensor::empty(s, parts[0].dtype(), parts[0].device());
+    int64_t at = 0;
+    for (auto& p : parts) {
+      Tensor dst = all.slice(at, at + p.size(0));
+      dst.copy_(p);
+      at += p.size(0);
+    }
+    return all;
+  }();
+  obs.groups.push_back(ObservedGroup{0, victims.size(), pipeline.defenses()});
+  Tensor recon = attack->invert(t, obs, progress);
+  AttackResult r = score(model, victims, recon, cfg.device);
+  r.train_seconds = attack->train_seconds();
+  r.invert_seconds = attack->invert_seconds();
+  r.detail = attack->detail();
+  return r;
 }
-
-// The black-box and query-free attackers learn from their own images: there must be some, of the right kind.
-void check_attacker_data(const Model& model, const data::Dataset& attacker_data) {
-  SL_CHECK(attacker_data.size() > 0, ValueError, "the attacker's data set is empty: the black-box and query-free ",
-           "attacks learn from the attacker's own images (check --attacker-data / --attacker-limit)");
-  check_model_fits_data(model, attacker_data);
-}
-
-int64_t chunks(int64_t n, int64_t batch) { return (n + batch - 1) / batch; }
-
-// Runs f(batch of victims on the device) over the victims in chunks of cfg.batch; concatenates on the CPU.
-template <class F>
-Tensor over_chunks(const data::Dataset& victims, int64_t batch, Device device, F&& f) {
-  Tensor out = Tensor::empty(victims.images.shape(), DType::f32);
-  const int64_t per = victims.channels() * victims.height() * victims.width();
-  for (int64_t b = 0; b < victims.size(); b += batch) {
-    int64_t e = std::min(victims.size(), b + batch);
-    Tensor rec = f(victims.images.slice(b, e).to(device), b, e).to(Device::cpu()).to(DType::f32).contiguous();
-    std::memcpy(out.data<float>() + b * per, rec.data<float>(), size_t((e - b) * per) * sizeof(float));
-  }
-  return out;
-}
-
-RmleProgress rmle_progress(const PhaseProgress& progress, const std::string& phase, int64_t done_before,
-                           int64_t total) {
-  RmleProgress p;
-  if (!progress) return p;
-  p.every = 50;
-  p.fn = [=](int it, double obj) { progress(phase, done_before + it, total, "objective " + std::to_string(obj)); };
-  return p;
-}
-
-FitProgress fit_progress(const PhaseProgress& progress, const std::string& phase) {
-  FitProgress p;
-  if (!progress) return p;
-  p.fn = [=](int64_t step, int64_t total, double loss) {
-    progress(phase, step, total, "loss " + std::to_string(loss));
-  };
-  return p;
-}
-
-}  // namespace
 
 AttackResult run_attack(const Model& model, const data::Dataset& victims, const data::Dataset& attacker_data,
                         const AttackConfig& cfg, const PhaseProgress& progress) {
   check_model_fits_data(model, victims);
   SL_CHECK(victims.size() > 0, ValueError, "no images to attack");
   SL_CHECK(cfg.batch >= 1, ValueError, "attack batch must be >= 1, got ", cfg.batch);
-  Edge edge = make_edge(model, cfg.split);
-  model.net->eval();
-  const Device dev = cfg.device;
-  const PixelRange range = PixelRange::of(victims.norm);
-  const Shape image = model.input_shape;
-  const Shape batch_feature = edge.answer(victims.images.slice(0, 1).to(dev)).shape();
-  const Shape feature = sample_shape(batch_feature);
-  AttackResult r;
-  Generator gen(cfg.seed);
-  Tensor recon;  // normalised space, CPU
-
-  if (cfg.kind == AttackKind::whitebox) {
-    auto t0 = Clock::now();
-    const int64_t total = chunks(victims.size(), cfg.batch) * cfg.rmle.iters;
-    recon = over_chunks(victims, cfg.batch, dev, [&](const Tensor& x, int64_t b, int64_t e) {
-      Observed obs{edge.kind, edge.answer(x)};
-      int64_t before = (b / cfg.batch) * cfg.rmle.iters;
-      return rmle(*edge.f1, obs, x.shape(), range, cfg.rmle, rmle_progress(progress, "rMLE", before, total));
-    });
-    r.invert_seconds = since(t0);
-    r.detail = "rMLE on the true edge model";
-  } else if (cfg.kind == AttackKind::blackbox) {
-    SL_CHECK(edge.kind != TargetKind::label, ValueError,
-             "the black-box attack needs a feature or probability vector to decode; 'label' is white-box only");
-    check_attacker_data(model, attacker_data);
-    auto decoder = make_decoder(model.arch, cfg.split, feature, image, gen);
-    decoder->to(dev);
-    auto t0 = Clock::now();
-    double mse = train_inverse_net(
-        *decoder, [&](const Tensor& x) { return edge.answer(x); }, attacker_data, dev, cfg.fit,
-        fit_progress(progress, "train decoder"));
-    r.train_seconds = since(t0);
-    t0 = Clock::now();
-    recon = over_chunks(victims, cfg.batch, dev, [&](const Tensor& x, int64_t, int64_t) {
-      return invert_with_decoder(*decoder, edge.answer(x), range);
-    });
-    r.invert_seconds = since(t0);
-    r.detail = "decoder " + decoder->describe() + ", final training MSE " + std::to_string(mse);
-  } else {
-    SL_CHECK(edge.kind == TargetKind::feature, ValueError,
-             "the query-free attack needs a split layer with a cloud part; '", cfg.split, "' is not one");
-    check_attacker_data(model, attacker_data);
-    Tensor sample_v = edge.answer(attacker_data.images.slice(0, std::min<int64_t>(64, attacker_data.size())).to(dev));
-    auto shadow = make_shadow(model.arch, cfg.split, image, feature, guess_activation(sample_v), gen);
-    shadow->to(dev);
-    auto t0 = Clock::now();
-    train_shadow(*shadow, *edge.tail, attacker_data, dev, cfg.fit, fit_progress(progress, "train shadow"));
-    r.train_seconds = since(t0);
-    double acc = shadow_accuracy(*shadow, *edge.tail,
-                                 attacker_data.slice(0, std::min<int64_t>(2000, attacker_data.size())), dev);
-    t0 = Clock::now();
-    const int64_t total = chunks(victims.size(), cfg.batch) * cfg.rmle.iters;
-    recon = over_chunks(victims, cfg.batch, dev, [&](const Tensor& x, int64_t b, int64_t) {
-      Observed obs{TargetKind::feature, edge.answer(x)};  // the real edge's output...
-      int64_t before = (b / cfg.batch) * cfg.rmle.iters;
-      // ... inverted through the shadow
-      return rmle(*shadow, obs, x.shape(), range, cfg.rmle, rmle_progress(progress, "rMLE via shadow", before, total));
-    });
-    r.invert_seconds = since(t0);
-    r.detail = "shadow " + shadow->describe() + ", accuracy through the cloud tail on the attacker's images " +
-               std::to_string(acc);
-  }
-
-  // Score: pixels back in [0, 1], PSNR/SSIM per image, and what the full model makes of each reconstruction.
-  r.originals = data::denormalize(victims.images, victims.norm, true);
-  r.reconstructions = data::denormalize(recon, victims.norm, true);
-  r.psnr = psnr_per_image(r.originals, r.reconstructions);
-  r.ssim = ssim_per_image(r.originals, r.reconstructions);
-  r.labels = victims.labels;
-  {
-    NoGradGuard no_grad;
-    Tensor pred = argmax_rows((*model.net)(recon.to(dev))).to(Device::cpu());
-    r.predicted.assign(pred.data<int32_t>(), pred.data<int32_t>() + pred.numel());
-  }
-  r.recovery_rate = recovery_rate(r.labels, r.predicted);
-  return r;
+  SplitPipeline p = pipeline_for(model, cfg.split);  // ValueError listing the layer names for an unknown split
+  std::vector<uint64_t> queries(size_t(victims.size()));
+  for (size_t i = 0; i < queries.size(); ++i) queries[i] = uint64_t(i);
+  return run_attack(p, target_of(cfg.split), victims, queries, attacker_data, cfg, progress);
 }
 
 }  // namespace sl::inv

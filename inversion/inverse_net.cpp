@@ -6,22 +6,11 @@
 #include "autograd/ops.h"
 #include "nn/init.h"
 #include "nn/layers.h"
+#include "nn/profile.h"
 
 namespace sl::inv {
 
 namespace {
-
-// [N, C·H·W] -> [N, C, H, W]: turns a flat feature vector back into an image-shaped tensor.
-class Unflatten : public Module {
- public:
-  explicit Unflatten(Shape image) : image_(std::move(image)) {}
-  Tensor forward(const Tensor& x) override { return reshape(x, Shape{x.size(0), image_[0], image_[1], image_[2]}); }
-  Shape output_shape(const Shape& in) const override { return Shape{in[0], image_[0], image_[1], image_[2]}; }
-  std::string describe() const override { return "Unflatten(" + image_.str() + ")"; }
-
- private:
-  Shape image_;
-};
 
 // A feature map [C, h, h] -> image [Cin, H, H]: transposed convolutions that double the size while it fits
 // (halving the channels, at least 16), one that grows (or a conv that shrinks) it to exactly H, then a
@@ -57,7 +46,7 @@ std::shared_ptr<Sequential> generic_flat_decoder(const Shape& f, const Shape& im
   g->add("fc1", std::make_shared<Linear>(int(f[0]), hidden));
   g->add("fc1act", std::make_shared<ReLU>());
   g->add("fc2", std::make_shared<Linear>(hidden, int(img.numel())));
-  g->add("unflatten", std::make_shared<Unflatten>(img));
+  g->add("unflatten", std::make_shared<Reshape>(img, true));  // [N, C·H·W] -> [N, C, H, W]
   return g;
 }
 
@@ -65,19 +54,17 @@ std::shared_ptr<Sequential> generic_flat_decoder(const Shape& f, const Shape& im
 
 std::shared_ptr<Sequential> make_decoder(const std::string& arch, const std::string& split, const Shape& feature_shape,
                                          const Shape& image_shape, Generator& gen) {
+  return make_decoder(builtin_profile(arch), split, feature_shape, image_shape, gen);
+}
+
+std::shared_ptr<Sequential> make_decoder(const ModelProfile& profile, const std::string& split,
+                                         const Shape& feature_shape, const Shape& image_shape, Generator& gen) {
   SL_CHECK(image_shape.rank() == 3 && image_shape[1] == image_shape[2], ShapeError,
            "make_decoder: images must be square [C, H, W], got ", image_shape.str());
+  const std::string& arch = profile.arch;
   auto g = std::make_shared<Sequential>();
-  if (arch == "lenet" && split == "conv1") {  // [8, 24, 24] -> [1, 28, 28]
-    g->add("deconv1", std::make_shared<Conv2d>(8, 1, 5, 1, 4));
-  } else if (arch == "lenet" && split == "ReLU2") {  // [16, 8, 8] -> [8, 12, 12] -> [1, 28, 28]
-    g->add("deconv1", std::make_shared<ConvTranspose2d>(16, 8, 5));
-    g->add("deconv1act", std::make_shared<ReLU>());
-    g->add("deconv2", std::make_shared<ConvTranspose2d>(8, 1, 5, 2, 0, 1));
-  } else if (arch == "cifar10cnn" && split == "ReLU22") {  // [128, 16, 16] -> [64, 32, 32] -> [3, 32, 32]
-    g->add("deconv1", std::make_shared<ConvTranspose2d>(128, 64, 3, 2, 1, 1));
-    g->add("deconv1act", std::make_shared<ReLU>());
-    g->add("deconv2", std::make_shared<ConvTranspose2d>(64, 3, 3, 1, 1));
+  if (auto it = profile.decoders.find(split); it != profile.decoders.end()) {
+    g = build_sequential(it->second);
   } else if (feature_shape.rank() == 3 && feature_shape[1] == feature_shape[2]) {
     g = generic_spatial_decoder(feature_shape, image_shape);
   } else if (feature_shape.rank() == 1) {

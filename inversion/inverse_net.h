@@ -12,6 +12,7 @@
 #include <string>
 
 #include "inversion/common.h"
+#include "nn/profile.h"
 #include "nn/sequential.h"
 
 namespace sl::inv {
@@ -20,8 +21,12 @@ namespace sl::inv {
 using EdgeQuery = std::function<Tensor(const Tensor& x)>;
 
 // The decoder for features of shape `feature_shape` (one sample, e.g. [16, 8, 8] or [120]) back to images
-// of shape `image_shape` ([C, H, W]). SPEC §4's decoders for (lenet, conv1), (lenet, ReLU2) and
-// (cifar10cnn, ReLU22); for any other layer a generic one (see inverse_net.cpp). Xavier-initialised from gen.
+// of shape `image_shape` ([C, H, W]): the profile's reference decoder for the split where it has one (the reference's
+// for lenet conv1 and ReLU2, cifar10cnn ReLU22), a generic one otherwise (see inverse_net.cpp).
+// Xavier-initialised from gen.
+std::shared_ptr<Sequential> make_decoder(const ModelProfile& profile, const std::string& split,
+                                         const Shape& feature_shape, const Shape& image_shape, Generator& gen);
+// The same with the built-in profile of an architecture by name.
 std::shared_ptr<Sequential> make_decoder(const std::string& arch, const std::string& split, const Shape& feature_shape,
                                          const Shape& image_shape, Generator& gen);
 

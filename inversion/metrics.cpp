@@ -113,4 +113,22 @@ double recovery_rate(const std::vector<int32_t>& original_labels, const std::vec
   return double(same) / double(original_labels.size());
 }
 
+double mean_squared_error(const Tensor& originals, const Tensor& reconstructions) {
+  SL_CHECK(originals.defined() && reconstructions.defined() && originals.shape() == reconstructions.shape(), ShapeError,
+           "mean_squared_error: shapes differ, ", originals.defined() ? originals.str() : "undefined", " vs ",
+           reconstructions.defined() ? reconstructions.str() : "undefined");
+  std::vector<double> a = originals.to_vector(), b = reconstructions.to_vector();
+  double s = 0;
+  for (size_t i = 0; i < a.size(); ++i) s += (a[i] - b[i]) * (a[i] - b[i]);
+  return a.empty() ? 0 : s / double(a.size());
+}
+
+double leakage_index(double pixel_variance, double mse) {
+  SL_CHECK(pixel_variance >= 0 && mse >= 0 && std::isfinite(pixel_variance) && std::isfinite(mse), ValueError,
+           "leakage_index: needs a finite variance and MSE >= 0, got ", pixel_variance, " and ", mse);
+  const double floor = 1.0 / (255.0 * 255.0 * 12.0);
+  if (pixel_variance <= 0) return 0;
+  return std::max(0.0, 0.5 * std::log2(pixel_variance / std::max(mse, floor)));
+}
+
 }  // namespace sl::inv

@@ -27,6 +27,17 @@ double ssim(const Tensor& original, const Tensor& reconstructed);
 std::vector<double> psnr_per_image(const Tensor& originals, const Tensor& reconstructions);
 std::vector<double> ssim_per_image(const Tensor& originals, const Tensor& reconstructions);
 
+// Per-pixel mean squared error over a batch of images ([0, 1] pixels; ShapeError when the shapes differ).
+double mean_squared_error(const Tensor& originals, const Tensor& reconstructions);
+
+// The leakage index (the "privacy leakage index" of the follow-up write-ups, made concrete): L = ½·log2(Var(x) / D)
+// bits per pixel, D the per-pixel MSE of the best decoder on held-out images and Var(x) the pixel variance of the test
+// images: the rate a Gaussian source needs for that distortion — an index to compare splits and defenses, not a bound
+// on the true mutual information. D is floored at the quantisation noise of 8-bit pixels, (1/255)²/12 (below it an
+// 8-bit image is recovered exactly), and L at 0 (a decoder no better than the mean image leaks nothing by this
+// measure).
+double leakage_index(double pixel_variance, double mse);
+
 // Share of reconstructions whose predicted label equals the original's label (0 for empty input).
 double recovery_rate(const std::vector<int32_t>& original_labels, const std::vector<int32_t>& predicted_labels);
 

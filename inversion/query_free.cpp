@@ -70,20 +70,17 @@ std::shared_ptr<Sequential> generic_flat_shadow(const Shape& img, const Shape& f
 
 std::shared_ptr<Sequential> make_shadow(const std::string& arch, const std::string& split, const Shape& image_shape,
                                         const Shape& feature_shape, Activation last, Generator& gen) {
+  return make_shadow(builtin_profile(arch), split, image_shape, feature_shape, last, gen);
+}
+
+std::shared_ptr<Sequential> make_shadow(const ModelProfile& profile, const std::string& split, const Shape& image_shape,
+                                        const Shape& feature_shape, Activation last, Generator& gen) {
   SL_CHECK(image_shape.rank() == 3 && image_shape[1] == image_shape[2] && image_shape[1] >= 4, ShapeError,
            "make_shadow: images must be square [C, H, W], got ", image_shape.str());
+  const std::string& arch = profile.arch;
   std::shared_ptr<Sequential> s;
-  if (arch == "lenet" && split == "conv1") {  // two 3x3 convs instead of one 5x5: 28 -> 26 -> 24
-    s = std::make_shared<Sequential>();
-    s->add("conv1", std::make_shared<Conv2d>(1, 8, 3));
-    s->add("conv2", std::make_shared<Conv2d>(8, 8, 3));
-  } else if (arch == "lenet" && split == "ReLU2") {  // the reference's shadow for ReLU2
-    s = std::make_shared<Sequential>();
-    s->add("conv1", std::make_shared<Conv2d>(1, 8, 5));
-    s->add("ReLU1", std::make_shared<ReLU>());
-    s->add("pool1", std::make_shared<MaxPool2d>(2));
-    s->add("conv2", std::make_shared<Conv2d>(8, 16, 5));
-    s->add("ReLU2", std::make_shared<ReLU>());
+  if (auto it = profile.shadows.find(split); it != profile.shadows.end()) {
+    s = build_sequential(it->second);
   } else if (feature_shape.rank() == 3 && feature_shape[1] == feature_shape[2]) {
     s = generic_spatial_shadow(image_shape, feature_shape, last);
   } else if (feature_shape.rank() == 1) {

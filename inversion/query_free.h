@@ -14,6 +14,7 @@
 
 #include "inversion/common.h"
 #include "inversion/rmle.h"
+#include "nn/profile.h"
 #include "nn/sequential.h"
 
 namespace sl::inv {
@@ -24,8 +25,11 @@ enum class Activation { none, relu, sigmoid };
 Activation guess_activation(const Tensor& observed_v);
 
 // A shadow head from images of shape `image_shape` ([C, H, W]) to features of shape `feature_shape` (one
-// sample). SPEC §4's shadows for (lenet, conv1) and (lenet, ReLU2); a generic one otherwise (see
-// query_free.cpp), ending with `last`. PyTorch-default initialisation from gen.
+// sample): the profile's reference shadow for the split where it has one (the reference's for lenet conv1 and ReLU2), a
+// generic one otherwise (see query_free.cpp), ending with `last`. PyTorch-default initialisation from gen.
+std::shared_ptr<Sequential> make_shadow(const ModelProfile& profile, const std::string& split, const Shape& image_shape,
+                                        const Shape& feature_shape, Activation last, Generator& gen);
+// The same with the built-in profile of an architecture by name.
 std::shared_ptr<Sequential> make_shadow(const std::string& arch, const std::string& split, const Shape& image_shape,
                                         const Shape& feature_shape, Activation last, Generator& gen);
 

@@ -16,6 +16,7 @@
 #pragma once
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "inversion/common.h"
 #include "nn/module.h"
@@ -24,10 +25,29 @@ namespace sl::inv {
 
 enum class TargetKind { feature, prob, label };
 
-// What the attacker observed for a batch of N private inputs.
+// What the attacker observed for a batch of N private inputs, and (adaptive attacks, feature targets only) how it
+// models a defense between x and v. With the model fields empty this is the paper's attacker. With them the
+// feature term of image n becomes
+//
+//   (1/K) Σ_k  mean_f [ weight_f · (f1(x̃_k)_f − v_f)² + l1_weight_f · |f1(x̃_k)_f − v_f| ],
+//   x̃_k = x ⊙ input_mul[k] + input_add[k]     (EOT over K draws of an input defense; x̃ = x when none)
+//
+// weight is the masked / noise-aware MSE (dropout: 1/(share observed) on the entries of v that are not zero and 0
+// elsewhere), l1_weight the Laplace MAP term; both per element of v, so each row may model its own defense level
+// (inversion/adaptive.h builds them). Every term is composed of existing differentiable ops.
 struct Observed {
+  Observed() = default;
+  Observed(TargetKind k, Tensor observed_v) : kind(k), v(std::move(observed_v)) {}
   TargetKind kind = TargetKind::feature;
-  Tensor v;  // feature: f1's output [N, ...]; prob: softmax output [N, classes]; label: int32 classes [N]
+  Tensor v;          // feature: f1's output [N, ...]; prob: softmax output [N, classes]; label: int32 classes [N]
+  Tensor weight;     // like v: per-element weight of the squared error; undefined = 1 everywhere
+  Tensor l1_weight;  // like v: per-element weight of the absolute error; undefined = no such term
+  std::vector<Tensor> input_mul, input_add;  // K draws like x (either may be empty); EOT over them
+  bool models_defense() const {
+    return weight.defined() || l1_weight.defined() || !input_mul.empty() || !input_add.empty();
+  }
+  // Rows [b, e) of every field.
+  Observed rows(int64_t b, int64_t e) const;
 };
 
 struct RmleOptions {

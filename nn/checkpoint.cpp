@@ -132,10 +132,10 @@ Checkpoint load_checkpoint(const std::string& path, bool allow_nonfinite) {
   if (!allow_nonfinite) {
     std::vector<std::string> bad = nonfinite_tensors(ck);
     if (!bad.empty())
-      throw ValueError(str("checkpoint '", path, "': tensor ", bad[0],
-                           bad.size() > 1 ? str(" and ", bad.size() - 1, " more hold") : " holds",
-                           " NaN or inf, so nothing the model computes can be trusted (retrain it; ",
-                           "--allow-nonfinite loads it anyway)"));
+      throw IoError(str("checkpoint '", path, "': tensor ", bad[0],
+                        bad.size() > 1 ? str(" and ", bad.size() - 1, " more hold") : " holds",
+                        " NaN or inf, so nothing the model computes can be trusted (retrain it; ",
+                        "--allow-nonfinite loads it anyway)"));
   }
   return ck;
 }

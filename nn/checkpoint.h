@@ -50,7 +50,7 @@ inline void save_checkpoint(const std::string& path, const Model& model,
 
 // Reads and validates a checkpoint; IoError (with the path and the byte offset) for a missing, truncated or
 // corrupt file (wrong magic, unsupported version, size or checksum mismatch, absurd header values) or one that is
-// not a regular file (tensor/io.h). ValueError, naming the tensor, when a weight is NaN or inf, unless
+// not a regular file (tensor/io.h); IoError too, naming the tensor, when a weight is NaN or inf, unless
 // allow_nonfinite (the caller should then warn: every output of such a model is suspect).
 Checkpoint load_checkpoint(const std::string& path, bool allow_nonfinite = false);
 

@@ -6,7 +6,7 @@
 // On CUDA (every parameter on one GPU, one dtype) both optimizers update all parameters with one fused
 // multi-tensor launch (kernels/cuda/optim_multi.h). Adam then keeps its learning rate and step counts in device
 // memory and computes the bias corrections in the kernel, so a step recorded into a CUDA graph
-// (nn/graph_step.h) stays right when replayed, set_lr included. SGD's rate is a launch argument: a captured SGD
+// (autograd/graph_step.h) stays right when replayed, set_lr included. SGD's rate is a launch argument: a captured SGD
 // step must be re-captured after set_lr (lr_in_graph() says which).
 #pragma once
 #include <vector>

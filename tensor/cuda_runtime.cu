@@ -1,7 +1,7 @@
 // The CUDA side of the storage seam (tensor/cuda_runtime.h): device discovery, one stream per device (the
 // engine's single stream: every kernel, copy and memset of that device runs on it, in order), a stream-ordered
 // caching allocator per device (tensor/cuda_stats.h says how it rounds and reuses), copies and zeroing, and the
-// checked-call helpers of kernels/cuda/check.cuh.
+// checked-call helpers of tensor/cuda_check.cuh.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -13,7 +13,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "kernels/cuda/check.cuh"
+#include "tensor/cuda_check.cuh"
 #include "tensor/cuda_runtime.h"
 #include "tensor/cuda_stats.h"
 #include "tensor/error.h"
@@ -210,7 +210,7 @@ class CachingAllocator final : public Allocator {
 
   void* fresh_block(size_t cls) {
     set_device(device_);
-    // During graph capture (nn/graph_step.h) a miss is legal but rare (the capture's warm-up fills the pool):
+    // During graph capture (autograd/graph_step.h) a miss is legal but rare (the capture's warm-up fills the pool):
     // cudaMalloc is no stream operation, so this thread's capture mode is relaxed around it, and the block simply
     // belongs to the capturing pool from then on. Out of memory while capturing cannot release the cache (that
     // needs a stream synchronisation), so it fails at once.

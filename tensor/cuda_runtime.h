@@ -20,10 +20,11 @@ void zero(void* dst, Device dev, size_t bytes);
 void fill(void* dst, Device dev, DType t, int64_t n, double value);
 void synchronize();  // waits for the engine's stream
 
-// ---- CUDA graphs of the engine's stream (nn/graph_step.h builds on these) ----------------------------------------
-// begin_capture starts recording everything queued on the device's stream (nothing runs); end_capture stops and
-// instantiates the recording. Host -> device copies, synchronisation and host reads of device memory are refused
-// while capturing. abort_capture ends a capture that failed half-way and discards it.
+// ---- CUDA graphs of the engine's stream (autograd/graph_step.h builds on these)
+// ---------------------------------------- begin_capture starts recording everything queued on the device's stream
+// (nothing runs); end_capture stops and instantiates the recording. Host -> device copies, synchronisation and host
+// reads of device memory are refused while capturing. abort_capture ends a capture that failed half-way and discards
+// it.
 struct Graph;
 void begin_capture(Device d);
 Graph* end_capture(Device d);

@@ -31,7 +31,7 @@ void empty_cache(int device = 0);
 // The size class a request of `bytes` is rounded up to.
 size_t size_class(size_t bytes);
 
-// Private pools (for CUDA-graph capture, nn/graph_step.h). While a pool is active on a device, its allocations
+// Private pools (for CUDA-graph capture, autograd/graph_step.h). While a pool is active on a device, its allocations
 // come from and go back to that pool's own free lists (a block remembers its pool), so memory a captured graph
 // uses is never handed to other work. A capture's warm-up runs with the pool active, so the capture itself
 // finds every block in the pool; a miss during capture still works (cudaMalloc with the thread's capture mode

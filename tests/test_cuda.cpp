@@ -29,9 +29,9 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
-#include "kernels/cuda/check.cuh"
 #include "kernels/cuda/cuda.h"
 #include "kernels/cuda/optim_multi.h"
+#include "tensor/cuda_check.cuh"
 #include "tensor/cuda_stats.h"
 #ifdef SPLITLEAK_HAVE_CUDNN
 #include <cudnn.h>

@@ -1,13 +1,13 @@
-// Captured steps (nn/graph_step.h) and what makes a step capturable: device-side Adam state, device-side training
+// Captured steps (autograd/graph_step.h) and what makes a step capturable: device-side Adam state, device-side training
 // metrics, kernel fills, staged host-to-device copies, the allocator's capture pool. The [cuda] cases skip
 // visibly without a GPU; the CPU cases run everywhere.
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <vector>
 
+#include "autograd/graph_step.h"
 #include "autograd/ops.h"
 #include "kernels/dispatch.h"
-#include "nn/graph_step.h"
 #include "nn/models.h"
 #include "nn/optim.h"
 #include "tensor/cuda_runtime.h"

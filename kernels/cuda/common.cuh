@@ -6,8 +6,8 @@
 #include <algorithm>
 #include <cstdint>
 
-#include "kernels/cuda/check.cuh"
 #include "kernels/cuda/cuda.h"
+#include "tensor/cuda_check.cuh"
 #include "tensor/cuda_runtime.h"
 
 namespace sl::cuda {

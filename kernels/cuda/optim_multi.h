@@ -20,7 +20,7 @@ void adam_step_multi(const std::vector<Tensor>& params, const std::vector<Tensor
                      const std::vector<Tensor>& v, const std::vector<Tensor>& vmax, const AdamArgs& a, int64_t step);
 
 // Adam whose learning rate and step counts live in device memory, so that one recorded launch stays right when
-// it is replayed from a CUDA graph (nn/graph_step.h): lr is float64 [1] (a.lr is ignored); tensor i's step count
+// it is replayed from a CUDA graph (autograd/graph_step.h): lr is float64 [1] (a.lr is ignored); tensor i's step count
 // is steps[slots[i]] (float64 [any], exact up to 2^53). Each launch reads t = count + 1, computes the bias
 // corrections 1 - beta^t in the kernel, and its last block writes the incremented counts back. ticket is int32
 // [1], zero between launches (the launch leaves it zero), owned by the caller. Same per-element math as adam_step.

@@ -1,4 +1,4 @@
-#include "cli/ui.h"
+#include "experiment/ui.h"
 
 #include <unistd.h>
 
@@ -132,6 +132,17 @@ std::string now_iso8601() {
   char b[32];
   std::strftime(b, sizeof b, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
   return b;
+}
+
+PhaseLines::Sink PhaseLines::sink() {
+  return [this](const std::string& phase, int64_t done, int64_t total, const std::string& note) {
+    auto& p = lines_[phase];
+    const char* unit = phase.find("rMLE") != std::string::npos ? "it" : phase == "accuracy" ? "img" : "step";
+    if (!p) p = std::make_unique<Progress>(prefix_ + phase, total, unit);
+    if (done == 0) return;  // the phase just started
+    p->update(done, note);
+    if (done >= total) p->finish(note);
+  };
 }
 
 }  // namespace sl::ui

@@ -2,6 +2,9 @@
 #pragma once
 #include <chrono>
 #include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -39,6 +42,20 @@ class Table {
  private:
   std::vector<std::string> header_;
   std::vector<std::vector<std::string>> rows_;
+};
+
+// One Progress line per phase of a run ("train decoder", "rMLE", "accuracy"), created on the phase's first report
+// (done = 0 starts its clock) and finished at its last. The unit shown: "it" for rMLE phases, "img" for accuracy,
+// "step" otherwise.
+class PhaseLines {
+ public:
+  explicit PhaseLines(std::string prefix = "") : prefix_(std::move(prefix)) {}
+  using Sink = std::function<void(const std::string& phase, int64_t done, int64_t total, const std::string& note)>;
+  Sink sink();
+
+ private:
+  std::string prefix_;
+  std::map<std::string, std::unique_ptr<Progress>> lines_;
 };
 
 std::string fixed(double v, int decimals);               // "12.35"

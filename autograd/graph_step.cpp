@@ -1,4 +1,4 @@
-#include "nn/graph_step.h"
+#include "autograd/graph_step.h"
 
 #include <cstdlib>
 #include <cstring>

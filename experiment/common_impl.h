@@ -1,13 +1,14 @@
-// Template part of cli/common.h.
+// Template part of experiment/common.h.
 #pragma once
 #include <chrono>
 #include <cmath>
+#include <type_traits>
 
 #include "autograd/node.h"
 #include "autograd/ops.h"
-#include "cli/ui.h"
+#include "experiment/ui.h"
 
-namespace sl::cli {
+namespace sl::experiment {
 
 template <class Fn>
 EvalResult evaluate_with(Fn&& fn, const data::Dataset& d, Device device, int64_t batch, const char* label) {
@@ -26,7 +27,11 @@ EvalResult evaluate_with(Fn&& fn, const data::Dataset& d, Device device, int64_t
     Tensor x = d.images.slice(b, e).to(device);
     std::vector<int32_t> lab(d.labels.begin() + b, d.labels.begin() + e);
     Tensor y = Tensor::from_labels(lab).to(device);
-    Tensor logits = fn(x);
+    Tensor logits;
+    if constexpr (std::is_invocable_v<Fn, const Tensor&, int64_t>)
+      logits = fn(x, b);  // also told the index of the batch's first image (its query number)
+    else
+      logits = fn(x);
     loss_sum += cross_entropy(logits, y).item() * double(e - b);
     SL_CHECK(std::isfinite(loss_sum), ValueError, "the model's outputs on images ", b, "..", e - 1,
              " are not finite (NaN or inf): its weights or inputs are broken, so no accuracy is reported");
@@ -46,4 +51,4 @@ EvalResult evaluate_with(Fn&& fn, const data::Dataset& d, Device device, int64_t
   return r;
 }
 
-}  // namespace sl::cli
+}  // namespace sl::experiment

@@ -1,4 +1,5 @@
-// Pieces the subcommands share: loading a trained model, checking it fits a data set, evaluating.
+// Pieces the commands and the experiment runs share: loading a trained model, checking it fits a data set,
+// evaluating, the device and thread settings, and the command line that every results file records.
 #pragma once
 #include <nlohmann/json.hpp>
 #include <string>
@@ -8,7 +9,7 @@
 #include "nn/checkpoint.h"
 #include "nn/models.h"
 
-namespace sl::cli {
+namespace sl::experiment {
 
 // A model rebuilt from a checkpoint, on `device`, in eval mode.
 struct LoadedModel {
@@ -36,6 +37,7 @@ struct EvalResult {
   double seconds = 0;
 };
 // Runs fn(batch of images on `device`) -> logits over the data set and scores it; shows progress if `label`.
+// fn may also take the index of the batch's first image, fn(x, first) (the query numbers of a defended split).
 // ValueError for an empty data set, or when the model's outputs are not finite (no accuracy is reported then).
 template <class Fn>
 EvalResult evaluate_with(Fn&& fn, const data::Dataset& d, Device device, int64_t batch, const char* label);
@@ -52,11 +54,6 @@ void set_threads(int n);
 std::string command_line();
 void set_command_line(int argc, char** argv);
 
-// The commit the binary was built from (`git describe --always --dirty`; "unknown" outside a git checkout), and
-// "splitleak 0.1.0 (commit ...)" for --version.
-std::string build_commit();
-std::string version_line();
+}  // namespace sl::experiment
 
-}  // namespace sl::cli
-
-#include "cli/common_impl.h"
+#include "experiment/common_impl.h"

@@ -1,10 +1,10 @@
-#include "cli/common.h"
+#include "experiment/common.h"
 
 #include <omp.h>
 
 #include <iostream>
 
-namespace sl::cli {
+namespace sl::experiment {
 
 LoadedModel load_model(const std::string& path, Device device, bool allow_nonfinite) {
   LoadedModel lm;
@@ -70,4 +70,4 @@ void set_command_line(int argc, char** argv) {
   }
 }
 
-}  // namespace sl::cli
+}  // namespace sl::experiment

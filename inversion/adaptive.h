@@ -1,0 +1,47 @@
+// The adaptive attacker's model of a defense (not in the paper; docs/defenses.md): what the white-box and query-free
+// rMLE optimise when the attacker knows the defense's kind, place and level (never its seed, so never the draw).
+//
+// Per group of rows (one deployment each), from its specs:
+//   dropout on the intermediate tensor  the observed zeros are unknown entries: the squared error runs only over
+//        the entries of v that are not zero, each image's mean over its own observed entries (weight P / nnz on
+//        them, 0 elsewhere; P the elements of one sample). Without rescaling the mask is exactly v != 0 where f1's
+//        output is not itself zero; with it, kept entries are f1(x) / (1 - r), so the target becomes (1 - r) · v.
+//        (The natural zeros of a ReLU layer are dropped from the loss too. Weighing each zero by the posterior
+//        probability that it is a natural one — the expected squared error — was tried and is worse: at LeNet's
+//        ReLU2, r = 0.6, SSIM 0.277 against 0.42 for the plain mask; a dropped large entry pulled to 0 costs more
+//        than the one-sided hint "f1 <= 0 here" gains. The likelihood of a zero is bounded (-log r), the squared
+//        error is not.)
+//   Gaussian noise on the intermediate  the squared error is the noise model's MAP data term already; against the
+//        image prior it weighs 1 / (1 + σ²/m²), m² the features' power estimated from v (mean(v²) - σ² over the
+//        group, at least 1 % of mean(v²)): the noisier v, the more the TV prior decides.
+//   Laplace noise on the intermediate   the MAP data term is ℓ1: weight 2m / (1 + 2b²/m²) on |f1(x) - v| (the
+//        gradient of the squared error at a residual of m, scaled like the Gaussian case; variance 2b²).
+//   noise or dropout on the input       expectation over K draws of the defense at its level (EOT): the feature
+//        term is the mean over x + ε_k (or x ⊙ M_k) of the squared error. The draws are the attacker's own
+//        (Philox, its seed), fixed for the whole optimisation, so a CUDA graph replays the step unchanged.
+// Rows without a defense (or at level 0) keep the paper's objective. One defense per place is modelled; a chain
+// with two at the same place is an error. Prob / label targets are inverted as the paper's attacker does.
+#pragma once
+#include <vector>
+
+#include "inversion/attack.h"
+
+namespace sl::inv {
+
+// A sub-batch of an observation with its defense model: rMLE runs on `observed` for the rows `rows`.
+struct ModelledRows {
+  std::vector<int64_t> rows;  // into the observation, ascending
+  Observed observed;          // on the observation's device
+  bool input_draws = false;   // the objective averages over K input draws
+};
+
+// Splits the observation into the rows that need input draws and those that do not (one rMLE each: a row
+// without input draws costs one forward pass, not K) and builds each part's model. `image` is one image's shape.
+std::vector<ModelledRows> model_defenses(const Observation& obs, const Shape& image, const AdaptiveOptions& o,
+                                         uint64_t seed);
+
+// What the model does, in one line per deployment (for results files): e.g. "dropout:0.5@intermediate: masked MSE
+// over v != 0".
+std::string describe_defense_model(const DefenseChain& deployed, const AdaptiveOptions& o);
+
+}  // namespace sl::inv
