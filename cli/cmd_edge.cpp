@@ -40,6 +40,8 @@ struct EdgeOptions {
   int64_t images = -1;
   bool all = false, json = false, plain = false, sweep = false;
   int threads = 0;
+  std::string defense;  // split/defense.h spec, applied on the edge before sending
+  uint64_t defense_seed = 1;
 };
 
 // Percentiles of one component over the requests.
@@ -146,9 +148,18 @@ runtime::CloudClient connect(EdgeOptions& o, const runtime::Deployment& dep, wir
   return c;
 }
 
-runtime::EdgeCompute head_compute(const runtime::Deployment& dep, const runtime::SplitPoint& sp, Device device) {
-  auto head = dep.part(sp);
-  return [head, device](const Tensor& x, int64_t) { return head->forward(x.to(device)); };
+// The edge's side of the split pipeline: head and defenses. The runner passes the test-set index of a request's
+// first image as its first query, so image i is query i here as in `eval --defense` and `attack --defense`: the
+// same draw for the same image and seed, however images are grouped into requests.
+runtime::EdgeCompute edge_compute(const runtime::Deployment& dep, const runtime::SplitPoint& sp, Device device,
+                                  const DefenseChain& defenses) {
+  auto pipe = std::make_shared<SplitPipeline>(dep.pipeline(sp, defenses));
+  return
+      [pipe, device](const Tensor& x, int64_t first_query) { return pipe->edge(x.to(device), uint64_t(first_query)); };
+}
+
+DefenseChain edge_defenses(const EdgeOptions& o) {
+  return o.defense.empty() ? DefenseChain{} : make_defenses(parse_defenses(o.defense), o.defense_seed);
 }
 
 uint16_t split_id_for(const wire::Welcome& w, const runtime::SplitPoint& sp) {
@@ -173,6 +184,7 @@ void run_once(EdgeOptions& o) {
   if (!o.link_mbps.empty()) o.run.link.mbps = parse_list(o.link_mbps, "--link-mbps").at(0);
   o.run.link.rtt_ms = o.link_rtt_ms;
   if (!o.link_schedule.empty()) runtime::parse_link_schedule(o.link_schedule, o.run.link);
+  DefenseChain defenses = edge_defenses(o);  // before any file is read
   Setup s = prepare(o);
   const runtime::Deployment& dep = s.dep;
   const runtime::SplitPoint* sp = nullptr;
@@ -190,7 +202,7 @@ void run_once(EdgeOptions& o) {
   runtime::MemoryUse before = runtime::memory_use();
   ui::Progress prog("edge", n, "img");
   runtime::EdgeRunResult r =
-      runtime::run_edge(client, head_compute(dep, *sp, s.device), s.test.images, s.test.labels, o.run,
+      runtime::run_edge(client, edge_compute(dep, *sp, s.device, defenses), s.test.images, s.test.labels, o.run,
                         [&](int64_t done, int64_t correct) {
                           prog.update(done, "acc " + ui::percent(done ? double(correct) / double(done) : 0));
                         });
@@ -209,6 +221,8 @@ void run_once(EdgeOptions& o) {
                    {"arch", dep.arch},
                    {"split", sp->name},
                    {"fingerprint", sp->fingerprint},
+                   {"defense", chain_str(defenses)},
+                   {"defense_seed", o.defense_seed},
                    {"cloud", client.address()},
                    {"cloud_name", welcome.server_name},
                    {"transport", transport},
@@ -249,8 +263,10 @@ void run_once(EdgeOptions& o) {
   if (o.json) {
     std::cout << json_text(j) << std::endl;
   } else {
-    std::cout << "edge: " << dep.arch << " split at " << sp->name << " -> " << welcome.server_name << " at "
-              << client.address() << " (" << transport << ", link " << o.run.link.str() << ")\n"
+    std::cout << "edge: " << dep.arch << " split at " << sp->name
+              << (defenses.empty() ? std::string() : str(" + ", chain_str(defenses), " (seed ", o.defense_seed, ")"))
+              << " -> " << welcome.server_name << " at " << client.address() << " (" << transport << ", link "
+              << o.run.link.str() << ")\n"
               << "      " << r.images << " images in " << r.timings.size() << " requests of " << o.run.batch
               << ", window " << o.run.window
               << (o.run.rate > 0 ? str(", ", o.run.rate, " requests/s offered") : std::string()) << ", "
@@ -342,6 +358,7 @@ void run_sweep(EdgeOptions& o) {
   io::check_output_dir(o.out, "--out");
   for (const char* f : kSweepFiles) io::check_output_file((fs::path(o.out) / f).string(), "--out");
   std::vector<double> links = o.link_mbps.empty() ? std::vector<double>{0} : parse_list(o.link_mbps, "--link-mbps");
+  DefenseChain defenses = edge_defenses(o);
   Setup s = prepare(o);
   const runtime::Deployment& dep = s.dep;
   wire::Welcome welcome;
@@ -372,7 +389,8 @@ void run_sweep(EdgeOptions& o) {
       ro.warmup = std::max<int64_t>(ro.warmup, 1);
       ro.link.mbps = l;
       ro.link.rtt_ms = o.link_rtt_ms;
-      runtime::EdgeRunResult r = runtime::run_edge(client, head_compute(dep, *sp, s.device), s.test.images, {}, ro);
+      runtime::EdgeRunResult r =
+          runtime::run_edge(client, edge_compute(dep, *sp, s.device, defenses), s.test.images, {}, ro);
       std::vector<double> e, w, c, t;
       for (auto& x : r.timings) {
         e.push_back(x.edge_s * 1e3);
@@ -486,6 +504,11 @@ void add_edge(CLI::App& app) {
   add_tls_flags(c, o->net.tls, true);
   c->add_flag("--plain", o->plain, "Allow plain TCP to a non-loopback address");
   c->add_flag("--json", o->json, "Print one JSON object with the results");
+  c->add_option("--defense", o->defense,
+                "Defenses on the edge before sending, e.g. dropout:0.6 or gaussian:0.5@input (docs/defenses.md)")
+      ->check(valid::defense());
+  c->add_option("--defense-seed,--seed", o->defense_seed, "Seed of the defense's draws (query i = test image i)")
+      ->check(valid::seed());
   c->add_option("--predictions", o->predictions, "Write image,label,prediction per test image to this CSV file")
       ->check(valid::path());
   c->callback([o] {

@@ -191,6 +191,13 @@ std::shared_ptr<Sequential> Deployment::part(const SplitPoint& s) const {
   return layer_range(*net, s.edge_layers - first_layer, net->size());
 }
 
+SplitPipeline Deployment::pipeline(const SplitPoint& s, DefenseChain defenses) const {
+  Model m{arch, input_shape, num_classes, net};
+  if (role == "edge") return SplitPipeline::from_parts(m, s.name, part(s), nullptr, std::move(defenses));
+  SL_CHECK(defenses.empty(), ValueError, "the defenses run on the edge, not in the cloud");
+  return SplitPipeline::from_parts(m, s.name, nullptr, part(s));
+}
+
 std::vector<std::string> Deployment::fingerprints() const {
   std::vector<std::string> v;
   for (auto& s : splits) v.push_back(s.fingerprint);

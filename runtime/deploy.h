@@ -15,6 +15,7 @@
 
 #include "nn/checkpoint.h"
 #include "nn/models.h"
+#include "split/pipeline.h"
 
 namespace sl::runtime {
 
@@ -60,6 +61,9 @@ struct Deployment {
   // the layer objects of `net`. An empty Sequential is the identity.
   std::shared_ptr<Sequential> part(const SplitPoint& s) const;
   std::vector<std::string> fingerprints() const;
+  // This side of the split as a SplitPipeline (split/pipeline.h): the edge's holds the head and the defenses (its
+  // edge() is what is sent), the cloud's the tail (its cloud() answers); the other side is absent.
+  SplitPipeline pipeline(const SplitPoint& s, DefenseChain defenses = {}) const;
 };
 
 // Loads edge.ckpt (role "edge") or cloud.ckpt (role "cloud") onto `device`; IoError/ValueError when the file is

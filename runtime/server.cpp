@@ -109,8 +109,8 @@ class SessionBase : public std::enable_shared_from_this<SessionBase> {
 struct CloudServer::Impl {
   Deployment dep;
   ServerOptions opt;
-  std::vector<std::shared_ptr<Sequential>> tails;  // per split (index = split id)
-  std::vector<uint32_t> split_payload;             // largest REQUEST payload per split
+  std::vector<SplitPipeline> tails;     // per split (index = split id): the cloud's side, the tail only
+  std::vector<uint32_t> split_payload;  // largest REQUEST payload per split
   asio::io_context io;
   std::optional<asio::ssl::context> tls;
   tcp::acceptor acceptor{io};
@@ -818,7 +818,7 @@ void CloudServer::Impl::run_batch(std::vector<Job>& batch) {
   std::string failure;
   try {
     NoGradGuard ng;
-    y = tails[split]->forward(x.to(opt.device)).to(Device::cpu()).contiguous();
+    y = tails[split].cloud(x.to(opt.device)).to(Device::cpu()).contiguous();
     SL_CHECK(y.dim() == 2 && y.size(0) == rows && y.dtype() == DType::f32, ValueError, "the tail returned ", y.str(),
              " for ", rows, " rows");
   } catch (const std::exception& e) {
@@ -951,7 +951,7 @@ CloudServer::CloudServer(Deployment cloud, ServerOptions opt) {
   impl_ = std::make_unique<Impl>(std::move(cloud), std::move(opt));
   Impl& m = *impl_;
   for (auto& s : m.dep.splits) {
-    m.tails.push_back(m.dep.part(s));
+    m.tails.push_back(m.dep.pipeline(s));
     uint64_t payload =
         4 + 2 + 8 * (s.sample_shape.rank() + 1) + uint64_t(m.opt.max_rows) * uint64_t(s.sample_shape.numel()) * 4;
     SL_CHECK(payload <= (1u << 30), ValueError, "a request of ", m.opt.max_rows, " rows at split ", s.name,

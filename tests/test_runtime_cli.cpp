@@ -8,7 +8,9 @@
 #include "autograd/node.h"
 #include "datasets/dataset.h"
 #include "nn/checkpoint.h"
+#include "runtime/deploy.h"
 #include "runtime/observations.h"
+#include "split/pipeline.h"
 #include "tests/runtime_helpers.h"
 #include "tests/tiny_data.h"
 
@@ -175,5 +177,93 @@ TEST_CASE("cli: split + serve + edge --all give eval --split's accuracy; the rec
     expect(run({"split", "--model", model, "--at", "conv9", "--out", (dir / "x").string()}, dir), "conv9");
     expect(run({"serve", "--model", cloud, "--record", dir.string()}, dir), "is a folder");
   }
+  fs::remove_all(dir);
+}
+
+TEST_CASE(
+    "cli: the edge runs the split pipeline: edge --defense equals eval --defense, attack --observed equals the "
+    "in-process attack",
+    "[runtime][cli][defense]") {
+  fs::path dir = temp_dir("clidef");
+  sl::test::write_tiny_mnist(dir / "data", 10, 40);
+  Generator g(6);
+  Model m = make_model("lenet", g);
+  std::string model = (dir / "lenet.ckpt").string();
+  save_checkpoint(model, m, {{"dataset", "mnist"}});
+  std::string data = (dir / "data").string();
+  std::string record = (dir / "observed.slob").string();
+  REQUIRE(run({"split", "--model", model, "--at", "ReLU2", "--out", (dir / "deploy").string()}, dir).code == 0);
+  std::string edge = (dir / "deploy" / "edge.ckpt").string(), cloud = (dir / "deploy" / "cloud.ckpt").string();
+  Child serve(
+      {bin(), "serve", "--model", cloud, "--listen", "127.0.0.1:0", "--record", record, "--threads", "1", "--quiet"},
+      dir, "serve");
+  REQUIRE(serve.wait_output("listening on", 20));
+  std::string at = "127.0.0.1:" + std::to_string(serve_port(serve.out()));
+
+  // Requests of 3 images, 2 in flight: the draws follow the image, not the request or the order of answers.
+  const std::string spec = "dropout:0.5,gaussian:0.3@input";
+  Run e = run({"edge", "--model", edge, "--connect", at, "--all", "--data", data, "--json", "--batch", "3", "--window",
+               "2", "--defense", spec, "--defense-seed", "11"},
+              dir);
+  INFO(e.err);
+  REQUIRE(e.code == 0);
+  Run ev = run({"eval", "--model", model, "--split", "ReLU2", "--data", data, "--json", "--batch", "7", "--defense",
+                spec, "--defense-seed", "11"},
+               dir);
+  INFO(ev.err);
+  REQUIRE(ev.code == 0);
+  auto ej = nlohmann::json::parse(e.out), vj = nlohmann::json::parse(ev.out);
+  CHECK(ej["images"].get<int>() == 40);
+  CHECK(ej["defense"].get<std::string>() == vj["defense"]["spec"].get<std::string>());
+  CHECK(ej["accuracy"].get<double>() == vj["defense"]["accuracy"].get<double>());
+  serve.kill(SIGTERM);
+  REQUIRE(serve.wait_exit(10) == 0);
+
+  // What the cloud recorded for image i is the in-process pipeline's edge(image i, query i), bit for bit.
+  SplitPipeline pipe(m, "ReLU2", make_defenses(parse_defenses(spec), 11));
+  sl::data::Dataset test = sl::data::load_dataset("mnist", data, false);
+  auto fp = runtime::split_points(m, {"ReLU2"}).front().fingerprint;
+  auto rows = runtime::observed_images(runtime::read_observations(record), fp);
+  REQUIRE(rows.size() == 40);
+  {
+    NoGradGuard ng;
+    int64_t differ = 0;
+    for (auto& [i, v] : rows) {
+      Tensor want = pipe.edge(test.image(i), uint64_t(i)).contiguous();
+      differ += std::memcmp(want.raw_data(), v.contiguous().raw_data(), want.nbytes()) != 0;
+    }
+    CHECK(differ == 0);
+  }
+
+  // The white-box attack on the recording gives the in-process attack's PSNR and SSIM image by image.
+  auto attack = [&](const std::string& out, bool observed) {
+    std::vector<std::string> a{
+        "attack",   "whitebox", "--model",           model, "--split", "ReLU2",     "--data", data,
+        "--images", "5",        "--iters",           "15",  "--json",  "--defense", spec,     "--defense-seed",
+        "11",       "--out",    (dir / out).string()};
+    if (observed) a.insert(a.end(), {"--observed", record});
+    Run r = run(a, dir);
+    INFO(r.err);
+    REQUIRE(r.code == 0);
+    return nlohmann::json::parse(r.out);
+  };
+  auto in_process = attack("inproc", false), on_record = attack("recorded", true);
+  CHECK(on_record["observed"].get<std::string>().find("5 of the 5 chosen images recorded") != std::string::npos);
+  REQUIRE(on_record["images"].size() == 5);
+  for (size_t k = 0; k < 5; ++k) {
+    CHECK(on_record["images"][k]["psnr"].get<double>() == in_process["images"][k]["psnr"].get<double>());
+    CHECK(on_record["images"][k]["ssim"].get<double>() == in_process["images"][k]["ssim"].get<double>());
+  }
+
+  // A recording of another model's split: refused, naming what it holds.
+  Generator g2(7);
+  std::string other = (dir / "other.ckpt").string();
+  save_checkpoint(other, make_model("lenet", g2), {{"dataset", "mnist"}});
+  Run bad = run({"attack", "whitebox", "--model", other, "--split", "ReLU2", "--data", data, "--observed", record,
+                 "--iters", "1", "--out", (dir / "bad").string()},
+                dir);
+  CHECK(bad.code == 1);
+  CHECK(count_lines(bad.err) == 1);
+  CHECK_THAT(bad.err, Catch::Contains("no records of lenet/ReLU2/") && Catch::Contains(fp));
   fs::remove_all(dir);
 }
