@@ -58,6 +58,10 @@ void add_common_options(CLI::App* c, AttackOptions& o) {
                 "Defenses on the edge, e.g. dropout:0.6 or gaussian:0.5@input,dropout:0.3 (docs/defenses.md)")
       ->check(valid::defense());
   c->add_option("--defense-seed", o.defense_seed, "Seed of the defense's draws")->check(valid::seed());
+  c->add_option("--observed", o.observed,
+                "Attack what a cloud recorded (`splitleak serve --record FILE`) instead of recomputing the "
+                "victims' observations; --defense then names the edge's defense for --adaptive")
+      ->check(valid::path());
   c->add_flag("--adaptive", o.adaptive, "The attacker knows the defense (kind, place, level) and models it");
   c->add_option("--eot", o.eot, "Draws of an input defense the adaptive attacker averages over (default 4)")
       ->check(valid::integer(1, 64));

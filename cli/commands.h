@@ -14,6 +14,9 @@ void add_train(CLI::App& app);
 void add_eval(CLI::App& app);
 void add_info(CLI::App& app);
 void add_attack(CLI::App& app);
+void add_split(CLI::App& app);
+void add_serve(CLI::App& app);  // serve and stats
+void add_edge(CLI::App& app);
 void add_defend(CLI::App& app);
 
 // "splitleak 0.1.0 (commit ...)" for --version.

@@ -49,6 +49,9 @@ int main(int argc, char** argv) {
   sl::cli::add_eval(app);
   sl::cli::add_info(app);
   sl::cli::add_attack(app);
+  sl::cli::add_split(app);
+  sl::cli::add_serve(app);
+  sl::cli::add_edge(app);
   sl::cli::add_defend(app);
 
   // Walk the command words ("attack whitebox"): an unknown one is named with the ones that exist.

@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 
 #include "datasets/fetch.h"
@@ -20,6 +21,8 @@
 #include "experiment/results.h"
 #include "experiment/ui.h"
 #include "inversion/attack.h"
+#include "runtime/deploy.h"
+#include "runtime/observations.h"
 #include "tensor/io.h"
 
 namespace sl::experiment {
@@ -33,7 +36,51 @@ struct Scene {
   data::Dataset test, victims, attacker;
   std::vector<int64_t> victim_index;  // positions of the victims in the test set (= their query numbers)
   DefenseChain defenses;              // on the edge (none by default)
+  Tensor observed;                    // --observed: the recorded rows of the victims, in victim order
+  std::string observed_note;          // what the recording held
 };
+
+// --observed: the records of this model's split (by fingerprint: the recording must come from a deployment of this
+// very model, `splitleak split` of the same checkpoint), one row per test image. The victims become those of the
+// chosen ones that the recording holds, in the same order.
+void load_observed(const AttackOptions& o, const std::string& split, Scene& s) {
+  SL_CHECK(split != "prob" && split != "label", ValueError, "--observed needs a split layer; '", split,
+           "' is the model's output, which the cloud computes itself");
+  std::string fp = runtime::split_points(s.lm.model, {split}).front().fingerprint;
+  std::string note;
+  std::vector<runtime::Observation> records = runtime::read_observations(o.observed, &note);
+  std::map<int64_t, Tensor> rows = runtime::observed_images(records, fp);
+  if (rows.empty()) {
+    std::set<std::string> seen;
+    for (auto& r : records) seen.insert(r.fingerprint);
+    std::string list;
+    for (auto& f : seen) list += (list.empty() ? "" : ", ") + f;
+    throw ValueError(str(o.observed, ": no records of ", fp, " (this model split at ", split, "); the recording holds ",
+                         records.empty() ? std::string("no records") : list));
+  }
+  std::vector<int64_t> kept;
+  for (int64_t i : s.victim_index)
+    if (rows.count(i)) kept.push_back(i);
+  SL_CHECK(!kept.empty(), ValueError, o.observed, ": none of the chosen test images is recorded (it holds ",
+           rows.size(), " images from index ", rows.begin()->first, "); choose them with --images N or --all");
+  Shape shape = rows.at(kept[0]).shape();
+  shape[0] = int64_t(kept.size());
+  s.observed = Tensor::empty(shape, DType::f32, Device::cpu());
+  for (size_t k = 0; k < kept.size(); ++k) {
+    const Tensor& r = rows.at(kept[k]);
+    SL_CHECK(r.dtype() == DType::f32 && r.numel() * int64_t(kept.size()) == s.observed.numel(), ValueError, o.observed,
+             ": the record of image ", kept[k], " is ", r.str(), ", not one row of ", shape.str());
+    Tensor dst = s.observed.slice(int64_t(k), int64_t(k) + 1);
+    dst.copy_(r.contiguous());
+  }
+  s.observed_note =
+      str(o.observed, ": ", records.size(), " records, ", rows.size(), " images of ", fp, "; ", kept.size(), " of the ",
+          s.victim_index.size(), " chosen images recorded", note.empty() ? std::string() : "; " + note);
+  if (kept.size() != s.victim_index.size()) {
+    s.victim_index = kept;
+    s.victims = inv::select(s.test, s.victim_index);
+  }
+}
 
 // Loads the model, the victims and (when the attack learns from data) the attacker's images. Splits are
 // checked first, before any data set is read.
@@ -63,6 +110,7 @@ Scene load_scene(const AttackOptions& o, const std::vector<std::string>& splits,
     s.victim_index = inv::first_of_each_class(s.test);  // the paper's figures: one image per class
   }
   s.victims = inv::select(s.test, s.victim_index);
+  if (!o.observed.empty()) load_observed(o, splits.at(0), s);
   SL_CHECK(o.attacker_data == "train" || o.attacker_data == "test", ValueError,
            "--attacker-data must be train or test, got '", o.attacker_data, "'");
   if (!need_attacker) {
@@ -110,6 +158,13 @@ inv::AttackConfig make_config(const AttackOptions& o, const inv::AttackKind& kin
 // their test-set index.
 inv::AttackResult run_on_scene(const Scene& s, const inv::AttackConfig& c, const inv::PhaseProgress& progress) {
   SplitPipeline pipe = inv::pipeline_for(s.lm.model, c.split, s.defenses);
+  if (s.observed.defined()) {  // what the cloud recorded, row r for victim r
+    inv::Observation obs;
+    obs.kind = inv::target_of(c.split);
+    obs.v = s.observed.to(c.device);
+    obs.groups.push_back(inv::ObservedGroup{0, obs.rows(), s.defenses});
+    return inv::run_attack_observed(pipe, obs, s.victims, s.attacker, c, progress);
+  }
   std::vector<uint64_t> queries(s.victim_index.begin(), s.victim_index.end());
   return inv::run_attack(pipe, inv::target_of(c.split), s.victims, queries, s.attacker, c, progress);
 }
@@ -169,6 +224,7 @@ nlohmann::json write_results(const std::string& dir, const Scene& s, const inv::
                    {"commit", build_commit()},
                    {"command", command_line()},
                    {"config", config_json(c, preset, s.defenses)},
+                   {"observed", s.observed_note.empty() ? nlohmann::json() : nlohmann::json(s.observed_note)},
                    {"attacker_data", s.attacker.split + " (" + std::to_string(s.attacker.size()) + " images)"},
                    {"detail", r.detail},
                    {"mean_psnr", r.mean_psnr()},
@@ -206,6 +262,7 @@ void run_attack_command(const AttackOptions& o, const inv::AttackKind& kind) {
     std::cerr << ", defense " << chain_str(s.defenses) << " (seed " << o.defense_seed << ")"
               << (o.adaptive ? ", adaptive attacker" : "");
   std::cerr << "\n";
+  if (!s.observed_note.empty()) std::cerr << "attack: observed " << s.observed_note << "\n";
   ui::PhaseLines lines;
   inv::AttackResult r = run_on_scene(s, c, lines.sink());
   nlohmann::json j = write_results(o.out, s, c, o.preset, r);
@@ -243,6 +300,9 @@ void run_table(const AttackOptions& o) {
   io::check_output_dir(out, "--out");  // every output location, before the model and the data are loaded
   for (const char* f : {"table.md", "table.csv", "grid.png"}) io::check_output_file(out + "/" + f, "--out");
   for (const PaperCell& cell : kPaper) check_results_dir(out + "/" + cell.attack + "-" + cell.split, "--out");
+  SL_CHECK(o.observed.empty(), ValueError,
+           "--observed attacks one split: give the attack (whitebox, blackbox, "
+           "queryfree) and --split, not table");
   Scene s = load_scene(o, {"conv1", "ReLU2"}, true);
   SL_CHECK(s.lm.model.arch == "lenet", ValueError, "attack table reproduces the MNIST LeNet table of He, Zhang & Lee; ",
            o.model, " is a ", s.lm.model.arch, " model");

@@ -27,6 +27,9 @@ struct AttackOptions {
   uint64_t defense_seed = 1;
   bool adaptive = false;
   int eot = 4;
+  // A recording of `splitleak serve --record` (runtime/observations.h): attack what the cloud received instead of
+  // recomputing the victims' observations; the victims are the chosen test images that the recording holds.
+  std::string observed;
 };
 
 // `splitleak attack whitebox|blackbox|queryfree`.

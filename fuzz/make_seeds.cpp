@@ -7,6 +7,8 @@
 
 #include "datasets/image_io.h"
 #include "nn/checkpoint.h"
+#include "runtime/observations.h"
+#include "runtime/wire.h"
 
 namespace fs = std::filesystem;
 using Bytes = std::vector<uint8_t>;
@@ -120,6 +122,41 @@ void cifar() {
   put("cifar_png", "wrong-size.json+png", cat(text("[1,1]"), sprite(32, 2, 3)));
 }
 
+// The wire target: byte 0 is the size of the pieces the stream is fed in, then frames (or an observation file).
+void wire() {
+  using namespace sl;
+  auto t = [](Shape s) {
+    std::vector<float> v(size_t(s.numel()));
+    for (size_t i = 0; i < v.size(); ++i) v[i] = float(i % 7) * 0.5f;
+    return Tensor::from_vector(v, s);
+  };
+  auto stream = [](uint8_t piece, const std::vector<Bytes>& frames) {
+    Bytes all{piece};
+    for (auto& f : frames) all.insert(all.end(), f.begin(), f.end());
+    return all;
+  };
+  const std::string fp = "lenet/ReLU2/s1947ca9e/wfa73ed39";
+  wire::Welcome w{"cloud", 5000, 8, 4, {{0, fp, "ReLU2", Shape{16, 8, 8}, 10}}};
+  put("wire", "edge-session",
+      stream(255, {wire::encode_hello({"edge-1", {fp}}), wire::encode_stats_request(1),
+                   wire::encode_request(0, {0, t(Shape{1, 16, 2, 2})}), wire::encode_request(1, {0, t(Shape{2, 4})}),
+                   wire::encode_bye("done")}));
+  put("wire", "cloud-session",
+      stream(7, {wire::encode_welcome(w), wire::encode_response(0, {0, 5, 9, 3, t(Shape{1, 10})}),
+                 wire::encode_error(1, {wire::ErrorCode::BadTensor, "bad shape"}),
+                 wire::encode_stats(1, "{\"requests\":1}"), wire::encode_bye("shutting down")}));
+  put("wire", "request-f64-rank1", stream(0, {wire::encode_request(2, {0, t(Shape{3}).to(DType::f64)})}));
+  Bytes big = wire::encode_request(3, {0, t(Shape{1, 2})});
+  for (int i = 16; i < 20; ++i) big[size_t(i)] = 0xff;
+  put("wire", "oversize-length", stream(3, {big}));
+  // An observation file: its header, two records, the last one torn.
+  Bytes obs = {'S', 'L', 'O', 'B', 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+  runtime::encode_observation(obs, {1, 2, "edge@127.0.0.1:1", 3, "ReLU2", "lenet/ReLU2/s1/w2", t(Shape{1, 2, 2})});
+  runtime::encode_observation(obs, {4, 5, "edge", 6, "pool2", "fp", t(Shape{2, 3})});
+  obs.resize(obs.size() - 5);
+  put("wire", "observations-torn", cat(Bytes{9}, obs));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -131,5 +168,6 @@ int main(int argc, char** argv) {
   checkpoints();
   idx();
   cifar();
+  wire();
   return 0;
 }

@@ -279,15 +279,6 @@ AttackResult run_attack(const SplitPipeline& pipeline, TargetKind target, const 
   SL_CHECK(int64_t(victim_queries.size()) == victims.size(), ValueError, "attack: ", victim_queries.size(),
            " query numbers for ", victims.size(), " victims");
   model.net->eval();
-  AttackTarget t;
-  t.pipeline = pipeline.with_defenses({});
-  t.kind = target;
-  t.attacker_data = &attacker_data;
-  t.range = PixelRange::of(victims.norm);
-  t.image = model.input_shape;
-  t.device = cfg.device;
-  std::unique_ptr<Attack> attack = make_attack(cfg);
-  attack->prepare(t, progress);
   // The victims' observations, in chunks of cfg.batch (what the edge would send for each).
   Observation obs;
   obs.kind = target;
@@ -310,6 +301,27 @@ AttackResult run_attack(const SplitPipeline& pipeline, TargetKind target, const 
     return all;
   }();
   obs.groups.push_back(ObservedGroup{0, victims.size(), pipeline.defenses()});
+  return run_attack_observed(pipeline, obs, victims, attacker_data, cfg, progress);
+}
+
+AttackResult run_attack_observed(const SplitPipeline& pipeline, const Observation& obs, const data::Dataset& victims,
+                                 const data::Dataset& attacker_data, const AttackConfig& cfg,
+                                 const PhaseProgress& progress) {
+  const Model& model = pipeline.model();
+  check_model_fits_data(model, victims);
+  SL_CHECK(victims.size() > 0, ValueError, "no images to attack");
+  SL_CHECK(obs.rows() == victims.size(), ValueError, "attack: ", obs.rows(), " observed rows for ", victims.size(),
+           " victims");
+  model.net->eval();
+  AttackTarget t;
+  t.pipeline = pipeline.with_defenses({});
+  t.kind = obs.kind;
+  t.attacker_data = &attacker_data;
+  t.range = PixelRange::of(victims.norm);
+  t.image = model.input_shape;
+  t.device = cfg.device;
+  std::unique_ptr<Attack> attack = make_attack(cfg);
+  attack->prepare(t, progress);
   Tensor recon = attack->invert(t, obs, progress);
   AttackResult r = score(model, victims, recon, cfg.device);
   r.train_seconds = attack->train_seconds();

@@ -157,6 +157,12 @@ AttackResult score(const Model& model, const data::Dataset& victims, const Tenso
 AttackResult run_attack(const SplitPipeline& pipeline, TargetKind target, const data::Dataset& victims,
                         const std::vector<uint64_t>& victim_queries, const data::Dataset& attacker_data,
                         const AttackConfig& cfg, const PhaseProgress& progress = {});
+// The same on observations made elsewhere, e.g. recorded by the cloud (`splitleak attack --observed`): row r of
+// `obs` is what the cloud received for victim r; `victims` only score the reconstructions. The attack learns from the
+// pipeline's parts and `attacker_data` as in the overload above (the observation is not recomputed).
+AttackResult run_attack_observed(const SplitPipeline& pipeline, const Observation& obs, const data::Dataset& victims,
+                                 const data::Dataset& attacker_data, const AttackConfig& cfg,
+                                 const PhaseProgress& progress = {});
 // The model (in eval mode, on cfg.device) split at cfg.split without a defense; victims are queries 0, 1, ...
 // Errors (ValueError / ShapeError) say what is wrong: an unknown split (listing the names), images that do not fit
 // the model, an empty attacker data set, a target the attack cannot use.

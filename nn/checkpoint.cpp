@@ -1,11 +1,11 @@
 #include "nn/checkpoint.h"
 
-#include <bit>
 #include <cmath>
 #include <cstring>
 #include <set>
 
 #include "tensor/io.h"
+#include "tensor/serialize.h"
 
 namespace sl {
 
@@ -14,145 +14,14 @@ namespace {
 constexpr char kMagic[4] = {'S', 'P', 'L', 'K'};
 constexpr size_t kHeaderBytes = 16;  // magic, version, file size
 constexpr uint32_t kMaxStringBytes = 1u << 20;
-constexpr int kMaxRank = 8;
 
-// Strings (names, metadata) are text: well-formed UTF-8 without control characters, so that they can be
-// printed in one-line messages, on a terminal and in JSON. The offset of the first byte that breaks this, or npos.
-size_t first_non_text(const std::string& s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c < 0x80) {
-      if (c < 0x20 || c == 0x7F) return i;
-      ++i;
-      continue;
-    }
-    // Lead byte: the count of continuation bytes and the range of the first one (no overlong forms, no
-    // surrogates, nothing above U+10FFFF, no C1 controls U+0080..U+009F).
-    int more = 0;
-    unsigned lo = 0x80, hi = 0xBF;
-    if (c == 0xC2)
-      more = 1, lo = 0xA0;
-    else if (c > 0xC2 && c <= 0xDF)
-      more = 1;
-    else if (c == 0xE0)
-      more = 2, lo = 0xA0;
-    else if (c == 0xED)
-      more = 2, hi = 0x9F;
-    else if (c >= 0xE1 && c <= 0xEF)
-      more = 2;
-    else if (c == 0xF0)
-      more = 3, lo = 0x90;
-    else if (c >= 0xF1 && c <= 0xF3)
-      more = 3;
-    else if (c == 0xF4)
-      more = 3, hi = 0x8F;
-    else
-      return i;
-    if (i + size_t(more) >= s.size()) return i;  // cut short
-    for (int k = 1; k <= more; ++k) {
-      const auto t = static_cast<unsigned char>(s[i + size_t(k)]);
-      if (t < (k == 1 ? lo : 0x80) || t > (k == 1 ? hi : 0xBF)) return i;
-    }
-    i += size_t(more) + 1;
-  }
-  return std::string::npos;
-}
-
-// ---- little-endian encoding ----------------------------------------------------------------------------
-using Bytes = std::vector<uint8_t>;
-
-void put_uint(Bytes& b, uint64_t v, int nbytes) {
-  for (int i = 0; i < nbytes; ++i) b.push_back(uint8_t(v >> (8 * i)));
-}
-void put_string(Bytes& b, const std::string& s) {
-  SL_CHECK(s.size() <= kMaxStringBytes, ValueError, "checkpoint string too long (", s.size(), " bytes)");
-  SL_CHECK(first_non_text(s) == std::string::npos, ValueError, "checkpoint string is not text (a control character",
-           " or malformed UTF-8 at its byte ", first_non_text(s), ")");
-  put_uint(b, s.size(), 4);
-  b.insert(b.end(), s.begin(), s.end());
-}
-// Copies `count` elements of `elem` bytes each from host order to little-endian (or back: the same swap).
-void copy_le(uint8_t* dst, const uint8_t* src, size_t count, size_t elem) {
-  if constexpr (std::endian::native == std::endian::little) {
-    std::memcpy(dst, src, count * elem);
-  } else {
-    for (size_t i = 0; i < count; ++i)
-      for (size_t j = 0; j < elem; ++j) dst[i * elem + j] = src[i * elem + elem - 1 - j];
-  }
-}
-
-uint8_t dtype_code(DType t) { return t == DType::f32 ? 0 : t == DType::f64 ? 1 : 2; }
-
-// ---- bounds-checked reading ------------------------------------------------------------------------------
-// Every read says what it reads, so a failure names the field, the byte offset and the file.
-class Reader {
- public:
-  Reader(const Bytes& b, size_t end, const std::string& path) : b_(b), end_(end), path_(path) {}
-  size_t pos() const { return pos_; }
-  size_t left() const { return end_ - pos_; }
-
-  [[noreturn]] void fail(const std::string& msg, size_t at) const {
-    throw IoError(str("checkpoint '", path_, "': ", msg, " at byte offset ", at));
-  }
-  void need(size_t n, const char* what) const {
-    if (n > left()) fail(str("truncated: ", what, " needs ", n, " bytes but only ", left(), " remain"), pos_);
-  }
-  uint64_t uint(int nbytes, const char* what) {
-    need(size_t(nbytes), what);
-    uint64_t v = 0;
-    for (int i = 0; i < nbytes; ++i) v |= uint64_t(b_[pos_ + size_t(i)]) << (8 * i);
-    pos_ += size_t(nbytes);
-    return v;
-  }
-  std::string string(const char* what) {
-    size_t at = pos_;
-    uint64_t n = uint(4, what);
-    if (n > kMaxStringBytes) fail(str(what, " claims an absurd length of ", n, " bytes"), at);
-    need(size_t(n), what);
-    std::string s(reinterpret_cast<const char*>(b_.data() + pos_), size_t(n));
-    if (size_t bad = first_non_text(s); bad != std::string::npos)
-      fail(str(what, " is not text (a control character or malformed UTF-8)"), pos_ + bad);
-    pos_ += size_t(n);
-    return s;
-  }
-  const uint8_t* bytes(size_t n, const char* what) {
-    need(n, what);
-    const uint8_t* p = b_.data() + pos_;
-    pos_ += n;
-    return p;
-  }
-
- private:
-  const Bytes& b_;
-  size_t end_;
-  size_t pos_ = 0;
-  const std::string& path_;
-};
-
-Tensor read_tensor(Reader& r, const std::string& name) {
-  size_t at = r.pos();
-  uint64_t code = r.uint(1, "tensor dtype");
-  if (code > 2) r.fail(str("tensor '", name, "' has an unknown dtype code ", code), at);
-  DType dtype = code == 0 ? DType::f32 : code == 1 ? DType::f64 : DType::i32;
-  at = r.pos();
-  uint64_t rank = r.uint(1, "tensor rank");
-  if (rank > uint64_t(kMaxRank)) r.fail(str("tensor '", name, "' has an absurd rank ", rank), at);
-  // The data must fit in the rest of the file: this bounds every allocation by the file's real size.
-  std::vector<int64_t> dims;
-  uint64_t bytes = dtype_size(dtype);
-  for (uint64_t i = 0; i < rank; ++i) {
-    at = r.pos();
-    uint64_t d = r.uint(8, "tensor dimension");
-    if (d > r.left() || (d > 0 && bytes > r.left() / d))
-      r.fail(str("tensor '", name, "' has an absurd dimension ", int64_t(d), " (more data than the file holds)"), at);
-    bytes *= d;
-    dims.push_back(int64_t(d));
-  }
-  Tensor t = Tensor::empty(Shape(dims), dtype);
-  copy_le(static_cast<uint8_t*>(t.raw_data()), r.bytes(size_t(bytes), "tensor data"), size_t(t.numel()),
-          dtype_size(dtype));
-  return t;
+// Names and metadata are text (tensor/serialize.h: no control characters, well-formed UTF-8), so that they can
+// be printed in one-line messages, on a terminal and in JSON.
+void put_text(Bytes& b, const std::string& s) {
+  size_t bad = first_non_text(s);
+  SL_CHECK(bad == std::string::npos, ValueError, "checkpoint string is not text (a control character",
+           " or malformed UTF-8 at its byte ", bad, ")");
+  put_string(b, s, kMaxStringBytes);
 }
 
 }  // namespace
@@ -175,23 +44,18 @@ void save_checkpoint(const std::string& path, const Checkpoint& ckpt) {
   Bytes b(kMagic, kMagic + 4);
   put_uint(b, kCheckpointVersion, 4);
   put_uint(b, 0, 8);  // file size, patched below
-  put_string(b, ckpt.arch);
+  put_text(b, ckpt.arch);
   put_uint(b, ckpt.meta.size(), 4);
   for (auto& [k, v] : ckpt.meta) {
-    put_string(b, k);
-    put_string(b, v);
+    put_text(b, k);
+    put_text(b, v);
   }
   put_uint(b, ckpt.tensors.size(), 4);
-  for (auto& [name, tensor] : ckpt.tensors) {
-    Tensor t = tensor.to(Device::cpu()).contiguous();
-    SL_CHECK(t.dim() <= size_t(kMaxRank), ValueError, "tensor '", name, "' has rank ", t.dim(), " > ", kMaxRank);
-    put_string(b, name);
-    put_uint(b, dtype_code(t.dtype()), 1);
-    put_uint(b, t.dim(), 1);
-    for (auto d : t.shape().dims()) put_uint(b, uint64_t(d), 8);
-    size_t at = b.size();
-    b.resize(at + t.nbytes());
-    copy_le(b.data() + at, static_cast<const uint8_t*>(t.raw_data()), size_t(t.numel()), dtype_size(t.dtype()));
+  for (auto& [name, t] : ckpt.tensors) {
+    SL_CHECK(t.dim() <= size_t(kMaxTensorRank), ValueError, "tensor '", name, "' has rank ", t.dim(), " > ",
+             kMaxTensorRank);
+    put_text(b, name);
+    put_tensor(b, t);  // dtype, rank, dims, little-endian data (tensor/serialize.h)
   }
   uint64_t total = b.size() + 4;
   for (int i = 0; i < 8; ++i) b[8 + size_t(i)] = uint8_t(total >> (8 * i));
@@ -225,14 +89,15 @@ std::vector<std::string> nonfinite_tensors(const Checkpoint& ckpt) {
 
 Checkpoint load_checkpoint(const std::string& path, bool allow_nonfinite) {
   Bytes b = io::read_file(path, "checkpoint");
-  Reader r(b, b.size(), path);
+  const std::string source = str("checkpoint '", path, "'");
+  ByteReader r(b.data(), b.size(), source);
   // Header first, so that a truncated file or one of another kind is named as such.
   const uint8_t* magic = r.bytes(4, "magic");
   if (std::memcmp(magic, kMagic, 4) != 0) r.fail("not a splitleak checkpoint (wrong magic, expected \"SPLK\")", 0);
-  uint64_t version = r.uint(4, "format version");
+  uint64_t version = r.u32("format version");
   if (version != kCheckpointVersion)
     r.fail(str("unsupported format version ", version, " (this build reads version ", kCheckpointVersion, ")"), 4);
-  uint64_t declared = r.uint(8, "file size");
+  uint64_t declared = r.u64("file size");
   if (declared != b.size())
     r.fail(str(declared > b.size() ? "truncated: " : "trailing bytes: ", "the header says ", declared,
                " bytes, the file has ", b.size()),
@@ -246,22 +111,22 @@ Checkpoint load_checkpoint(const std::string& path, bool allow_nonfinite) {
   if (stored != actual) r.fail(str("checksum mismatch (stored ", stored, ", computed ", actual, ")"), body);
 
   // Then the content; still fully bounds-checked, in case of a file crafted with a valid checksum.
-  Reader c(b, body, path);
-  c.bytes(kHeaderBytes, "header");
+  ByteReader c(b.data(), body, source);
+  c.skip(kHeaderBytes, "header");
   Checkpoint ck;
-  ck.arch = c.string("architecture name");
-  uint64_t nmeta = c.uint(4, "metadata count");
+  ck.arch = c.text("architecture name", kMaxStringBytes);
+  uint64_t nmeta = c.u32("metadata count");
   for (uint64_t i = 0; i < nmeta; ++i) {
-    std::string k = c.string("metadata key");
-    ck.meta[k] = c.string("metadata value");
+    std::string k = c.text("metadata key", kMaxStringBytes);
+    ck.meta[k] = c.text("metadata value", kMaxStringBytes);
   }
-  uint64_t ntensors = c.uint(4, "tensor count");
+  uint64_t ntensors = c.u32("tensor count");
   std::set<std::string> seen;
   for (uint64_t i = 0; i < ntensors; ++i) {
     size_t at = c.pos();
-    std::string name = c.string("tensor name");
+    std::string name = c.text("tensor name", kMaxStringBytes);
     if (!seen.insert(name).second) c.fail(str("tensor '", name, "' appears twice"), at);
-    ck.tensors.emplace_back(name, read_tensor(c, name));
+    ck.tensors.emplace_back(name, c.tensor(name));  // its data must fit in the rest of the file
   }
   if (c.left() != 0) c.fail(str(c.left(), " unexpected bytes after the last tensor"), c.pos());
   if (!allow_nonfinite) {

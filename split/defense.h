@@ -3,7 +3,7 @@
 // input image, before the edge head, or on the intermediate tensor, after it) and a seeded random stream.
 //
 // Randomness: a fresh draw per query, reproducible per seed. Query q of a batch (its position in the edge's stream
-// of queries: the test-set index in `eval`, a request number in the runtime) draws Philox counters
+// of queries: the test-set index in `eval` and in the runtime's edge) draws Philox counters
 // [q·P, (q+1)·P) of the defense's key, P the elements of one sample where the defense sits. So the draw for query
 // q depends only on (seed, position in the chain, q) — not on the batch it arrives in, the thread count or the
 // backend (CPU and CUDA draw the same numbers: kernels/*/random.*). Levels share the draw: dropout at r zeroes the

@@ -11,6 +11,19 @@ SplitPipeline::SplitPipeline(const Model& model, const std::string& split, Defen
   for (auto& d : defenses_) SL_CHECK(d, ValueError, "split pipeline: a null defense");
 }
 
+SplitPipeline SplitPipeline::from_parts(const Model& model, const std::string& split, std::shared_ptr<Sequential> head,
+                                        std::shared_ptr<Sequential> tail, DefenseChain defenses) {
+  SL_CHECK(head || tail, ValueError, "split pipeline: neither a head nor a tail");
+  for (auto& d : defenses) SL_CHECK(d, ValueError, "split pipeline: a null defense");
+  SplitPipeline p;
+  p.model_ = model;
+  p.split_ = split;
+  p.head_ = std::move(head);
+  p.tail_ = std::move(tail);
+  p.defenses_ = std::move(defenses);
+  return p;
+}
+
 SplitPipeline SplitPipeline::with_defenses(DefenseChain defenses) const {
   SplitPipeline p = *this;
   p.defenses_ = std::move(defenses);
@@ -19,7 +32,7 @@ SplitPipeline SplitPipeline::with_defenses(DefenseChain defenses) const {
 
 template <class Q>
 Tensor SplitPipeline::edge_impl(const Tensor& x, const Q& queries) const {
-  SL_CHECK(head_, ValueError, "split pipeline: not set up (no model)");
+  SL_CHECK(head_, ValueError, "split pipeline: no edge head here (not set up, or the cloud's side of a split)");
   Tensor h = x;
   for (auto& d : defenses_)
     if (d->place() == Place::input) h = d->apply(h, queries);
@@ -35,7 +48,7 @@ Tensor SplitPipeline::edge(const Tensor& x, const std::vector<uint64_t>& queries
 }
 
 Tensor SplitPipeline::cloud(const Tensor& v) const {
-  SL_CHECK(tail_, ValueError, "split pipeline: not set up (no model)");
+  SL_CHECK(tail_, ValueError, "split pipeline: no cloud tail here (not set up, or the edge's side of a split)");
   return tail_->forward(v);
 }
 

@@ -24,6 +24,11 @@ class SplitPipeline {
   // Splits `model` after the layer named `split` (ValueError listing the names otherwise). The head and tail
   // share the model's layers. Defenses run in chain order, input ones before the head, the others after it.
   SplitPipeline(const Model& model, const std::string& split, DefenseChain defenses = {});
+  // One side of a deployed split (runtime/deploy.h): the edge process holds the head only (tail null), the cloud
+  // process the tail only (head null); calling the missing side is a ValueError. `model` describes the whole
+  // model (architecture, input shape); its net may hold only this side's layers.
+  static SplitPipeline from_parts(const Model& model, const std::string& split, std::shared_ptr<Sequential> head,
+                                  std::shared_ptr<Sequential> tail, DefenseChain defenses = {});
 
   const Model& model() const { return model_; }
   const std::string& split() const { return split_; }

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "tensor/error.h"
 #include "tensor/io.h"
@@ -54,6 +55,24 @@ std::string slurp(const std::string& p) {
 size_t entries(const fs::path& p) { return size_t(std::distance(fs::directory_iterator(p), fs::directory_iterator())); }
 
 }  // namespace
+
+TEST_CASE("io::crc32: eight bytes at a time equals one byte at a time, at every length and alignment", "[io]") {
+  // The definition, one bit at a time.
+  auto bitwise = [](const uint8_t* p, size_t n) {
+    uint32_t c = 0xFFFFFFFFu;
+    for (size_t i = 0; i < n; ++i) {
+      c ^= p[i];
+      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+    }
+    return ~c;
+  };
+  std::vector<uint8_t> b(300);
+  for (size_t i = 0; i < b.size(); ++i) b[i] = uint8_t(i * 131 + 7);
+  for (size_t at = 0; at < 9; ++at)
+    for (size_t n = 0; at + n <= b.size(); n += (n < 40 ? 1 : 37))
+      CHECK(io::crc32(b.data() + at, n) == bitwise(b.data() + at, n));
+  CHECK(io::crc32(b.data() + 100, 200, io::crc32(b.data(), 100)) == bitwise(b.data(), 300));
+}
 
 TEST_CASE("io::crc32: the IEEE check value, chaining, empty input", "[io]") {
   const std::string s = "123456789";

@@ -1,0 +1,523 @@
+// splitleak edge: the device. Runs the head of a deployed split on test images, sends each intermediate tensor to
+// a `splitleak serve` cloud, reads the prediction back; a progress line, then accuracy, latency percentiles
+// (end-to-end, edge, wire, cloud), bytes, requests/s and the edge's peak memory. With --link-mbps/--link-rtt-ms the
+// transfer is paced as such a link would carry it. --sweep-splits measures every split the cloud serves and plots
+// the Neurosurgeon-style breakdown (edge compute, transfer, cloud compute per split; edge-only and cloud-only).
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "cli/commands.h"
+#include "cli/net_options.h"
+#include "cli/validate.h"
+#include "datasets/fetch.h"
+#include "experiment/common.h"
+#include "experiment/ui.h"
+#include "runtime/deploy.h"
+#include "runtime/edge.h"
+#include "runtime/metrics.h"
+#include "tensor/io.h"
+
+namespace sl::cli {
+
+using namespace sl::experiment;  // load_model, parse_device, json_text, command_line, ...
+
+namespace {
+
+struct EdgeOptions {
+  std::string model, connect, split, dataset, data, device = "cpu", name, out, link_mbps, predictions;
+  runtime::ClientOptions net;
+  runtime::EdgeRunOptions run;
+  std::string link_schedule;
+  double link_rtt_ms = 0;
+  int64_t images = -1;
+  bool all = false, json = false, plain = false, sweep = false;
+  int threads = 0;
+  std::string defense;  // split/defense.h spec, applied on the edge before sending
+  uint64_t defense_seed = 1;
+};
+
+// Percentiles of one component over the requests.
+struct Dist {
+  double p50 = 0, p95 = 0, p99 = 0, mean = 0;
+};
+Dist dist(const std::vector<double>& v) {
+  Dist d;
+  if (v.empty()) return d;
+  d.p50 = runtime::percentile(v, 50);
+  d.p95 = runtime::percentile(v, 95);
+  d.p99 = runtime::percentile(v, 99);
+  double s = 0;
+  for (double x : v) s += x;
+  d.mean = s / double(v.size());
+  return d;
+}
+nlohmann::json dist_json(const Dist& d) {
+  return {{"p50", d.p50 * 1e3}, {"p95", d.p95 * 1e3}, {"p99", d.p99 * 1e3}, {"mean", d.mean * 1e3}};
+}
+
+struct Summary {
+  Dist e2e, edge, wire, queue, cloud, overhead;
+  double bytes_per_request = 0, requests_per_s = 0, images_per_s = 0;
+};
+Summary summarize(const runtime::EdgeRunResult& r) {
+  std::vector<double> e2e, edge, wire, queue, cloud, over;
+  double bytes = 0;
+  for (auto& t : r.timings) {
+    e2e.push_back(t.e2e_s);
+    edge.push_back(t.edge_s);
+    wire.push_back(t.wire_s);
+    queue.push_back(t.queue_s);
+    cloud.push_back(t.cloud_s);
+    over.push_back(t.e2e_s - t.edge_s - t.cloud_s);
+    bytes += double(t.up_bytes);
+  }
+  Summary s{dist(e2e), dist(edge), dist(wire), dist(queue), dist(cloud), dist(over)};
+  size_t n = r.timings.size();
+  s.bytes_per_request = n ? bytes / double(n) : 0;
+  s.requests_per_s = r.wall_s > 0 ? double(n) / r.wall_s : 0;
+  s.images_per_s = r.wall_s > 0 ? double(r.images) / r.wall_s : 0;
+  return s;
+}
+
+std::string ms(double s) { return ui::fixed(s * 1e3, 3); }
+
+std::vector<double> parse_list(const std::string& s, const char* flag) {
+  std::vector<double> v;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    size_t used = 0;
+    double x = 0;
+    try {
+      x = std::stod(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    SL_CHECK(used == item.size() && std::isfinite(x) && x >= 0 && x <= 1e6, ValueError, flag, " '", item,
+             "' is not a number in [0, 1e6]");
+    v.push_back(x);
+  }
+  SL_CHECK(!v.empty(), ValueError, flag, " is empty");
+  return v;
+}
+
+struct Setup {
+  runtime::Deployment dep;
+  data::Dataset test;
+  Device device;
+};
+
+Setup prepare(const EdgeOptions& o) {
+  set_threads(o.threads);
+  Device device = parse_device(o.device);
+  Setup s{runtime::load_deployment(o.model, "edge", device), {}, device};
+  std::string ds = o.dataset.empty() ? s.dep.ckpt.get("dataset") : o.dataset;
+  SL_CHECK(!ds.empty(), ValueError, o.model, ": the checkpoint does not say its data set; pass --dataset");
+  int64_t limit = o.all ? -1 : o.images > 0 ? o.images : o.sweep ? 10 : 1000;
+  s.test = data::load_dataset(ds, data::find_data_dir(o.data), false, limit);
+  check_not_empty(s.test, "test set", "no images to send");
+  Shape img{s.test.channels(), s.test.height(), s.test.width()};
+  SL_CHECK(img == s.dep.input_shape, ValueError, "the edge model takes images of shape ", s.dep.input_shape.str(),
+           " but data set '", ds, "' has ", img.str());
+  return s;
+}
+
+runtime::CloudClient connect(EdgeOptions& o, const runtime::Deployment& dep, wire::Welcome& welcome) {
+  runtime::parse_host_port(o.connect, o.net.host, o.net.port, false);
+  if (o.net.tls.enabled())
+    o.net.tls.validate("edge");
+  else
+    check_plain_tcp("edge", o.net.host, o.plain, false);
+  std::string name = o.name;
+  if (name.empty()) {
+    char host[128] = "edge";
+    gethostname(host, sizeof host - 1);
+    name = str(host, ":", getpid());
+  }
+  runtime::CloudClient c(o.net);
+  welcome = c.hello(name, dep.fingerprints());
+  if (!o.net.tls.enabled()) check_plain_tcp("edge", o.net.host, o.plain, true);  // the warning, once connected
+  return c;
+}
+
+// The edge's side of the split pipeline: head and defenses. The runner passes the test-set index of a request's
+// first image as its first query, so image i is query i here as in `eval --defense` and `attack --defense`: the
+// same draw for the same image and seed, however images are grouped into requests.
+runtime::EdgeCompute edge_compute(const runtime::Deployment& dep, const runtime::SplitPoint& sp, Device device,
+                                  const DefenseChain& defenses) {
+  auto pipe = std::make_shared<SplitPipeline>(dep.pipeline(sp, defenses));
+  return
+      [pipe, device](const Tensor& x, int64_t first_query) { return pipe->edge(x.to(device), uint64_t(first_query)); };
+}
+
+DefenseChain edge_defenses(const EdgeOptions& o) {
+  return o.defense.empty() ? DefenseChain{} : make_defenses(parse_defenses(o.defense), o.defense_seed);
+}
+
+uint16_t split_id_for(const wire::Welcome& w, const runtime::SplitPoint& sp) {
+  const wire::WelcomeSplit* ws = w.find(sp.fingerprint);
+  if (ws) return ws->split_id;
+  std::string served;
+  for (auto& s : w.splits) served += (served.empty() ? "" : ", ") + s.name;
+  throw ValueError(str("the cloud does not serve split ", sp.name, " of this edge (splits in common: ", served, ")"));
+}
+
+// The 1/5/15-minute load averages: other work on the machine that the timings share it with.
+std::string machine_load() {
+  std::ifstream f("/proc/loadavg");
+  std::string a, b, c;
+  f >> a >> b >> c;
+  return a.empty() ? "unknown" : a + " " + b + " " + c;
+}
+
+// ---- one run ---------------------------------------------------------------------------------------------------
+void run_once(EdgeOptions& o) {
+  if (!o.predictions.empty()) io::check_output_file(o.predictions, "--predictions");
+  if (!o.link_mbps.empty()) o.run.link.mbps = parse_list(o.link_mbps, "--link-mbps").at(0);
+  o.run.link.rtt_ms = o.link_rtt_ms;
+  if (!o.link_schedule.empty()) runtime::parse_link_schedule(o.link_schedule, o.run.link);
+  DefenseChain defenses = edge_defenses(o);  // before any file is read
+  Setup s = prepare(o);
+  const runtime::Deployment& dep = s.dep;
+  const runtime::SplitPoint* sp = nullptr;
+  if (!o.split.empty()) {
+    sp = &dep.split(o.split);
+  } else {
+    SL_CHECK(dep.splits.size() == 1, ValueError, o.model, " holds several splits; choose one with --split");
+    sp = &dep.splits.front();
+  }
+  wire::Welcome welcome;
+  runtime::CloudClient client = connect(o, dep, welcome);
+  o.run.split_id = split_id_for(welcome, *sp);
+
+  int64_t n = s.test.size();
+  runtime::MemoryUse before = runtime::memory_use();
+  ui::Progress prog("edge", n, "img");
+  runtime::EdgeRunResult r =
+      runtime::run_edge(client, edge_compute(dep, *sp, s.device, defenses), s.test.images, s.test.labels, o.run,
+                        [&](int64_t done, int64_t correct) {
+                          prog.update(done, "acc " + ui::percent(done ? double(correct) / double(done) : 0));
+                        });
+  prog.finish("acc " + ui::percent(r.images ? double(r.correct) / double(r.images) : 0));
+  client.bye();
+  runtime::MemoryUse mem = runtime::memory_use();
+  Summary sum = summarize(r);
+  double acc = r.images ? double(r.correct) / double(r.images) : 0;
+  int64_t head_bytes = dep.part(*sp)->num_parameters() * 4;
+  std::string transport = o.net.tls.enabled() ? "mutual TLS 1.3" : "plain TCP";
+
+  nlohmann::json j{{"command", command_line()},
+                   {"date", ui::now_iso8601()},
+                   {"device", s.device.str()},
+                   {"model", o.model},
+                   {"arch", dep.arch},
+                   {"split", sp->name},
+                   {"fingerprint", sp->fingerprint},
+                   {"defense", chain_str(defenses)},
+                   {"defense_seed", o.defense_seed},
+                   {"cloud", client.address()},
+                   {"cloud_name", welcome.server_name},
+                   {"transport", transport},
+                   {"link", o.run.link.str()},
+                   {"images", r.images},
+                   {"requests", r.timings.size()},
+                   {"batch", o.run.batch},
+                   {"window", o.run.window},
+                   {"rate", o.run.rate},
+                   {"correct", r.correct},
+                   {"accuracy", acc},
+                   {"failed_requests", r.failed_requests},
+                   {"errors", r.errors},
+                   {"latency_ms",
+                    {{"end_to_end", dist_json(sum.e2e)},
+                     {"edge", dist_json(sum.edge)},
+                     {"wire", dist_json(sum.wire)},
+                     {"cloud_queue", dist_json(sum.queue)},
+                     {"cloud_compute", dist_json(sum.cloud)},
+                     {"overhead", dist_json(sum.overhead)}}},
+                   {"bytes_sent", r.bytes_sent},
+                   {"bytes_received", r.bytes_received},
+                   {"bytes_per_request", sum.bytes_per_request},
+                   {"requests_per_s", sum.requests_per_s},
+                   {"images_per_s", sum.images_per_s},
+                   {"wall_s", r.wall_s},
+                   {"edge_peak_rss_bytes", mem.peak},
+                   {"edge_rss_before_run_bytes", before.rss},
+                   {"head_parameter_bytes", head_bytes},
+                   {"load_average", machine_load()}};
+  if (!r.first_error.empty()) j["first_error"] = r.first_error;
+  if (!o.predictions.empty()) {
+    std::string csv = "image,label,prediction\n";
+    for (int64_t i = 0; i < n; ++i) csv += str(i, ",", s.test.labels[size_t(i)], ",", r.predictions[size_t(i)], "\n");
+    io::write_file_atomic(o.predictions, csv, "--predictions");
+    j["predictions_file"] = o.predictions;
+  }
+  if (o.json) {
+    std::cout << json_text(j) << std::endl;
+  } else {
+    std::cout << "edge: " << dep.arch << " split at " << sp->name
+              << (defenses.empty() ? std::string() : str(" + ", chain_str(defenses), " (seed ", o.defense_seed, ")"))
+              << " -> " << welcome.server_name << " at " << client.address() << " (" << transport << ", link "
+              << o.run.link.str() << ")\n"
+              << "      " << r.images << " images in " << r.timings.size() << " requests of " << o.run.batch
+              << ", window " << o.run.window
+              << (o.run.rate > 0 ? str(", ", o.run.rate, " requests/s offered") : std::string()) << ", "
+              << ui::fixed(r.wall_s, 2) << " s\n\n";
+    std::cout << "accuracy " << ui::percent(acc) << " (" << r.correct << " of " << r.images << ")";
+    if (r.failed_requests) std::cout << "; " << r.failed_requests << " requests failed (" << r.first_error << ")";
+    std::cout << "\n\n";
+    ui::Table t({"ms per request", "p50", "p95", "p99", "mean"});
+    auto row = [&](const char* name, const Dist& d) { t.add({name, ms(d.p50), ms(d.p95), ms(d.p99), ms(d.mean)}); };
+    row("end-to-end", sum.e2e);
+    row("edge (head)", sum.edge);
+    row("wire", sum.wire);
+    row("cloud queue", sum.queue);
+    row("cloud compute", sum.cloud);
+    row("overhead", sum.overhead);
+    t.print();
+    std::cout << "\n(overhead = end-to-end - edge - cloud compute: serialisation, network, queueing)\n"
+              << "sent " << ui::bytes(double(r.bytes_sent)) << " (" << ui::fixed(sum.bytes_per_request, 0)
+              << " B per request), received " << ui::bytes(double(r.bytes_received)) << "; "
+              << ui::fixed(sum.requests_per_s, 0) << " requests/s, " << ui::fixed(sum.images_per_s, 0)
+              << " images/s\nedge peak memory " << ui::bytes(double(mem.peak)) << " (RSS; before the run "
+              << ui::bytes(double(before.rss)) << ", head parameters " << ui::bytes(double(head_bytes)) << ")\n";
+  }
+  SL_CHECK(r.failed_requests == 0, Error, r.failed_requests, " requests failed: ", r.first_error);
+}
+
+// ---- the sweep over split points ----------------------------------------------------------------------------------
+// What a sweep writes into --out (besides the gnuplot data files, one per link).
+const char* const kSweepFiles[] = {"sweep.csv", "sweep.json", "sweep.gp", "latency.png", "bytes.png", "bytes.dat"};
+
+struct SweepRow {
+  std::string split;
+  double link_mbps = 0;
+  double edge_ms = 0, transfer_ms = 0, cloud_ms = 0, total_ms = 0;
+  double bytes = 0;    // sent per image
+  bool local = false;  // edge-only: no network
+};
+
+void write_sweep_plots(const std::string& dir, const std::vector<SweepRow>& rows, const std::vector<double>& links,
+                       const std::string& title) {
+  namespace fs = std::filesystem;
+  for (double l : links) {
+    std::ostringstream f;
+    f << "# split edge_ms transfer_ms cloud_ms\n";
+    for (auto& r : rows)
+      if (r.link_mbps == l) f << r.split << " " << r.edge_ms << " " << r.transfer_ms << " " << r.cloud_ms << "\n";
+    io::write_file_atomic((fs::path(dir) / str("latency-", l, "mbps.dat")).string(), f.str(), "--out");
+  }
+  {
+    std::ostringstream f;
+    f << "# split bytes_per_image\n";
+    for (auto& r : rows)
+      if (r.link_mbps == links.front()) f << r.split << " " << std::max(r.bytes, 1.0) << "\n";
+    io::write_file_atomic((fs::path(dir) / "bytes.dat").string(), f.str(), "--out");
+  }
+  std::ostringstream g;
+  g << "set terminal pngcairo size " << 520 * links.size() + 200 << ",600 font 'DejaVu Sans,10'\n"
+    << "set output '" << (fs::path(dir) / "latency.png").string() << "'\n"
+    << "set multiplot layout 1," << links.size() << " title '" << title << ": latency per split (ms)'\n"
+    << "set style data histograms\nset style histogram rowstacked\nset style fill solid 0.85 border -1\n"
+    << "set boxwidth 0.75\nset xtics rotate by -50 scale 0\nset grid ytics\nset key outside bottom center horizontal\n"
+    << "set ylabel 'ms per image'\n";
+  for (double l : links)
+    g << "set title '" << l << " Mbit/s'\nplot '" << (fs::path(dir) / str("latency-", l, "mbps.dat")).string()
+      << "' using 2:xtic(1) title 'edge compute' lc rgb '#4477aa', '' using 3 title 'transfer' lc rgb '#ee6677', "
+         "'' using 4 title 'cloud compute' lc rgb '#228833'\n";
+  g << "unset multiplot\n"
+    << "set terminal pngcairo size 700,480 font 'DejaVu Sans,10'\n"
+    << "set output '" << (fs::path(dir) / "bytes.png").string() << "'\n"
+    << "set title '" << title << ": bytes sent per image'\nset logscale y\nset ylabel 'bytes'\nunset key\n"
+    << "set style fill solid 0.85 border -1\nset boxwidth 0.7\nset xtics rotate by -50 scale 0\n"
+    << "plot '" << (fs::path(dir) / "bytes.dat").string() << "' using 0:2:xtic(1) with boxes lc rgb '#4477aa'\n";
+  io::write_file_atomic((fs::path(dir) / "sweep.gp").string(), g.str(), "--out");
+  std::string cmd = "gnuplot '" + (fs::path(dir) / "sweep.gp").string() + "' 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  SL_CHECK(p, IoError, "cannot run gnuplot");
+  std::string out;
+  char buf[256];
+  while (std::fgets(buf, sizeof buf, p)) out += buf;
+  int rc = ::pclose(p);
+  SL_CHECK(rc == 0, IoError, "gnuplot failed (is gnuplot installed?): ", out);
+}
+
+void run_sweep(EdgeOptions& o) {
+  namespace fs = std::filesystem;
+  SL_CHECK(!o.out.empty(), ValueError, "--sweep-splits needs --out DIR for its table and plots");
+  SL_CHECK(o.link_schedule.empty(), ValueError,
+           "--sweep-splits takes fixed links (--link-mbps A,B,...), not a schedule");
+  io::check_output_dir(o.out, "--out");
+  for (const char* f : kSweepFiles) io::check_output_file((fs::path(o.out) / f).string(), "--out");
+  std::vector<double> links = o.link_mbps.empty() ? std::vector<double>{0} : parse_list(o.link_mbps, "--link-mbps");
+  DefenseChain defenses = edge_defenses(o);
+  Setup s = prepare(o);
+  const runtime::Deployment& dep = s.dep;
+  wire::Welcome welcome;
+  runtime::CloudClient client = connect(o, dep, welcome);
+  std::vector<const runtime::SplitPoint*> splits;
+  for (auto& sp : dep.splits)
+    if (welcome.find(sp.fingerprint)) splits.push_back(&sp);
+  SL_CHECK(!splits.empty(), ValueError, "no split in common with the cloud");
+  Generator g0(0);
+  size_t all_layers = make_model(dep.arch, g0).net->size();
+  // Edge-only needs the split after the model's last layer (`splitleak split --at all` makes it).
+  bool edge_only = dep.layers.size() == all_layers && welcome.find(dep.splits.back().fingerprint) &&
+                   dep.splits.back().name == dep.layers.back();
+
+  std::vector<SweepRow> rows;
+  int64_t n = s.test.size();
+  std::string load = machine_load();
+  auto med = [](std::vector<double> v) { return runtime::percentile(std::move(v), 50); };
+  ui::Progress prog("sweep", int64_t(links.size() * (splits.size() + (edge_only ? 1 : 0))), "split");
+  int64_t done = 0;
+  for (double l : links) {
+    for (auto* sp : splits) {
+      runtime::EdgeRunOptions ro = o.run;
+      ro.split_id = split_id_for(welcome, *sp);
+      ro.batch = 1;
+      ro.window = 1;
+      ro.rate = 0;
+      ro.warmup = std::max<int64_t>(ro.warmup, 1);
+      ro.link.mbps = l;
+      ro.link.rtt_ms = o.link_rtt_ms;
+      runtime::EdgeRunResult r =
+          runtime::run_edge(client, edge_compute(dep, *sp, s.device, defenses), s.test.images, {}, ro);
+      std::vector<double> e, w, c, t;
+      for (auto& x : r.timings) {
+        e.push_back(x.edge_s * 1e3);
+        w.push_back((x.wire_s + x.queue_s) * 1e3);
+        c.push_back(x.cloud_s * 1e3);
+        t.push_back(x.e2e_s * 1e3);
+      }
+      SweepRow row{sp->name, l, med(e), med(w), med(c), med(t), double(sp->sample_shape.numel() * 4), false};
+      rows.push_back(row);
+      prog.update(++done, str(l, " Mbit/s ", sp->name, " ", ui::fixed(row.total_ms, 2), " ms"));
+    }
+    if (edge_only) {
+      // The whole model on the edge, nothing sent: the edge compute of the split after the last layer, measured
+      // above like every other split's.
+      for (auto& r : rows)
+        if (r.link_mbps == l && r.split == dep.layers.back()) {
+          rows.push_back({"edge-only", l, r.edge_ms, 0, 0, r.edge_ms, 0, true});
+          break;
+        }
+      prog.update(++done, str(l, " Mbit/s edge-only"));
+    }
+  }
+  prog.finish();
+  client.bye();
+  // Cloud-only is the "input" split (the edge sends the image); name it so in the table and the plots.
+  for (auto& r : rows)
+    if (r.split == "input") r.split = "cloud-only";
+
+  nlohmann::json j{{"command", command_line()},
+                   {"date", ui::now_iso8601()},
+                   {"device", s.device.str()},
+                   {"arch", dep.arch},
+                   {"model", o.model},
+                   {"cloud", client.address()},
+                   {"images_per_split", n},
+                   {"rtt_ms", o.link_rtt_ms},
+                   {"load_average_at_start", load},
+                   {"note", "medians per request (batch 1, window 1); transfer = end-to-end - edge - cloud compute"}};
+  io::CreatedDirs created(o.out, "--out");
+  std::ostringstream csv;
+  csv << "link_mbps,split,edge_ms,transfer_ms,cloud_ms,total_ms,bytes_per_image\n";
+  ui::Table t({"link", "split", "edge ms", "transfer ms", "cloud ms", "total ms", "sent/image"});
+  for (auto& r : rows) {
+    std::string link = r.link_mbps > 0 ? str(r.link_mbps, " Mbit/s") : "loopback";
+    t.add({link, r.split, ui::fixed(r.edge_ms, 3), ui::fixed(r.transfer_ms, 3), ui::fixed(r.cloud_ms, 3),
+           ui::fixed(r.total_ms, 3), r.local ? "-" : ui::bytes(r.bytes)});
+    csv << r.link_mbps << "," << r.split << "," << r.edge_ms << "," << r.transfer_ms << "," << r.cloud_ms << ","
+        << r.total_ms << "," << r.bytes << "\n";
+    j["rows"].push_back({{"link_mbps", r.link_mbps},
+                         {"split", r.split},
+                         {"edge_ms", r.edge_ms},
+                         {"transfer_ms", r.transfer_ms},
+                         {"cloud_ms", r.cloud_ms},
+                         {"total_ms", r.total_ms},
+                         {"bytes_per_image", r.bytes}});
+  }
+  io::write_file_atomic((fs::path(o.out) / "sweep.csv").string(), csv.str(), "--out");
+  io::write_file_atomic((fs::path(o.out) / "sweep.json").string(), json_text(j, 2) + "\n", "--out");
+  write_sweep_plots(o.out, rows, links, dep.arch + (o.link_rtt_ms > 0 ? str(", RTT ", o.link_rtt_ms, " ms") : ""));
+  created.keep();
+  if (o.json) {
+    std::cout << json_text(j) << std::endl;
+    return;
+  }
+  t.print();
+  for (double l : links) {
+    const SweepRow* best = nullptr;
+    for (auto& r : rows)
+      if (r.link_mbps == l && (!best || r.total_ms < best->total_ms)) best = &r;
+    std::cout << "fastest at " << (l > 0 ? str(l, " Mbit/s") : std::string("loopback")) << ": " << best->split << " ("
+              << ui::fixed(best->total_ms, 3) << " ms)\n";
+  }
+  std::cout << "wrote " << (fs::path(o.out) / "latency.png").string() << ", "
+            << (fs::path(o.out) / "bytes.png").string() << ", sweep.csv, sweep.json\n";
+}
+
+}  // namespace
+
+void add_edge(CLI::App& app) {
+  auto o = std::make_shared<EdgeOptions>();
+  auto* c = app.add_subcommand("edge", "The device: run the head, send to a `splitleak serve` cloud, measure");
+  c->add_option("--model", o->model, "edge.ckpt written by `splitleak split`")->required()->check(valid::path());
+  c->add_option("--connect", o->connect, "HOST:PORT of the cloud")->required();
+  c->add_option("--split", o->split, "Which split of edge.ckpt to run (when it holds several)");
+  c->add_option("--images", o->images, "Send the first N test images (default 1000; 10 per split with --sweep-splits)")
+      ->check(valid::integer(1, valid::kMaxImages));
+  c->add_flag("--all", o->all, "Send the whole test set");
+  c->add_option("--batch", o->run.batch, "Images per request (default 1)")->check(valid::integer(1, 65536));
+  c->add_option("--window", o->run.window, "Requests in flight (default 1)")->check(valid::integer(1, 4096));
+  c->add_option("--rate", o->run.rate, "Requests per second, open loop (default: as fast as answers come)")
+      ->check(valid::real(0, 1e7));
+  c->add_option("--warmup", o->run.warmup, "Requests sent first and left out of the figures (default 0)")
+      ->check(valid::integer(0, 1000000));
+  c->add_option("--link-mbps", o->link_mbps,
+                "Emulate a link of this many Mbit/s (--sweep-splits: a comma-separated list, one sweep each)");
+  c->add_option("--link-rtt-ms", o->link_rtt_ms, "Emulated round-trip time (ms)")->check(valid::non_negative());
+  c->add_option("--link-schedule", o->link_schedule,
+                "Link speed over the run: AT:MBPS,... with AT in seconds (5) or requests (200r)");
+  c->add_flag("--sweep-splits", o->sweep, "Measure every split the cloud serves; table and plots in --out");
+  c->add_option("--out", o->out, "Folder for the sweep's CSV, JSON and plots")->check(valid::path());
+  c->add_option("--dataset", o->dataset, "mnist or cifar10 (default: the checkpoint's)")
+      ->check(CLI::IsMember({"mnist", "cifar10"}));
+  c->add_option("--data", o->data, "Data directory (default: $SPLITLEAK_DATA or data/)")->check(valid::path());
+  c->add_option("--device", o->device, "cpu or cuda[:N]: where the head runs");
+  c->add_option("--threads", o->threads, "CPU threads (default 0: all cores)")->check(valid::threads());
+  c->add_option("--name", o->name, "Name sent to the cloud (default: host:pid)");
+  c->add_option("--connect-timeout", o->net.connect_timeout_s, "Seconds to connect, handshake and HELLO (5)")
+      ->check(valid::real(0, 3600));
+  c->add_option("--timeout", o->net.io_timeout_s, "Seconds to wait for any one answer (30)")
+      ->check(valid::real(0, 86400));
+  add_tls_flags(c, o->net.tls, true);
+  c->add_flag("--plain", o->plain, "Allow plain TCP to a non-loopback address");
+  c->add_flag("--json", o->json, "Print one JSON object with the results");
+  c->add_option("--defense", o->defense,
+                "Defenses on the edge before sending, e.g. dropout:0.6 or gaussian:0.5@input (docs/defenses.md)")
+      ->check(valid::defense());
+  c->add_option("--defense-seed,--seed", o->defense_seed, "Seed of the defense's draws (query i = test image i)")
+      ->check(valid::seed());
+  c->add_option("--predictions", o->predictions, "Write image,label,prediction per test image to this CSV file")
+      ->check(valid::path());
+  c->callback([o] {
+    SL_CHECK(!(o->all && o->images > 0), ValueError, "give --images N or --all, not both");
+    if (o->sweep)
+      run_sweep(*o);
+    else
+      run_once(*o);
+  });
+}
+
+}  // namespace sl::cli
