@@ -38,6 +38,8 @@ struct DefendSettings {
   uint64_t defense_seed = 1;  // the deployments' seed (the attacker never sees it)
   int64_t eval_batch = 1000;  // accuracy batch
   Device device = Device::cpu();
+  // By split: what the edge calibrated on its own data, for kinds that need it (CIS rank allocation, split/cis.h).
+  std::map<std::string, DefenseCalibration> calibration;
 };
 
 // The attack on one level of one line, by one attacker.

@@ -17,6 +17,7 @@
 #include "experiment/defend.h"
 #include "experiment/defend_report.h"
 #include "experiment/ui.h"
+#include "split/cis.h"
 #include "tensor/io.h"
 
 namespace sl::experiment {
@@ -112,7 +113,7 @@ void run_defend_command(const DefendOptions& o) {
   for (auto& l : lines) {
     SplitPipeline check(model, l.split);
     for (double level : l.levels)
-      if (auto& k = defense_kind(l.defense.kind); k.validate) k.validate(l.defense.at_level(level));
+      if (auto& k = defense_kind(l.defense.kind); k.validate && level != 0) k.validate(l.defense.at_level(level));
   }
 
   const std::string ds = o.dataset.empty() ? lm.dataset : o.dataset;
@@ -121,6 +122,15 @@ void run_defend_command(const DefendOptions& o) {
   data::Dataset test = data::load_dataset(ds, dir, false, o.limit);
   check_not_empty(test, "test set", "no accuracy to measure");
   inv::check_model_fits_data(model, test);
+  // CIS rank allocation: the mean channel ranks at each split, measured once on the edge's own (training) images.
+  for (auto& l : lines)
+    if (needs_calibration({l.defense}) && !s.calibration.count(l.split)) {
+      data::Dataset own = data::load_dataset(ds, dir, true, 256);
+      s.calibration[l.split] = calibrate_channels(SplitPipeline(model, l.split), own.images.to(device));
+      std::cerr << "defend: calibrated " << l.split << " on " << own.size() << " training images (mean channel rank";
+      for (double r : s.calibration[l.split].channel_rank) std::cerr << " " << ui::fixed(r, 1);
+      std::cerr << ")\n";
+    }
   std::vector<int64_t> victims;
   if (o.images > 0)
     for (int64_t i = 0; i < std::min(o.images, test.size()); ++i) victims.push_back(i);
