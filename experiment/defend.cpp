@@ -40,24 +40,6 @@ void validate(const Model& model, const DefendSettings& s) {
   }
 }
 
-// Mean and variance of every pixel (in [0, 1]) of a data set, batch by batch.
-double pixel_variance(const data::Dataset& d) {
-  double sum = 0, sq = 0;
-  int64_t n = 0;
-  for (int64_t b = 0; b < d.size(); b += 1000) {
-    Tensor px = data::denormalize(d.images.slice(b, std::min(d.size(), b + 1000)), d.norm, true);
-    const float* p = px.data<float>();
-    for (int64_t i = 0; i < px.numel(); ++i) {
-      sum += p[i];
-      sq += double(p[i]) * p[i];
-    }
-    n += px.numel();
-  }
-  if (n == 0) return 0;
-  const double mean = sum / double(n);
-  return std::max(0.0, sq / double(n) - mean * mean);
-}
-
 Tensor concat_rows(const std::vector<Tensor>& parts) {
   Shape s = parts.at(0).shape();
   int64_t rows = 0;
@@ -74,6 +56,23 @@ Tensor concat_rows(const std::vector<Tensor>& parts) {
 }
 
 }  // namespace
+
+double pixel_variance(const data::Dataset& d) {
+  double sum = 0, sq = 0;
+  int64_t n = 0;
+  for (int64_t b = 0; b < d.size(); b += 1000) {
+    Tensor px = data::denormalize(d.images.slice(b, std::min(d.size(), b + 1000)), d.norm, true);
+    const float* p = px.data<float>();
+    for (int64_t i = 0; i < px.numel(); ++i) {
+      sum += p[i];
+      sq += double(p[i]) * p[i];
+    }
+    n += px.numel();
+  }
+  if (n == 0) return 0;
+  const double mean = sum / double(n);
+  return std::max(0.0, sq / double(n) - mean * mean);
+}
 
 std::string DefenseLine::name() const {
   std::string opts;

@@ -71,6 +71,9 @@ struct DefendOutcome {
   std::vector<std::string> attackers() const;
 };
 
+// The variance of every pixel (in [0, 1]) of a data set, over all its images: Var(x) of the leakage index.
+double pixel_variance(const data::Dataset& d);
+
 // Runs the sweep. `victim_index` picks the exemplars in `test` (their query numbers are these indices, so the
 // attacked observations are exactly the ones behind the accuracy); accuracy runs over all of `test`. The attacker
 // learns (black-box, query-free) only from `attacker_data`. ValueError before any work for a line whose split, kind

@@ -17,7 +17,6 @@
 #include "experiment/defend.h"
 #include "experiment/defend_report.h"
 #include "experiment/ui.h"
-#include "split/cis.h"
 #include "tensor/io.h"
 
 namespace sl::experiment {
@@ -125,11 +124,7 @@ void run_defend_command(const DefendOptions& o) {
   // CIS rank allocation: the mean channel ranks at each split, measured once on the edge's own (training) images.
   for (auto& l : lines)
     if (needs_calibration({l.defense}) && !s.calibration.count(l.split)) {
-      data::Dataset own = data::load_dataset(ds, dir, true, 256);
-      s.calibration[l.split] = calibrate_channels(SplitPipeline(model, l.split), own.images.to(device));
-      std::cerr << "defend: calibrated " << l.split << " on " << own.size() << " training images (mean channel rank";
-      for (double r : s.calibration[l.split].channel_rank) std::cerr << " " << ui::fixed(r, 1);
-      std::cerr << ")\n";
+      s.calibration[l.split] = calibrate_on_training_data(SplitPipeline(model, l.split), ds, dir, device);
     }
   std::vector<int64_t> victims;
   if (o.images > 0)

@@ -47,8 +47,8 @@ std::vector<SplitCost> split_costs(const Model& model) {
 void measure_split_times(const Model& model, std::vector<SplitCost>& costs, int64_t batch, int repeats) {
   SL_CHECK(batch >= 1 && repeats >= 1, ValueError, "measure split times: batch and repeats must be >= 1");
   const auto names = model.net->layer_names();
-  SL_CHECK(costs.size() == names.size(), ValueError, "measure split times: ", costs.size(), " costs for ",
-           names.size(), " layers");
+  SL_CHECK(costs.size() == names.size(), ValueError, "measure split times: ", costs.size(), " costs for ", names.size(),
+           " layers");
   NoGradGuard no_grad;
   Generator g(1);
   const Device dev = model.net->parameters().empty() ? Device::cpu() : model.net->parameters()[0].device();
@@ -92,7 +92,11 @@ std::string num(double v, int decimals) {
   std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
   return buf;
 }
-std::string kib(double bytes) { return num(bytes / 1024.0, 1) + " KiB"; }
+std::string kib(double bytes) {
+  if (bytes < 1024) return num(bytes, 0) + " B";
+  if (bytes < 1024.0 * 1024) return num(bytes / 1024.0, 1) + " KiB";
+  return num(bytes / 1024.0 / 1024.0, 2) + " MiB";
+}
 }  // namespace
 
 SplitChoice choose_split(const std::vector<SplitCandidate>& cands, const Link& link, const SplitConstraints& k) {
@@ -123,8 +127,8 @@ SplitChoice choose_split(const std::vector<SplitCandidate>& cands, const Link& l
   std::string faster;
   for (size_t i = 0; i < cands.size(); ++i)
     if (i != c && out.latency_s[i] < out.latency_s[c])
-      faster += (faster.empty() ? "" : "; ") + cands[i].cost.split + " " + num(out.latency_s[i] * 1e3, 2) + " ms: " +
-                out.why_not[i];
+      faster += (faster.empty() ? "" : "; ") + cands[i].cost.split + " " + num(out.latency_s[i] * 1e3, 2) +
+                " ms: " + out.why_not[i];
   out.reason += faster.empty() ? "; no split is faster" : "; faster splits excluded — " + faster;
   return out;
 }

@@ -16,11 +16,11 @@ namespace sl {
 // What one split point costs, per image (float32 on the wire).
 struct SplitCost {
   std::string split;
-  int64_t bytes_sent = 0;          // the intermediate tensor of one image
-  double edge_flops = 0;           // multiply-adds × 2 of the head (conv, linear); one per element elsewhere
-  int64_t edge_param_bytes = 0;    // the head's parameters
-  int64_t edge_peak_act_bytes = 0; // the largest input + output of one head layer, one image
-  double edge_seconds = 0;         // measured per image, this machine
+  int64_t bytes_sent = 0;           // the intermediate tensor of one image
+  double edge_flops = 0;            // multiply-adds × 2 of the head (conv, linear); one per element elsewhere
+  int64_t edge_param_bytes = 0;     // the head's parameters
+  int64_t edge_peak_act_bytes = 0;  // the largest input + output of one head layer, one image
+  double edge_seconds = 0;          // measured per image, this machine
   double cloud_seconds = 0;
   int64_t edge_memory() const { return edge_param_bytes + edge_peak_act_bytes; }
 };
@@ -48,8 +48,8 @@ struct SplitConstraints {
   std::optional<int64_t> edge_memory_bytes;
 };
 struct SplitChoice {
-  std::optional<size_t> index;   // into the candidates; none when nothing satisfies the constraints
-  std::string reason;            // which constraint bound, with the numbers
+  std::optional<size_t> index;       // into the candidates; none when nothing satisfies the constraints
+  std::string reason;                // which constraint bound, with the numbers
   std::vector<std::string> why_not;  // per candidate: "" when allowed, else the constraint it breaks
   std::vector<double> latency_s;     // per candidate, at the link
 };

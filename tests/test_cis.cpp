@@ -25,17 +25,18 @@ DefenseCalibration cal_of(std::vector<double> ranks) {
 
 TEST_CASE("cis: numerical rank of matrices of known rank", "[cis]") {
   CHECK(numerical_rank(std::vector<double>(12, 0.0), 3, 4) == 0);
-  CHECK(numerical_rank({1, 2, 3, 2, 4, 6, 3, 6, 9}, 3, 3) == 1);        // outer product
-  CHECK(numerical_rank({1, 0, 0, 0, 1, 0, 0, 0, 1}, 3, 3) == 3);        // identity
-  CHECK(numerical_rank({1, 2, 3, 4, 5, 6, 7, 8, 9}, 3, 3) == 2);        // rows in arithmetic progression
-  CHECK(numerical_rank({1, 2, 3, 4, 5, 6}, 2, 3) == 2);                 // wide
-  CHECK(numerical_rank({1, 1e-12, 1e-12, 1e-12}, 2, 2) == 1);           // below the float32 tolerance
+  CHECK(numerical_rank({1, 2, 3, 2, 4, 6, 3, 6, 9}, 3, 3) == 1);  // outer product
+  CHECK(numerical_rank({1, 0, 0, 0, 1, 0, 0, 0, 1}, 3, 3) == 3);  // identity
+  CHECK(numerical_rank({1, 2, 3, 4, 5, 6, 7, 8, 9}, 3, 3) == 2);  // rows in arithmetic progression
+  CHECK(numerical_rank({1, 2, 3, 4, 5, 6}, 2, 3) == 2);           // wide
+  CHECK(numerical_rank({1, 1e-12, 1e-12, 1e-12}, 2, 2) == 1);     // below the float32 tolerance
   Generator g(3);
   Tensor r = test::randn(Shape{6, 6}, g);
-  CHECK(numerical_rank(r.to_vector(), 6, 6) == 6);                      // a random square matrix is full rank
+  CHECK(numerical_rank(r.to_vector(), 6, 6) == 6);  // a random square matrix is full rank
   // Mean rank per channel over a batch: channel 0 is rank 1 in both samples, channel 1 is zero in one, identity
   // (rank 2) in the other.
-  Tensor f = Tensor::from_vector(std::vector<double>{1, 1, 1, 1, 0, 0, 0, 0, 2, 2, 2, 2, 1, 0, 0, 1}, Shape{2, 2, 2, 2});
+  Tensor f =
+      Tensor::from_vector(std::vector<double>{1, 1, 1, 1, 0, 0, 0, 0, 2, 2, 2, 2, 1, 0, 0, 1}, Shape{2, 2, 2, 2});
   auto ranks = channel_ranks(f);
   REQUIRE(ranks.size() == 2);
   CHECK(ranks[0] == Approx(1.0));
