@@ -111,8 +111,8 @@ void run_partition_command(const PartitionOptions& o) {
   set_threads(o.threads);
   // Everything the command line says is checked before the model and the data are loaded.
   io::check_output_dir(o.out, "--out");
-  for (const char* f : {"results.json", "results.csv", "table.txt", "layers.png", "latency-leakage.png",
-                        "recovered.png"})
+  for (const char* f :
+       {"results.json", "results.csv", "table.txt", "layers.png", "latency-leakage.png", "recovered.png"})
     io::check_output_file(o.out + "/" + f, "--out");
   Link link{parse_bandwidth(o.bandwidth), o.rtt_ms / 1000.0};
   SL_CHECK(std::isfinite(o.rtt_ms) && o.rtt_ms >= 0, ValueError, "--rtt-ms must be >= 0, got ", o.rtt_ms);
@@ -162,10 +162,9 @@ void run_partition_command(const PartitionOptions& o) {
   }
   const double var = pixel_variance(test);
 
-  std::cerr << "partition: " << model.arch << ", " << splits.size() << " splits x " << attacks.size()
-            << " attack(s), " << victims.size() << " victim images, "
-            << (learns ? "attacker data train (" + std::to_string(attacker.size()) + " images), " : "")
-            << device.str();
+  std::cerr << "partition: " << model.arch << ", " << splits.size() << " splits x " << attacks.size() << " attack(s), "
+            << victims.size() << " victim images, "
+            << (learns ? "attacker data train (" + std::to_string(attacker.size()) + " images), " : "") << device.str();
   if (o.quick)
     std::cerr << "; --quick: " << (o.iters >= 0 ? o.iters : quick.iters) << " rMLE iterations, "
               << (o.epochs >= 0 ? o.epochs : quick.epochs) << " decoder/shadow epoch(s), " << attacker.size()
@@ -208,8 +207,8 @@ void run_partition_command(const PartitionOptions& o) {
       if (row.by_attack.empty() || a.leakage_bits > row.worst_leakage) row.worst_leakage = a.leakage_bits;
       if (row.by_attack.empty() || a.psnr > row.worst_psnr) row.worst_psnr = a.psnr;
       row.by_attack[inv::attack_name(kind)] = a;
-      progress.update(++done, split + " " + inv::attack_name(kind) + " PSNR " + fmt(a.psnr, 2) + " SSIM " +
-                                  fmt(a.ssim, 3));
+      progress.update(++done,
+                      split + " " + inv::attack_name(kind) + " PSNR " + fmt(a.psnr, 2) + " SSIM " + fmt(a.ssim, 3));
     }
     rows.push_back(row);
   }
@@ -239,7 +238,7 @@ void run_partition_command(const PartitionOptions& o) {
                                                                          : nlohmann::json(nullptr)},
                           {"max_ssim", limits.max_ssim ? nlohmann::json(*limits.max_ssim) : nlohmann::json(nullptr)},
                           {"max_leakage_bits", limits.max_leakage_bits ? nlohmann::json(*limits.max_leakage_bits)
-                                                                        : nlohmann::json(nullptr)},
+                                                                       : nlohmann::json(nullptr)},
                           {"quick", o.quick},
                           {"preset", o.preset},
                           {"victims", victims.size()},
@@ -311,7 +310,7 @@ void run_partition_command(const PartitionOptions& o) {
           discordant.push_back(rows[a].cost.split + "/" + rows[b].cost.split);
       }
     order << "  " << n << ": " << concordant << " pairs of layers ordered alike, " << discordant.size()
-          << " differently" << (discordant.empty() ? "" : " (") ;
+          << " differently" << (discordant.empty() ? "" : " (");
     for (size_t i = 0; i < discordant.size(); ++i) order << (i ? ", " : "") << discordant[i];
     order << (discordant.empty() ? "" : ")") << ", " << tied << " tied in the index\n";
     j["index_vs_psnr"][n] = {{"concordant", concordant}, {"discordant", discordant}, {"tied", tied}};
@@ -323,8 +322,8 @@ void run_partition_command(const PartitionOptions& o) {
   std::vector<std::string> written{"results.json", "results.csv", "table.txt"};
   std::vector<PlotPanel> panels(2);
   panels[0].title = model.arch + ": attack PSNR per split layer (x: layer index, see results.csv)";
-  panels[0].xlabel = "split layer (1 = " + splits.front() + ", " + std::to_string(splits.size()) + " = " +
-                     splits.back() + ")";
+  panels[0].xlabel =
+      "split layer (1 = " + splits.front() + ", " + std::to_string(splits.size()) + " = " + splits.back() + ")";
   panels[0].ylabel = "PSNR dB";
   panels[0].hline = 10;
   panels[1] = panels[0];
@@ -345,19 +344,30 @@ void run_partition_command(const PartitionOptions& o) {
     ++color;
   }
   if (plot_png(o.out + "/layers.png", panels, 2)) written.push_back("layers.png");
-  PlotPanel ll;
-  ll.title = "latency vs leakage at " + fmt(link.bandwidth_bps / 1e6, 3) + " Mbit/s (chosen split marked)";
-  ll.xlabel = "latency ms";
-  ll.ylabel = "worst leakage index, bit/px";
-  PlotSeries all{"splits (in layer order)", {}, 0, false};
-  for (size_t i = 0; i < rows.size(); ++i) all.points.push_back({choice.latency_s[i] * 1e3, rows[i].worst_leakage});
-  ll.series.push_back(all);
-  if (choice.index)
-    ll.series.push_back(PlotSeries{"chosen: " + rows[*choice.index].cost.split,
-                                   {{choice.latency_s[*choice.index] * 1e3, rows[*choice.index].worst_leakage}},
-                                   1,
-                                   false});
-  if (plot_png(o.out + "/latency-leakage.png", {ll})) written.push_back("latency-leakage.png");
+  // Latency against the worst attack's SSIM and leakage index, one point per split, the chosen one marked.
+  auto latency_panel = [&](bool ssim) {
+    PlotPanel p;
+    p.title = std::string("latency vs ") + (ssim ? "worst SSIM" : "worst leakage index") + " at " +
+              fmt(link.bandwidth_bps / 1e6, 3) + " Mbit/s";
+    p.xlabel = "latency ms";
+    p.ylabel = ssim ? "worst SSIM" : "worst leakage index, bit/px";
+    if (ssim && limits.max_ssim) p.hline = *limits.max_ssim;
+    if (!ssim && limits.max_leakage_bits) p.hline = *limits.max_leakage_bits;
+    PlotSeries all{"splits (in layer order)", {}, 0, false};
+    for (size_t i = 0; i < rows.size(); ++i)
+      all.points.push_back({choice.latency_s[i] * 1e3, ssim ? rows[i].worst_ssim : rows[i].worst_leakage});
+    p.series.push_back(all);
+    if (choice.index) {
+      const size_t c = *choice.index;
+      p.series.push_back(PlotSeries{"chosen: " + rows[c].cost.split,
+                                    {{choice.latency_s[c] * 1e3, ssim ? rows[c].worst_ssim : rows[c].worst_leakage}},
+                                    1,
+                                    false});
+    }
+    return p;
+  };
+  if (plot_png(o.out + "/latency-leakage.png", {latency_panel(true), latency_panel(false)}, 2))
+    written.push_back("latency-leakage.png");
   {
     std::vector<Tensor> grid{data::denormalize(victims.images, victims.norm, true)};
     data::GridOptions g;
@@ -374,8 +384,8 @@ void run_partition_command(const PartitionOptions& o) {
   io::write_file_atomic(o.out + "/results.csv", csv.str(), "output");
   io::write_file_atomic(o.out + "/results.json", json_text(j, 2) + "\n", "output");
   std::ostringstream txt;
-  txt << t.str() << "\nleakage index vs PSNR (pairs of layers):\n" << order.str() << "\nrecommendation: " << choice.reason
-      << "\n";
+  txt << t.str() << "\nleakage index vs PSNR (pairs of layers):\n"
+      << order.str() << "\nrecommendation: " << choice.reason << "\n";
   io::write_file_atomic(o.out + "/table.txt", txt.str(), "output");
 
   if (o.json) {

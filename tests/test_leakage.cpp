@@ -16,10 +16,10 @@ using namespace sl;
 TEST_CASE("leakage index: hand-computed values, the floors, bad input", "[leakage]") {
   CHECK(inv::leakage_index(0.25, 0.25 / 4) == Approx(1.0));   // a quarter of the variance left: 1 bit
   CHECK(inv::leakage_index(0.1, 0.1 / 1024) == Approx(5.0));  // 2^-10: 5 bits
-  CHECK(inv::leakage_index(0.1, 0.1) == 0);                    // the mean image: nothing
-  CHECK(inv::leakage_index(0.1, 0.5) == 0);                    // worse than the mean: floored at 0
-  CHECK(inv::leakage_index(0, 0.1) == 0);                      // a constant data set carries nothing
-  const double q = 1.0 / (255.0 * 255.0 * 12.0);               // 8-bit quantisation noise
+  CHECK(inv::leakage_index(0.1, 0.1) == 0);                   // the mean image: nothing
+  CHECK(inv::leakage_index(0.1, 0.5) == 0);                   // worse than the mean: floored at 0
+  CHECK(inv::leakage_index(0, 0.1) == 0);                     // a constant data set carries nothing
+  const double q = 1.0 / (255.0 * 255.0 * 12.0);              // 8-bit quantisation noise
   CHECK(inv::leakage_index(0.1, 0) == Approx(0.5 * std::log2(0.1 / q)));
   CHECK_THROWS_AS(inv::leakage_index(std::nan(""), 0.1), ValueError);
   CHECK_THROWS_AS(inv::leakage_index(0.1, -1), ValueError);
@@ -77,7 +77,7 @@ TEST_CASE("leakage index: an identity split leaks a lot, a constant one nothing"
   const double identity = blackbox_leakage(one_by_one_edge(S, 1, 0), attacker, victims);
   const double constant = blackbox_leakage(one_by_one_edge(S, 0, 0.5), attacker, victims);
   INFO("identity " << identity << " bit/px, constant " << constant << " bit/px");
-  CHECK(identity > 3.0);     // decoder MSE < Var / 64
-  CHECK(constant < 0.1);     // the decoder can only learn the mean image
+  CHECK(identity > 3.0);  // decoder MSE < Var / 64
+  CHECK(constant < 0.1);  // the decoder can only learn the mean image
   CHECK(identity > constant);
 }

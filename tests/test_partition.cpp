@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 #include <cmath>
 
+#include "experiment/partition.h"
 #include "split/partition.h"
 #include "tensor/rng.h"
 
@@ -124,4 +125,27 @@ TEST_CASE("partition: the adaptive chooser follows a fast -> slow -> fast link s
   chooser.observe_transfer(100, 0);
   chooser.observe_transfer(100, std::nan(""));
   CHECK(chooser.bandwidth_bps() == Approx(fast).epsilon(0.1));
+}
+
+TEST_CASE("partition: bandwidth and memory flags with units; bad ones are clear errors", "[partition]") {
+  using experiment::parse_bandwidth;
+  using experiment::parse_bytes;
+  CHECK(parse_bandwidth("1Mbit") == 1e6);
+  CHECK(parse_bandwidth("100 Mbit/s") == 1e8);
+  CHECK(parse_bandwidth("500kbit") == 5e5);
+  CHECK(parse_bandwidth("1.5Gbps") == 1.5e9);
+  CHECK(parse_bandwidth("2e6") == 2e6);
+  CHECK(parse_bytes("2MB") == 2000000);
+  CHECK(parse_bytes("64KiB") == 65536);
+  CHECK(parse_bytes("1.5MiB") == 1572864);
+  CHECK(parse_bytes("4096") == 4096);
+  CHECK_THROWS_WITH(parse_bandwidth("fast"), Catch::Contains("--bandwidth") && Catch::Contains("'fast'"));
+  CHECK_THROWS_WITH(parse_bandwidth("1Mbyte"), Catch::Contains("unknown unit 'mbyte'"));
+  CHECK_THROWS_AS(parse_bandwidth("0Mbit"), ValueError);
+  CHECK_THROWS_AS(parse_bandwidth("-1Mbit"), ValueError);
+  CHECK_THROWS_AS(parse_bandwidth("nanMbit"), ValueError);
+  CHECK_THROWS_AS(parse_bandwidth("infMbit"), ValueError);
+  CHECK_THROWS_WITH(parse_bytes("2 furlongs"), Catch::Contains("--edge-memory"));
+  CHECK_THROWS_AS(parse_bytes("1e300GB"), ValueError);
+  CHECK_THROWS_AS(parse_bytes(""), ValueError);
 }
