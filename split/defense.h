@@ -1,6 +1,6 @@
 // Defenses of a split model: what the edge does to a query before the untrusted cloud sees it (He, Zhang & Lee
-// §IV; the paper's §IV). A defense has a kind ("gaussian", "laplace", "dropout"), a level (σ, b, r), a place (on the
-// input image, before the edge head, or on the intermediate tensor, after it) and a seeded random stream.
+// §IV; the paper's §IV). A defense has a kind ("gaussian", "laplace", "dropout", "cis"), a level (σ, b, r, ε), a place
+// (on the input image, before the edge head, or on the intermediate tensor, after it) and a seeded random stream.
 //
 // Randomness: a fresh draw per query, reproducible per seed. Query q of a batch (its position in the edge's stream
 // of queries: the test-set index in `eval`, a request number in the runtime) draws Philox counters
