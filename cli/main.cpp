@@ -53,6 +53,7 @@ int main(int argc, char** argv) {
   sl::cli::add_serve(app);
   sl::cli::add_edge(app);
   sl::cli::add_defend(app);
+  sl::cli::add_partition(app);
 
   // Walk the command words ("attack whitebox"): an unknown one is named with the ones that exist.
   CLI::App* cur = &app;

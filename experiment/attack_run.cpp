@@ -90,15 +90,21 @@ Scene load_scene(const AttackOptions& o, const std::vector<std::string>& splits,
   s.lm = load_model(o.model, s.device, o.allow_nonfinite);
   for (auto& split : splits)
     if (split != "prob" && split != "label") s.lm.model.net->index_of(split);  // ValueError listing the names
-  if (!o.defense.empty()) {
-    s.defenses = make_defenses(parse_defenses(o.defense), o.defense_seed);  // ValueError for a bad spec
-    for (auto& split : splits)
-      SL_CHECK(split != "prob" && split != "label", ValueError, "--defense needs a split layer; '", split,
-               "' is the model's output");
-  }
   std::string ds = o.dataset.empty() ? s.lm.dataset : o.dataset;
   SL_CHECK(!ds.empty(), ValueError, o.model, ": the checkpoint does not say its data set; pass --dataset");
   std::string dir = data::find_data_dir(o.data);
+  if (!o.defense.empty()) {
+    auto specs = parse_defenses(o.defense);  // ValueError for a bad spec
+    for (auto& split : splits)
+      SL_CHECK(split != "prob" && split != "label", ValueError, "--defense needs a split layer; '", split,
+               "' is the model's output");
+    DefenseCalibration cal;
+    if (needs_calibration(specs)) {
+      SL_CHECK(splits.size() == 1, ValueError, "--defense ", o.defense, ": a calibrated defense needs one split");
+      cal = calibrate_on_training_data(SplitPipeline(s.lm.model, splits[0]), ds, dir, s.device);
+    }
+    s.defenses = make_defenses(specs, o.defense_seed, &cal);
+  }
   s.test = data::load_dataset(ds, dir, false);
   check_not_empty(s.test, "test set", "no images to attack");
   inv::check_model_fits_data(s.lm.model, s.test);

@@ -2,7 +2,10 @@
 
 #include <omp.h>
 
+#include <iomanip>
 #include <iostream>
+
+#include "split/cis.h"
 
 namespace sl::experiment {
 
@@ -68,6 +71,17 @@ void set_command_line(int argc, char** argv) {
     }
     g_cmdline += (i ? " " : "") + a;
   }
+}
+
+DefenseCalibration calibrate_on_training_data(const SplitPipeline& pipeline, const std::string& dataset,
+                                              const std::string& data_dir, Device device, int64_t images) {
+  data::Dataset own = data::load_dataset(dataset, data_dir, true, images);
+  check_not_empty(own, "calibration set", "CIS rank allocation calibrates on the edge's own training images");
+  DefenseCalibration cal = calibrate_channels(pipeline, own.images.to(device));
+  std::cerr << "calibrated " << pipeline.split() << " on " << own.size() << " training images: mean channel rank";
+  for (double r : cal.channel_rank) std::cerr << " " << std::fixed << std::setprecision(1) << r;
+  std::cerr << std::defaultfloat << "\n";
+  return cal;
 }
 
 }  // namespace sl::experiment

@@ -8,6 +8,7 @@
 #include "datasets/dataset.h"
 #include "nn/checkpoint.h"
 #include "nn/models.h"
+#include "split/pipeline.h"
 
 namespace sl::experiment {
 
@@ -43,6 +44,11 @@ template <class Fn>
 EvalResult evaluate_with(Fn&& fn, const data::Dataset& d, Device device, int64_t batch, const char* label);
 EvalResult evaluate(Module& net, const data::Dataset& d, Device device, int64_t batch = 500,
                     const char* label = nullptr);
+
+// CIS rank allocation's calibration (split/cis.h) at the pipeline's split: the mean channel ranks over the first
+// `images` training images of the data set (the edge's own data), stated on stderr.
+DefenseCalibration calibrate_on_training_data(const SplitPipeline& pipeline, const std::string& dataset,
+                                              const std::string& data_dir, Device device, int64_t images = 256);
 
 // The device named by --device, checked usable now (DeviceError otherwise), before any data is loaded.
 Device parse_device(const std::string& name);

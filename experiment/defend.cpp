@@ -16,9 +16,13 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-DefenseChain chain_at(const DefenseLine& line, double level, uint64_t seed) {
-  if (level == 0) return {};  // every defense is the identity at level 0
-  return make_defenses({line.defense.at_level(level)}, seed);
+// Level 0 is the undefended baseline of every line (every noise and dropout defense is the identity there; for CIS,
+// whose ε must be > 0, it stands for "no defense").
+DefenseChain chain_at(const DefenseLine& line, double level, const DefendSettings& s) {
+  if (level == 0) return {};
+  auto cal = s.calibration.find(line.split);
+  return make_defenses({line.defense.at_level(level)}, s.defense_seed,
+                       cal == s.calibration.end() ? nullptr : &cal->second);
 }
 
 void validate(const Model& model, const DefendSettings& s) {
@@ -30,26 +34,10 @@ void validate(const Model& model, const DefendSettings& s) {
     SL_CHECK(!l.levels.empty(), ValueError, "defend: no levels for ", l.name());
     const DefenseKind& k = defense_kind(l.defense.kind);
     for (double level : l.levels)
-      if (k.validate) k.validate(l.defense.at_level(level));
+      if (k.validate && level != 0) k.validate(l.defense.at_level(level));
+    SL_CHECK(!(k.needs_calibration && k.needs_calibration(l.defense)) || s.calibration.count(l.split), ValueError,
+             "defend: ", l.name(), " at ", l.split, " needs a calibration on the edge's own data");
   }
-}
-
-// Mean and variance of every pixel (in [0, 1]) of a data set, batch by batch.
-double pixel_variance(const data::Dataset& d) {
-  double sum = 0, sq = 0;
-  int64_t n = 0;
-  for (int64_t b = 0; b < d.size(); b += 1000) {
-    Tensor px = data::denormalize(d.images.slice(b, std::min(d.size(), b + 1000)), d.norm, true);
-    const float* p = px.data<float>();
-    for (int64_t i = 0; i < px.numel(); ++i) {
-      sum += p[i];
-      sq += double(p[i]) * p[i];
-    }
-    n += px.numel();
-  }
-  if (n == 0) return 0;
-  const double mean = sum / double(n);
-  return std::max(0.0, sq / double(n) - mean * mean);
 }
 
 Tensor concat_rows(const std::vector<Tensor>& parts) {
@@ -69,7 +57,28 @@ Tensor concat_rows(const std::vector<Tensor>& parts) {
 
 }  // namespace
 
-std::string DefenseLine::name() const { return defense.kind + "@" + place_name(defense.place); }
+double pixel_variance(const data::Dataset& d) {
+  double sum = 0, sq = 0;
+  int64_t n = 0;
+  for (int64_t b = 0; b < d.size(); b += 1000) {
+    Tensor px = data::denormalize(d.images.slice(b, std::min(d.size(), b + 1000)), d.norm, true);
+    const float* p = px.data<float>();
+    for (int64_t i = 0; i < px.numel(); ++i) {
+      sum += p[i];
+      sq += double(p[i]) * p[i];
+    }
+    n += px.numel();
+  }
+  if (n == 0) return 0;
+  const double mean = sum / double(n);
+  return std::max(0.0, sq / double(n) - mean * mean);
+}
+
+std::string DefenseLine::name() const {
+  std::string opts;
+  for (auto& [k, v] : defense.options) opts += (opts.empty() ? ":" : ",") + k + (v.empty() ? "" : "=" + v);
+  return defense.kind + opts + "@" + place_name(defense.place);
+}
 
 double AttackOutcome::mean_psnr() const {
   double s = 0;
@@ -126,7 +135,7 @@ DefendOutcome run_defend(const Model& model, const data::Dataset& test, const st
     if (progress) progress("accuracy", 0, total, "");
     for (LevelOutcome& lo : out.levels) {
       const DefenseLine& line = s.lines[lo.line];
-      DefenseChain chain = chain_at(line, lo.level, s.defense_seed);
+      DefenseChain chain = chain_at(line, lo.level, s);
       const std::string key = line.split + "|" + chain_str(chain);
       if (auto it = seen.find(key); it != seen.end()) {
         lo.accuracy = it->second;
@@ -172,7 +181,7 @@ DefendOutcome run_defend(const Model& model, const data::Dataset& test, const st
       for (size_t k = 0; k < out.levels.size(); ++k) {
         const DefenseLine& line = s.lines[out.levels[k].line];
         if (line.split != split) continue;
-        DefenseChain chain = chain_at(line, out.levels[k].level, s.defense_seed);
+        DefenseChain chain = chain_at(line, out.levels[k].level, s);
         const int64_t begin = int64_t(parts.size()) * n_img;
         parts.push_back(inv::observe(base, inv::TargetKind::feature, x, queries, chain).v);
         obs.groups.push_back(inv::ObservedGroup{begin, begin + n_img, chain});
@@ -231,6 +240,9 @@ DefendOutcome run_defend(const Model& model, const data::Dataset& test, const st
 // ---- the paper's figures ----------------------------------------------------------------------------------------
 
 std::vector<double> default_levels(const std::string& kind, bool quick) {
+  if (kind == "cis")  // ε: 0 is the undefended baseline
+    return quick ? std::vector<double>{0, 1, 5, 10, 50, 100, 500, 1000}
+                 : std::vector<double>{0, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000};
   if (kind == "dropout")
     return quick ? std::vector<double>{0, 0.1, 0.2, 0.3, 0.5, 0.6, 0.7, 0.9}
                  : std::vector<double>{0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9};

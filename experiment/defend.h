@@ -38,6 +38,8 @@ struct DefendSettings {
   uint64_t defense_seed = 1;  // the deployments' seed (the attacker never sees it)
   int64_t eval_batch = 1000;  // accuracy batch
   Device device = Device::cpu();
+  // By split: what the edge calibrated on its own data, for kinds that need it (CIS rank allocation, split/cis.h).
+  std::map<std::string, DefenseCalibration> calibration;
 };
 
 // The attack on one level of one line, by one attacker.
@@ -68,6 +70,9 @@ struct DefendOutcome {
   std::map<std::string, std::string> details;  // "split / attacker" -> the attack's detail
   std::vector<std::string> attackers() const;
 };
+
+// The variance of every pixel (in [0, 1]) of a data set, over all its images: Var(x) of the leakage index.
+double pixel_variance(const data::Dataset& d);
 
 // Runs the sweep. `victim_index` picks the exemplars in `test` (their query numbers are these indices, so the
 // attacked observations are exactly the ones behind the accuracy); accuracy runs over all of `test`. The attacker

@@ -1,5 +1,6 @@
 #include "experiment/defend_report.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <iomanip>
@@ -162,7 +163,11 @@ nlohmann::json write_defend_results(const std::string& dir, const DefendOutcome&
     for (size_t li = 0; li < lines.size(); ++li) {
       PlotSeries s;
       s.title = line_label(lines, li);
-      s.color = by_split ? int(li) : kind_color(lines[li].defense.kind);
+      // Lines of one kind at one place (e.g. CIS with rank and with uniform allocation) get colours of their own.
+      int same = 0;
+      for (size_t k = 0; k < lines.size(); ++k)
+        same += lines[k].defense.kind == lines[li].defense.kind && lines[k].defense.place == lines[li].defense.place;
+      s.color = by_split || same > 1 ? int(li) : kind_color(lines[li].defense.kind);
       s.dashed = !by_split && lines[li].defense.place == Place::intermediate;  // the paper: dotted = intermediate
       for (const LevelOutcome& lo : o.levels) {
         if (lo.line != li || !lo.by_attacker.count(who)) continue;
@@ -186,6 +191,35 @@ nlohmann::json write_defend_results(const std::string& dir, const DefendOutcome&
     p.hline = 95.0;
     return p;
   };
+  // Accuracy and attack SSIM against the level (log scale where the levels span more than a decade, as CIS's ε).
+  auto level_panel = [&](const std::string& who, bool accuracy) {
+    PlotPanel p;
+    double lo = INFINITY, hi = 0;
+    for (const LevelOutcome& l : o.levels)
+      if (l.level > 0) lo = std::min(lo, l.level), hi = std::max(hi, l.level);
+    p.logx = hi > 10 * lo;
+    p.title = accuracy ? "accuracy vs level"
+                       : std::string(who == "paper" ? "paper's" : "adaptive") + " attacker: SSIM vs level";
+    p.xlabel = std::string("level") + (p.logx ? " (log scale; level 0, the undefended baseline, left out)" : "");
+    p.ylabel = accuracy ? "test accuracy, %" : "SSIM of the reconstructions";
+    for (size_t li = 0; li < lines.size(); ++li) {
+      PlotSeries s;
+      s.title = line_label(lines, li);
+      s.color = int(li);
+      for (const LevelOutcome& l : o.levels)
+        if (l.line == li && (accuracy || l.by_attacker.count(who)))
+          s.points.emplace_back(l.level, accuracy ? 100 * l.accuracy : l.by_attacker.at(who).mean_ssim());
+      std::sort(s.points.begin(), s.points.end());
+      p.series.push_back(s);
+    }
+    if (accuracy) p.hline = 95.0;
+    return p;
+  };
+  {
+    std::vector<PlotPanel> panels{level_panel(attackers.front(), true)};
+    for (const std::string& who : attackers) panels.push_back(level_panel(who, false));
+    if (plot_png(dir + "/levels.png", panels, int(panels.size()))) note("levels.png");
+  }
   for (const std::string& who : attackers) {
     const std::string name = "curves-" + who + ".png";
     if (plot_png(dir + "/" + name, {panel(who, true), panel(who, false)}, 2)) note(name);

@@ -112,7 +112,7 @@ void run_defend_command(const DefendOptions& o) {
   for (auto& l : lines) {
     SplitPipeline check(model, l.split);
     for (double level : l.levels)
-      if (auto& k = defense_kind(l.defense.kind); k.validate) k.validate(l.defense.at_level(level));
+      if (auto& k = defense_kind(l.defense.kind); k.validate && level != 0) k.validate(l.defense.at_level(level));
   }
 
   const std::string ds = o.dataset.empty() ? lm.dataset : o.dataset;
@@ -121,6 +121,11 @@ void run_defend_command(const DefendOptions& o) {
   data::Dataset test = data::load_dataset(ds, dir, false, o.limit);
   check_not_empty(test, "test set", "no accuracy to measure");
   inv::check_model_fits_data(model, test);
+  // CIS rank allocation: the mean channel ranks at each split, measured once on the edge's own (training) images.
+  for (auto& l : lines)
+    if (needs_calibration({l.defense}) && !s.calibration.count(l.split)) {
+      s.calibration[l.split] = calibrate_on_training_data(SplitPipeline(model, l.split), ds, dir, device);
+    }
   std::vector<int64_t> victims;
   if (o.images > 0)
     for (int64_t i = 0; i < std::min(o.images, test.size()); ++i) victims.push_back(i);

@@ -20,14 +20,18 @@ void run_eval(const EvalOptions& o) {
   // The defense and the split are checked before the model and the data are loaded.
   SL_CHECK(o.defense.empty() || !o.split.empty(), ValueError,
            "--defense needs --split LAYER (where the edge hands over to the cloud)");
-  DefenseChain defenses = o.defense.empty() ? DefenseChain{} : make_defenses(parse_defenses(o.defense), o.defense_seed);
+  const std::vector<DefenseSpec> specs = o.defense.empty() ? std::vector<DefenseSpec>{} : parse_defenses(o.defense);
   LoadedModel lm = load_model(o.model, device, o.allow_nonfinite);
   SplitPipeline pipe;
   if (!o.split.empty()) pipe = SplitPipeline(lm.model, o.split);  // ValueError listing the names for an unknown layer
-  SplitPipeline defended;
-  if (!defenses.empty()) defended = pipe.with_defenses(defenses);
   std::string ds = o.dataset.empty() ? lm.dataset : o.dataset;
   SL_CHECK(!ds.empty(), ValueError, o.model, ": the checkpoint does not say its data set; pass --dataset");
+  // CIS rank allocation: calibrated once on the edge's own (training) images.
+  DefenseCalibration cal;
+  if (needs_calibration(specs)) cal = calibrate_on_training_data(pipe, ds, data::find_data_dir(o.data), device);
+  DefenseChain defenses = specs.empty() ? DefenseChain{} : make_defenses(specs, o.defense_seed, &cal);
+  SplitPipeline defended;
+  if (!defenses.empty()) defended = pipe.with_defenses(defenses);
   data::Dataset test = data::load_dataset(ds, data::find_data_dir(o.data), false, o.limit);
   check_not_empty(test, "test set", "no accuracy to measure");
   check_fits(lm.model, test);

@@ -88,8 +88,13 @@ bool plot_png(const std::string& png_path, const std::vector<PlotPanel>& panels,
   for (size_t p = 0; p < panels.size(); ++p)
     for (const PlotSeries& s : panels[p].series) {
       d << "# " << panels[p].title << " / " << s.title << "\n";
-      for (auto [x, y] : s.points) d << x << ' ' << y << '\n';
-      if (s.points.empty()) d << "NaN NaN\n";
+      int64_t kept = 0;
+      for (auto [x, y] : s.points)
+        if (!panels[p].logx || x > 0) {
+          d << x << ' ' << y << '\n';
+          ++kept;
+        }
+      if (kept == 0) d << "NaN NaN\n";
       d << "\n\n";
       index[p].push_back(block++);
     }
@@ -110,6 +115,7 @@ bool plot_png(const std::string& png_path, const std::vector<PlotPanel>& panels,
     const PlotPanel& pn = panels[p];
     g << "set title " << quoted(pn.title) << "\nset xlabel " << quoted(pn.xlabel) << "\nset ylabel "
       << quoted(pn.ylabel) << "\n";
+    g << (pn.logx ? "set logscale x\n" : "unset logscale x\n");
     if (pn.xrange)
       g << "set xrange [" << pn.xrange->first << ":" << pn.xrange->second << "]\n";
     else

@@ -21,6 +21,7 @@ struct PlotPanel {
   std::vector<PlotSeries> series;
   std::optional<std::pair<double, double>> xrange, yrange;
   std::optional<double> hline;  // a dotted horizontal reference line (e.g. 95 % accuracy)
+  bool logx = false;            // a logarithmic x axis (points with x <= 0 are left out)
 };
 
 // The PNG terminal gnuplot offers here ("pngcairo", else "png"), or "" when gnuplot is missing.

@@ -52,10 +52,12 @@ void Progress::draw(int64_t done, const std::string& extra, bool final) {
   int filled = total_ > 0 ? int(double(width) * double(done) / double(total_)) : width;
   std::string bar(size_t(std::min(filled, width)), '=');
   if (filled < width) bar += '>' + std::string(size_t(width - filled - 1), ' ');
+  // Below one unit a second the rate reads per minute ("4.2 attack/min"), not "0 attack/s".
+  const bool per_min = r > 0 && r < 1;
   char head[256];
-  std::snprintf(head, sizeof head, "%s [%s] %lld/%lld  %.0f %s/s  %s %s", label_.c_str(), bar.c_str(), (long long)done,
-                (long long)total_, r, unit_.c_str(), final ? "took" : "ETA",
-                final ? duration(elapsed_s()).c_str() : eta.c_str());
+  std::snprintf(head, sizeof head, "%s [%s] %lld/%lld  %.*f %s/%s  %s %s", label_.c_str(), bar.c_str(), (long long)done,
+                (long long)total_, per_min ? 1 : 0, per_min ? 60 * r : r, unit_.c_str(), per_min ? "min" : "s",
+                final ? "took" : "ETA", final ? duration(elapsed_s()).c_str() : eta.c_str());
   std::string line = std::string(head) + (extra.empty() ? "" : "  " + extra);
   if (tty_) {
     std::fprintf(stderr, "\r\033[K%s%s", line.c_str(), final ? "\n" : "");

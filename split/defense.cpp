@@ -8,6 +8,7 @@
 #include <mutex>
 #include <sstream>
 
+#include "split/cis.h"
 #include "split/kinds.h"
 
 namespace sl {
@@ -222,6 +223,7 @@ struct Registry {
     kinds.push_back(kinds::gaussian());
     kinds.push_back(kinds::laplace());
     kinds.push_back(kinds::dropout());
+    kinds.push_back(kinds::cis());
   }
 };
 
@@ -330,7 +332,16 @@ uint64_t defense_key(uint64_t seed, size_t position) {
   return z ^ (z >> 31);
 }
 
-DefenseChain make_defenses(const std::vector<DefenseSpec>& specs, uint64_t seed) {
+bool needs_calibration(const std::vector<DefenseSpec>& specs) {
+  for (auto& s : specs) {
+    const DefenseKind& k = defense_kind(s.kind);
+    if (k.needs_calibration && k.needs_calibration(s)) return true;
+  }
+  return false;
+}
+
+DefenseChain make_defenses(const std::vector<DefenseSpec>& specs, uint64_t seed,
+                           const DefenseCalibration* calibration) {
   DefenseChain chain;
   for (size_t i = 0; i < specs.size(); ++i) {
     const DefenseKind& k = defense_kind(specs[i].kind);
@@ -338,6 +349,11 @@ DefenseChain make_defenses(const std::vector<DefenseSpec>& specs, uint64_t seed)
     if (k.validate) k.validate(specs[i]);
     DefenseSetup setup;
     setup.key = defense_key(seed, i);
+    if (k.needs_calibration && k.needs_calibration(specs[i])) {
+      SL_CHECK(calibration && !calibration->empty(), ValueError, "defense ", specs[i].str(),
+               " needs a calibration on the edge's own data (none was given)");
+      setup.calibration = calibration;
+    }
     chain.push_back(std::shared_ptr<const Defense>(k.make(specs[i], setup)));
   }
   return chain;

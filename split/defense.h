@@ -1,6 +1,6 @@
 // Defenses of a split model: what the edge does to a query before the untrusted cloud sees it (He, Zhang & Lee
-// §IV; the paper's §IV). A defense has a kind ("gaussian", "laplace", "dropout"), a level (σ, b, r), a place (on the
-// input image, before the edge head, or on the intermediate tensor, after it) and a seeded random stream.
+// §IV; the paper's §IV). A defense has a kind ("gaussian", "laplace", "dropout", "cis"), a level (σ, b, r, ε), a place
+// (on the input image, before the edge head, or on the intermediate tensor, after it) and a seeded random stream.
 //
 // Randomness: a fresh draw per query, reproducible per seed. Query q of a batch (its position in the edge's stream
 // of queries: the test-set index in `eval` and in the runtime's edge) draws Philox counters
@@ -95,9 +95,18 @@ class Defense {
 
 using DefenseChain = std::vector<std::shared_ptr<const Defense>>;
 
-// Everything a kind needs to build an instance. (Kinds that need more — a calibration — add fields here.)
+// What a deployment measured once on the edge's own data, for kinds that need it (CIS: the mean numerical rank of
+// each channel of the split's feature map, split/cis.h). Stored with the deployment.
+struct DefenseCalibration {
+  std::vector<double> channel_rank;
+  int64_t images = 0;  // how many images it was measured on
+  bool empty() const { return channel_rank.empty(); }
+};
+
+// Everything a kind needs to build an instance.
 struct DefenseSetup {
   uint64_t key = 0;
+  const DefenseCalibration* calibration = nullptr;  // null when the caller has none
 };
 
 // A kind of defense: its name, the name of its level (accepted as KEY=), the options it takes, a check of a spec
@@ -109,6 +118,8 @@ struct DefenseKind {
   std::vector<std::string> options;
   std::function<void(const DefenseSpec&)> validate;
   std::function<std::unique_ptr<Defense>(const DefenseSpec&, const DefenseSetup&)> make;
+  // Whether an instance of this spec needs a calibration (null: never).
+  std::function<bool(const DefenseSpec&)> needs_calibration;
 };
 void register_defense_kind(DefenseKind kind);              // replaces a kind of the same name
 const DefenseKind& defense_kind(const std::string& name);  // ValueError listing the kinds
@@ -116,8 +127,12 @@ std::vector<std::string> defense_kind_names();
 
 // The Philox key of defense number `position` of a chain seeded with `seed` (splitmix64 of both).
 uint64_t defense_key(uint64_t seed, size_t position);
-// Builds the chain: every spec must have its level; defense k gets defense_key(seed, k).
-DefenseChain make_defenses(const std::vector<DefenseSpec>& specs, uint64_t seed);
+// Builds the chain: every spec must have its level; defense k gets defense_key(seed, k). A kind that needs a
+// calibration gets `calibration` (ValueError when it is null or empty).
+DefenseChain make_defenses(const std::vector<DefenseSpec>& specs, uint64_t seed,
+                           const DefenseCalibration* calibration = nullptr);
+// Whether any of the specs needs a calibration (split/cis.h: calibrate_channels).
+bool needs_calibration(const std::vector<DefenseSpec>& specs);
 std::string chain_str(const DefenseChain& chain);  // "none" for an empty chain
 
 }  // namespace sl

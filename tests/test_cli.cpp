@@ -452,3 +452,67 @@ TEST_CASE("cli: eval --defense, attack --defense --adaptive and defend on a tiny
   CHECK_FALSE(fs::exists(dir / "x"));
   fs::remove_all(dir);
 }
+
+TEST_CASE("cli: partition and the CIS defense on a tiny data set", "[cli][partition][cis]") {
+  fs::path dir = fs::temp_directory_path() / ("splitleak_cli_partition_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  sl::test::write_tiny_mnist(dir / "data", 100, 30);
+  std::string data = " --data " + (dir / "data").string();
+  std::string ckpt = (dir / "lenet.ckpt").string();
+  auto r = run("train --dataset mnist --model lenet --epochs 1 --batch 16 --seed 3 --out " + ckpt + data, dir);
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+
+  // The advisor: three attacks at three layers, the recommendation and its files.
+  fs::path out = dir / "partition";
+  r = run("partition --model " + ckpt + " --splits conv1,pool2,fc3 --attacks queryfree,whitebox,blackbox --quick " +
+              "--iters 5 --images 2 --bandwidth 1Mbit --edge-memory 64KiB --out " + out.string() + data,
+          dir);
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  CHECK_THAT(r.out, Catch::Contains("recommendation:") && Catch::Contains("blackbox PSNR"));
+  CHECK_THAT(r.err, Catch::Contains("--quick"));
+  for (const char* f : {"results.json", "results.csv", "table.txt", "recovered.png"})
+    CHECK(fs::is_regular_file(out / f));
+  auto j = nlohmann::json::parse(slurp(out / "results.json"));
+  REQUIRE(j["layers"].size() == 3);
+  CHECK(j["layers"][0]["bytes_sent"] == 8 * 24 * 24 * 4);
+  CHECK(j["layers"][2]["attacks"]["blackbox"]["leakage_bits"].is_number());
+  // No privacy bound: the fastest split that fits 64 KiB; fc3 (213 KiB of parameters) does not.
+  CHECK(j["layers"][2]["excluded_by"].get<std::string>().find("edge memory") != std::string::npos);
+  CHECK(j["recommendation"]["split"] == "pool2");
+  CHECK(j.contains("commit"));
+
+  // CIS: rank allocation calibrates on the training images; accuracy is reproducible per seed.
+  r = run("eval --model " + ckpt + " --split ReLU2 --defense cis:eps=5000,clip=16 --json" + data, dir);
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  CHECK_THAT(r.err, Catch::Contains("calibrated ReLU2"));
+  auto e = nlohmann::json::parse(r.out);
+  auto again = nlohmann::json::parse(
+      run("eval --model " + ckpt + " --split ReLU2 --defense cis:eps=5000,clip=16 --json" + data, dir).out);
+  CHECK(again["defense"]["accuracy"] == e["defense"]["accuracy"]);
+  out = dir / "cis";
+  r = run("defend --model " + ckpt + " --split ReLU2 --defense cis,alloc=rank,clip=16,cis,alloc=uniform,clip=16 " +
+              "--levels 0,100,1000 --iters 5 --images 2 --out " + out.string() + data,
+          dir);
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  CHECK_THAT(r.out, Catch::Contains("cis:alloc=rank,clip=16@intermediate") &&
+                        Catch::Contains("cis:alloc=uniform,clip=16@intermediate"));
+
+  // Bad flags: one line, before any work, nothing written.
+  const std::string x = " --out " + (dir / "x").string() + data;
+  expect_clean_failure(run("partition --model " + ckpt + " --bandwidth fast" + x, dir), "--bandwidth");
+  expect_clean_failure(run("partition --model " + ckpt + " --edge-memory 2furlongs" + x, dir), "--edge-memory");
+  expect_clean_failure(run("partition --model " + ckpt + " --attacks greybox" + x, dir), "greybox");
+  expect_clean_failure(run("partition --model " + ckpt + " --splits conv9" + x, dir), "conv9");
+  expect_clean_failure(run("partition --model " + ckpt + " --max-ssim 2" + x, dir), "--max-ssim");
+  expect_clean_failure(run("eval --model " + ckpt + " --split ReLU2 --defense cis:eps=0" + data, dir), "> 0");
+  expect_clean_failure(run("eval --model " + ckpt + " --split ReLU2 --defense cis:eps=1,alloc=best" + data, dir),
+                       "rank or uniform");
+  expect_clean_failure(run("eval --model " + ckpt + " --split ReLU2 --defense cis:eps=1@input" + data, dir),
+                       "intermediate");
+  CHECK_FALSE(fs::exists(dir / "x"));
+  fs::remove_all(dir);
+}
