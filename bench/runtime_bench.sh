@@ -6,14 +6,14 @@
 #   - 16 edge processes at once: requests per second answered by the server (from two `splitleak stats` samples
 #     taken while all 16 run);
 # over plain TCP and over mutual TLS 1.3, each REPEATS times; prints the medians as a Markdown table and writes
-# OUT/results.md and OUT/results.json.
+# RESULTS_DIR/results.md and RESULTS_DIR/results.json.
 #
-#   bash bench/runtime_bench.sh [MODEL.ckpt] [OUT]        (REPEATS=3 EDGES=16 IMAGES=5000 by default)
+#   bash bench/runtime_bench.sh [MODEL.ckpt] [RESULTS_DIR]        (REPEATS=3 EDGES=16 IMAGES=5000 by default)
 # The model defaults to runs/lenet.ckpt (a trained LeNet); MNIST must be in $SPLITLEAK_DATA (or data/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL="${1:-runs/lenet.ckpt}"
-OUT="${2:-runs/runtime-bench}"
+RESULTS_DIR="${2:-runs/runtime-bench}"
 REPEATS="${REPEATS:-3}"
 EDGES="${EDGES:-16}"
 IMAGES="${IMAGES:-5000}"
@@ -21,7 +21,7 @@ B="${SPLITLEAK:-build/bin/splitleak}"
 export OMP_NUM_THREADS=1
 [ -x "$B" ] || { echo "runtime_bench: build first ($B not found)" >&2; exit 2; }
 [ -f "$MODEL" ] || { echo "runtime_bench: no model at $MODEL (train one: splitleak train --out $MODEL)" >&2; exit 2; }
-mkdir -p "$OUT"
+mkdir -p "$RESULTS_DIR"
 work="$(mktemp -d)"
 server_pid=""
 cleanup() {
@@ -119,7 +119,7 @@ EOF
   stop_server
 done
 
-python3 - "$results" "$OUT" "$REPEATS" "$EDGES" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" <<'EOF'
+python3 - "$results" "$RESULTS_DIR" "$REPEATS" "$EDGES" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" <<'EOF'
 import json, sys, statistics, datetime, platform, os
 path, out, repeats, edges, commit = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 rows = [json.loads(l) for l in open(path)]

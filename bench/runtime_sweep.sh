@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The Neurosurgeon-style breakdown (edge compute, transfer, cloud compute per split point; edge-only and
 # cloud-only) of LeNet and CIFAR10CNN over two emulated links, through a real `splitleak serve` on loopback.
-# Writes OUT/<arch>/{latency.png,bytes.png,sweep.csv,sweep.json} and copies the plots to docs/.
+# Writes RESULTS_DIR/<arch>/{latency.png,bytes.png,sweep.csv,sweep.json} and copies the plots to docs/.
 #
-#   bash bench/runtime_sweep.sh [LENET.ckpt] [CIFAR.ckpt] [OUT]
+#   bash bench/runtime_sweep.sh [LENET.ckpt] [CIFAR.ckpt] [RESULTS_DIR]
 # Defaults: runs/lenet.ckpt, runs/cifar10cnn.ckpt, runs/runtime-sweep; LINKS=1,100 (Mbit/s), RTT=10 (ms),
 # IMAGES=10 per split (LeNet), CIFAR_IMAGES=5 (at 1 Mbit/s a CIFAR conv tensor takes 2 s). A model file that is
 # missing is replaced by an untrained model of the same architecture (timing does not depend on the weights).
@@ -11,12 +11,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 LENET="${1:-runs/lenet.ckpt}"
 CIFAR="${2:-runs/cifar10cnn.ckpt}"
-OUT="${3:-runs/runtime-sweep}"
+RESULTS_DIR="${3:-runs/runtime-sweep}"
 LINKS="${LINKS:-1,100}"
 RTT="${RTT:-10}"
 B="${SPLITLEAK:-build/bin/splitleak}"
 export OMP_NUM_THREADS=1
-mkdir -p "$OUT"
+mkdir -p "$RESULTS_DIR"
 work="$(mktemp -d)"
 server_pid=""
 cleanup() {
@@ -41,12 +41,12 @@ sweep() {  # $1 arch, $2 checkpoint, $3 dataset, $4 images
   local port
   port="$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$work/serve.out")"
   "$B" edge --model "$work/$arch/edge.ckpt" --connect "127.0.0.1:$port" --sweep-splits --link-mbps "$LINKS" \
-    --link-rtt-ms "$RTT" --images "$images" --threads 1 --out "$OUT/$arch"
+    --link-rtt-ms "$RTT" --images "$images" --threads 1 --out "$RESULTS_DIR/$arch"
   kill -TERM "$server_pid"
   wait "$server_pid" || true
   server_pid=""
-  cp "$OUT/$arch/latency.png" "docs/runtime-sweep-$arch-latency.png"
-  cp "$OUT/$arch/bytes.png" "docs/runtime-sweep-$arch-bytes.png"
+  cp "$RESULTS_DIR/$arch/latency.png" "docs/runtime-sweep-$arch-latency.png"
+  cp "$RESULTS_DIR/$arch/bytes.png" "docs/runtime-sweep-$arch-bytes.png"
 }
 
 sweep lenet "$LENET" mnist "${IMAGES:-10}"
