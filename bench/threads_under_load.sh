@@ -69,11 +69,11 @@ run_one() {  # policy load round -> appends "load policy seconds img/s loss last
     *+passive) env+=(OMP_WAIT_POLICY=passive) ;;
     *+spin*) env+=(GOMP_SPINCOUNT="${policy##*+spin}") ;;
   esac
-  local out="$work/$policy-$load-$round.json"
+  local result="$work/$policy-$load-$round.json"
   env "${env[@]}" "$bin" train --dataset mnist --model lenet --epochs 1 --batch 32 \
     --seed 1 --limit "$limit" --test-limit 1000 --data "$data" --out "$work/lenet.ckpt" --json "${threads[@]}" \
-    >"$out" 2>"$work/stderr" || { cat "$work/stderr" >&2; exit 1; }
-  python3 - "$out" "$load" "$policy" >>"$work/results" <<'EOF'
+    >"$result" 2>"$work/stderr" || { cat "$work/stderr" >&2; exit 1; }
+  python3 - "$result" "$load" "$policy" >>"$work/results" <<'EOF'
 import json, sys
 r = json.load(open(sys.argv[1]))
 e = r["epochs"][0]

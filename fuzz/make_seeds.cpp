@@ -137,11 +137,11 @@ void wire() {
   };
   const std::string fp = "lenet/ReLU2/s1947ca9e/wfa73ed39";
   wire::Welcome w{"cloud", 5000, 8, 4, {{0, fp, "ReLU2", Shape{16, 8, 8}, 10}}};
-  put("wire", "edge-session",
+  put("wire", "edge-exchange",
       stream(255, {wire::encode_hello({"edge-1", {fp}}), wire::encode_stats_request(1),
                    wire::encode_request(0, {0, t(Shape{1, 16, 2, 2})}), wire::encode_request(1, {0, t(Shape{2, 4})}),
                    wire::encode_bye("done")}));
-  put("wire", "cloud-session",
+  put("wire", "cloud-exchange",
       stream(7, {wire::encode_welcome(w), wire::encode_response(0, {0, 5, 9, 3, t(Shape{1, 10})}),
                  wire::encode_error(1, {wire::ErrorCode::BadTensor, "bad shape"}),
                  wire::encode_stats(1, "{\"requests\":1}"), wire::encode_bye("shutting down")}));
