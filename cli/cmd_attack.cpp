@@ -11,7 +11,9 @@ namespace {
 using experiment::AttackOptions;
 
 void add_common_options(CLI::App* c, AttackOptions& o) {
-  c->add_option("--model", o.model, "Checkpoint written by `splitleak train`")->required()->check(valid::path());
+  c->add_option("--model", o.model, "Checkpoint written by `splitleak train`, or an ONNX model (FILE.onnx)")
+      ->required()
+      ->check(valid::path());
   c->add_option("--images", o.images, "Attack the first N test images (default: the first of each class)")
       ->check(valid::integer(1, valid::kMaxImages));
   c->add_flag("--all", o.all, "Attack the whole test set");

@@ -8,7 +8,9 @@ namespace sl::cli {
 void add_defend(CLI::App& app) {
   auto o = std::make_shared<experiment::DefendOptions>();
   auto* c = app.add_subcommand("defend", "Defenses against the attacks: accuracy vs PSNR/SSIM per level (paper §IV)");
-  c->add_option("--model", o->model, "Checkpoint written by `splitleak train`")->required()->check(valid::path());
+  c->add_option("--model", o->model, "Checkpoint written by `splitleak train`, or an ONNX model (FILE.onnx)")
+      ->required()
+      ->check(valid::path());
   c->add_option("--out", o->out, "Folder for results.json/csv, the grids and the plots (created if missing)")
       ->required()
       ->check(valid::path());

@@ -8,7 +8,9 @@ namespace sl::cli {
 void add_eval(CLI::App& app) {
   auto o = std::make_shared<experiment::EvalOptions>();
   auto* c = app.add_subcommand("eval", "Test accuracy of a trained model, whole, split at a layer, or defended");
-  c->add_option("--model", o->model, "Checkpoint written by `splitleak train`")->required()->check(valid::path());
+  c->add_option("--model", o->model, "Checkpoint written by `splitleak train`, or an ONNX model (FILE.onnx)")
+      ->required()
+      ->check(valid::path());
   c->add_option("--split", o->split, "Split at this layer: edge head, then cloud tail");
   c->add_option("--dataset", o->dataset, "mnist or cifar10 (default: the checkpoint's)")
       ->check(CLI::IsMember({"mnist", "cifar10"}));

@@ -33,6 +33,7 @@ void run_info(const InfoOptions& o) {
   auto shapes = net.output_shapes(in);
   nlohmann::json j{
       {"arch", lm.model.arch}, {"input", in.dims()}, {"parameters", net.num_parameters()}, {"device", device.str()}};
+  j["split_points"] = net.layer_names();
   for (auto& [k, v] : lm.ckpt.meta) j["meta"][k] = v;
   ui::Table t({"layer", "module", "output (per image)", "params", "sent if split here"});
   for (size_t i = 0; i < shapes.size(); ++i) {
@@ -54,7 +55,9 @@ void run_info(const InfoOptions& o) {
   std::cout << lm.model.arch << ": input " << in.str() << ", " << net.num_parameters() << " parameters ("
             << ui::bytes(double(net.num_parameters()) * 4) << ")\n";
   for (auto& [k, v] : lm.ckpt.meta) std::cout << "  " << k << ": " << v << "\n";
-  std::cout << "\n";
+  std::string points;
+  for (const auto& [name, s] : shapes) points += (points.empty() ? "" : ", ") + name;
+  std::cout << "  split points (--split): " << points << "\n\n";
   t.print();
 }
 
@@ -63,7 +66,8 @@ void run_info(const InfoOptions& o) {
 void add_info(CLI::App& app) {
   auto o = std::make_shared<InfoOptions>();
   auto* c = app.add_subcommand("info", "Layers, output shapes, parameters and split sizes of a model");
-  c->add_option("--model", o->model, "Checkpoint written by `splitleak train`")->check(valid::path());
+  c->add_option("--model", o->model, "Checkpoint written by `splitleak train`, or an ONNX model (FILE.onnx)")
+      ->check(valid::path());
   c->add_option("--arch", o->arch, "Or an architecture by name (untrained): lenet, cifar10cnn")
       ->check(CLI::IsMember({"lenet", "cifar10cnn"}));
   c->add_option("--device", o->device, "cpu or cuda[:N]");

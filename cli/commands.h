@@ -15,6 +15,7 @@ void add_eval(CLI::App& app);
 void add_info(CLI::App& app);
 void add_attack(CLI::App& app);
 void add_defend(CLI::App& app);
+void add_export(CLI::App& app);
 
 // "splitleak 0.1.0 (commit ...)" for --version.
 std::string version_line();

@@ -50,6 +50,7 @@ int main(int argc, char** argv) {
   sl::cli::add_info(app);
   sl::cli::add_attack(app);
   sl::cli::add_defend(app);
+  sl::cli::add_export(app);
 
   // Walk the command words ("attack whitebox"): an unknown one is named with the ones that exist.
   CLI::App* cur = &app;

@@ -206,6 +206,19 @@ ModelProfile profile_of(const Model& model) {
     if (k == LayerKind::max_pool && first_pool == children.size()) first_pool = i;
     if (k == LayerKind::linear && first_fc == children.size()) first_fc = i;
   }
+  if (!p.measured) {
+    // A model of unknown make (an imported one): the regions come from the shapes alone. The first layer whose
+    // output is smaller in height than the image (a pooling layer or a strided convolution, whatever its kind)
+    // plays the first pool; the first layer with a flat output [F] starts the fully connected part.
+    first_pool = first_fc = children.size();
+    for (size_t i = 0; i < children.size(); ++i) {
+      const Shape& s = shapes[i].second;
+      if (s.rank() == 4 && s[2] < model.input_shape[1] && first_pool == children.size()) first_pool = i;
+      if (s.rank() == 2 && layer_kind_of(*children[i].second) != LayerKind::flatten && first_fc == children.size())
+        first_fc = i;
+    }
+    if (first_pool > first_fc) first_pool = first_fc;
+  }
   for (size_t i = 0; i < children.size(); ++i) {
     LayerFacts f;
     f.name = children[i].first;
