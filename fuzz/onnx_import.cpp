@@ -3,6 +3,4 @@
 // model that imports is run once on zeros. Built only with the ONNX component (SPLITLEAK_ONNX).
 #include "onnx/fuzz_import.h"
 
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  return sl::onnxio::fuzz_import(data, size);
-}
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) { return sl::onnxio::fuzz_import(data, size); }

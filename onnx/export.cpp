@@ -145,10 +145,11 @@ struct Writer {
       node("GlobalAveragePool", name, {one()}, out);
     } else if (auto* b = dynamic_cast<const BatchNorm*>(m)) {
       // y = x·w + b exactly: scale w, shift b, mean 0, variance 1, epsilon 0
-      auto* n = node("BatchNormalization", name,
-                     {one(), init(name + "_scale", b->weight), init(name + "_shift", b->bias),
-                      init_scalar_vec(name + "_mean", b->channels, 0.f), init_scalar_vec(name + "_var", b->channels, 1.f)},
-                     out);
+      auto* n =
+          node("BatchNormalization", name,
+               {one(), init(name + "_scale", b->weight), init(name + "_shift", b->bias),
+                init_scalar_vec(name + "_mean", b->channels, 0.f), init_scalar_vec(name + "_var", b->channels, 1.f)},
+               out);
       real(n, "epsilon", 0.f);
     } else if (auto* a = dynamic_cast<const AddConstant*>(m)) {
       node("Add", name, {one(), init(name + "_value", a->value)}, out);
@@ -203,7 +204,8 @@ void set_value_info(onnx::ValueInfoProto* v, const std::string& name, const Shap
 }  // namespace
 
 std::string export_bytes(const Module& net, const Shape& input_shape, const ExportOptions& opt) {
-  SL_CHECK(input_shape.rank() >= 1, ValueError, "ONNX export: the input shape ", input_shape.str(), " has no batch dim");
+  SL_CHECK(input_shape.rank() >= 1, ValueError, "ONNX export: the input shape ", input_shape.str(),
+           " has no batch dim");
   onnx::ModelProto model;
   model.set_ir_version(7);  // ONNX 1.7+, opset 13 (onnx 1.8): what PyTorch 1.13 and onnxruntime read
   model.set_producer_name("splitleak");
