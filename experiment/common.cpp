@@ -30,6 +30,9 @@ LoadedModel load_onnx(const std::string& path, Device device) {
   onnxio::ImportedModel im = onnxio::import_file(path);
   LoadedModel lm;
   lm.model = onnxio::to_model(im);
+  SL_CHECK(im.output_shape.rank() == 2, onnxio::UnsupportedError, "ONNX model '", path, "': output '", im.output_name,
+           "' has shape ", im.output_shape.str(),
+           "; splitleak's commands take classifiers with an output [N, classes]");
   lm.model.net->to(device);
   lm.model.net->eval();
   lm.ckpt.arch = lm.model.arch;

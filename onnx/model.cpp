@@ -8,12 +8,10 @@ namespace sl::onnxio {
 Model to_model(const ImportedModel& m, const std::string& arch) {
   SL_CHECK(m.input_shape.rank() == 4, UnsupportedError, "ONNX model: input '", m.input_name, "' has shape ",
            m.input_shape.str(), "; splitleak's commands take images [N, C, H, W]");
-  SL_CHECK(m.output_shape.rank() == 2, UnsupportedError, "ONNX model: output '", m.output_name, "' has shape ",
-           m.output_shape.str(), "; splitleak's commands take classifiers with an output [N, classes]");
   Model model;
   model.arch = arch;
   model.input_shape = Shape{m.input_shape[1], m.input_shape[2], m.input_shape[3]};
-  model.num_classes = int(m.output_shape[1]);
+  model.num_classes = m.output_shape.rank() == 2 ? int(m.output_shape[1]) : 0;
   model.net = std::make_shared<Sequential>();
   std::shared_ptr<Graph> rest = m.graph;
   for (const std::string& point : m.graph->split_points()) {
