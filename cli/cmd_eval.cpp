@@ -12,8 +12,9 @@ void add_eval(CLI::App& app) {
       ->required()
       ->check(valid::path());
   c->add_option("--split", o->split, "Split at this layer: edge head, then cloud tail");
-  c->add_option("--dataset", o->dataset, "mnist or cifar10 (default: the checkpoint's)")
-      ->check(CLI::IsMember({"mnist", "cifar10"}));
+  c->add_option("--dataset", o->dataset,
+                "mnist, cifar10, or folder:DIR (PNG images, one sub-folder per class) (default: the checkpoint's)")
+      ->check(valid::dataset());
   c->add_option("--data", o->data, "Data directory (default: $SPLITLEAK_DATA or data/)")->check(valid::path());
   c->add_option("--device", o->device, "cpu or cuda[:N]");
   c->add_option("--batch", o->batch, "Batch size")->check(valid::integer(1, valid::kMaxBatch));

@@ -77,6 +77,8 @@ void check_fits(const Model& m, const data::Dataset& d) {
   SL_CHECK(s == m.input_shape, ValueError, "model '", m.arch, "' takes images of shape ", m.input_shape.str(),
            " but data set '", d.name, "' has ", s.str(), " (use --dataset ",
            m.input_shape == Shape({1, 28, 28}) ? "mnist" : "cifar10", ")");
+  SL_CHECK(m.num_classes <= 0 || d.classes <= m.num_classes, ValueError, "data set '", d.name, "' has ", d.classes,
+           " classes but model '", m.arch, "' outputs ", m.num_classes);
 }
 
 Device parse_device(const std::string& name) {

@@ -22,6 +22,8 @@ TEST_CASE("ONNX export and import round trip", "[onnx]") {
 #include <sstream>
 
 #include "autograd/node.h"
+#include "datasets/dataset.h"
+#include "datasets/image_io.h"
 #include "nn/init.h"
 #include "nn/layers.h"
 #include "nn/models.h"
@@ -302,6 +304,58 @@ TEST_CASE("cli: bad ONNX files are one-line errors with a non-zero exit", "[onnx
       run("export --model " + (dir / "truncated.onnx").string() + " --out " + (dir / "x.onnx").string(), dir),
       "truncated");
   CHECK_FALSE(fs::exists(dir / "x.onnx"));
+  fs::remove_all(dir);
+}
+
+TEST_CASE("cli: --dataset folder:DIR (PNG images per class) gives what the same images give as IDX files",
+          "[datasets][cli][byom]") {
+  fs::path dir = fs::temp_directory_path() / ("splitleak_folder_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  sl::test::write_tiny_mnist(dir / "data", 20, 30);
+  data::Dataset test = data::load_dataset("mnist", (dir / "data").string(), false);
+  // the test images as PNGs in class folders named so that their sorted order is the class order
+  for (int64_t i = 0; i < test.size(); ++i) {
+    const fs::path cls = dir / "png" / ("class" + std::to_string(test.labels[size_t(i)]));
+    fs::create_directories(cls);
+    char name[32];
+    std::snprintf(name, sizeof name, "%04d.png", int(i));
+    data::write_png((cls / name).string(), data::denormalize(test.image(i), test.norm).reshape(Shape{1, 28, 28}));
+  }
+  data::Dataset folder = data::load_dataset("folder:" + (dir / "png").string(), "", false);
+  REQUIRE(folder.size() == test.size());
+  CHECK(folder.classes == 10);
+  CHECK(folder.images.shape() == test.images.shape());
+
+  const std::string model = kShipped.string();
+  auto a = run("eval --json --model " + model + " --dataset mnist --data " + (dir / "data").string(), dir);
+  auto b = run("eval --json --model " + model + " --dataset folder:" + (dir / "png").string(), dir);
+  INFO(a.err << b.err);
+  REQUIRE(a.code == 0);
+  REQUIRE(b.code == 0);
+  auto ja = nlohmann::json::parse(a.out.substr(a.out.find('{')));
+  auto jb = nlohmann::json::parse(b.out.substr(b.out.find('{')));
+  CHECK(ja["accuracy"] == jb["accuracy"]);  // the same images, reordered: the same score
+  CHECK(std::abs(ja["loss"].get<double>() - jb["loss"].get<double>()) < 1e-6);
+  CHECK(jb["images"] == 30);
+
+  SECTION("bad folders are one-line errors") {
+    fs::create_directories(dir / "empty");
+    expect_clean_failure(run("eval --model " + model + " --dataset folder:" + (dir / "empty").string(), dir),
+                         "no class sub-folders");
+    fs::create_directories(dir / "bad" / "a");
+    write(dir / "bad" / "a" / "x.png", "not a png at all");
+    expect_clean_failure(run("eval --model " + model + " --dataset folder:" + (dir / "bad").string(), dir), "x.png");
+    fs::create_directories(dir / "mixed" / "a");
+    data::write_png((dir / "mixed" / "a" / "1.png").string(), Tensor::zeros(Shape{1, 28, 28}));
+    data::write_png((dir / "mixed" / "a" / "2.png").string(), Tensor::zeros(Shape{1, 14, 28}));
+    expect_clean_failure(run("eval --model " + model + " --dataset folder:" + (dir / "mixed").string(), dir),
+                         "same size");
+    fs::create_directories(dir / "small" / "a");
+    data::write_png((dir / "small" / "a" / "1.png").string(), Tensor::zeros(Shape{1, 14, 14}));
+    expect_clean_failure(run("eval --model " + model + " --dataset folder:" + (dir / "small").string(), dir),
+                         "[1, 14, 14]");
+    expect_clean_failure(run("eval --model " + model + " --dataset imagenet", dir), "folder:DIR");
+  }
   fs::remove_all(dir);
 }
 
