@@ -83,8 +83,7 @@ Dataset load_folder(const std::string& dir, bool train, int64_t limit) {
              "x", H, C == 1 ? " grey" : " colour", "; every image must have the same size and kind");
     for (int ch = 0; ch < C; ++ch)
       for (int y = 0; y < H; ++y)
-        for (int x = 0; x < W; ++x)
-          *dst++ = table[size_t(ch) * 256 + img.at(x, y, img.channels <= 2 ? 0 : ch)];
+        for (int x = 0; x < W; ++x) *dst++ = table[size_t(ch) * 256 + img.at(x, y, img.channels <= 2 ? 0 : ch)];
     d.labels.push_back(order[i].second);
   }
   d.source = str(printable(root.string()), ": ", d.size(), " PNG images in ", classes.size(), " class folders");
