@@ -304,6 +304,22 @@ TEST_CASE("cli: bad ONNX files are one-line errors with a non-zero exit", "[onnx
       run("export --model " + (dir / "truncated.onnx").string() + " --out " + (dir / "x.onnx").string(), dir),
       "truncated");
   CHECK_FALSE(fs::exists(dir / "x.onnx"));
+  write(dir / "lenet.onnx", good);
+  const std::string lenet_onnx = (dir / "lenet.onnx").string();
+  expect_clean_failure(run("export --model " + lenet_onnx + " --part cloud --out " + (dir / "x.onnx").string(), dir),
+                       "--part needs --split");
+  expect_clean_failure(run("export --model " + lenet_onnx + " --split conv9 --out " + (dir / "x.onnx").string(), dir),
+                       "conv9");
+  CHECK_FALSE(fs::exists(dir / "x.onnx"));
+
+  // export: one side of a split, read back with the split's layers
+  r = run("export --model " + lenet_onnx + " --split pool1 --part cloud --out " + (dir / "cloud.onnx").string(), dir);
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  onnxio::ImportedModel cloud = onnxio::import_file((dir / "cloud.onnx").string());
+  CHECK(cloud.input_shape == Shape({1, 8, 12, 12}));
+  CHECK(cloud.graph->split_points().front() == "conv2");
+  CHECK(cloud.graph->split_points().back() == "fc3");
   fs::remove_all(dir);
 }
 
