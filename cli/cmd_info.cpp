@@ -7,6 +7,7 @@
 #include "cli/validate.h"
 #include "experiment/common.h"
 #include "experiment/ui.h"
+#include "nn/graph.h"
 
 namespace sl::cli {
 
@@ -40,7 +41,24 @@ void run_info(const InfoOptions& o) {
     auto& [name, s] = shapes[i];
     auto layer = net.layer(name);
     int64_t per = s.numel();  // batch 1
-    t.add({name, layer->describe(), s.str(), std::to_string(layer->num_parameters()),
+    // A block of an imported graph (a residual block): its nodes, inside it, where the model cannot be split.
+    std::string module = layer->describe();
+    if (auto* g = dynamic_cast<Graph*>(layer.get())) {
+      const Shape block_in = i == 0 ? in : shapes[i - 1].second;
+      auto from = [&](const std::string& node) {
+        std::string f;
+        for (const auto& src : g->inputs_of(node))
+          f += (f.empty() ? "" : ", ") + (src == Graph::kInput ? (i == 0 ? "input" : shapes[i - 1].first) : src);
+        return f;
+      };
+      for (const auto& [node, ns] : g->output_shapes(block_in)) {
+        if (node == name) continue;
+        t.add({"  " + node, g->layer(node)->describe() + " <- " + from(node), ns.str(),
+               std::to_string(g->layer(node)->num_parameters()), "(inside a block: no split)"});
+      }
+      module = g->layer(name)->describe() + " <- " + from(name) + " (ends a block)";
+    }
+    t.add({name, module, s.str(), std::to_string(layer->num_parameters()),
            ui::bytes(double(per) * 4) + " (" + std::to_string(per) + " floats)"});
     j["layers"].push_back({{"name", name},
                            {"module", layer->describe()},

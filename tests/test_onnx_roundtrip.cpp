@@ -206,7 +206,8 @@ TEST_CASE("cli: splitleak on the shipped PyTorch model: accuracy as PyTorch prin
   auto r = run("info --model " + model, dir);
   INFO(r.err);
   REQUIRE(r.code == 0);
-  CHECK_THAT(r.out, Catch::Contains("split points (--split)"));
+  CHECK_THAT(r.out, Catch::Contains("split points (--split)") && Catch::Contains("(inside a block: no split)") &&
+                        Catch::Contains("(ends a block)"));
   const auto want = nlohmann::json::parse(slurp(kShipped.parent_path() / "mnist_resnet.json"));
 
   SECTION("test accuracy equals PyTorch's, to the last printed digit (real MNIST)") {
