@@ -29,6 +29,8 @@ LoadedModel load_onnx(const std::string& path, Device device) {
 #ifdef SPLITLEAK_WITH_ONNX
   onnxio::ImportedModel im = onnxio::import_file(path);
   LoadedModel lm;
+  SL_CHECK(im.input_shape.rank() == 4, onnxio::UnsupportedError, "ONNX model '", path, "': input '", im.input_name,
+           "' has shape ", im.input_shape.str(), "; splitleak's commands take images [N, C, H, W]");
   lm.model = onnxio::to_model(im);
   SL_CHECK(im.output_shape.rank() == 2, onnxio::UnsupportedError, "ONNX model '", path, "': output '", im.output_name,
            "' has shape ", im.output_shape.str(),
