@@ -11,7 +11,9 @@ namespace {
 using experiment::AttackOptions;
 
 void add_common_options(CLI::App* c, AttackOptions& o) {
-  c->add_option("--model", o.model, "Checkpoint written by `splitleak train`")->required()->check(valid::path());
+  c->add_option("--model", o.model, "Checkpoint written by `splitleak train`, or an ONNX model (FILE.onnx)")
+      ->required()
+      ->check(valid::path());
   c->add_option("--images", o.images, "Attack the first N test images (default: the first of each class)")
       ->check(valid::integer(1, valid::kMaxImages));
   c->add_flag("--all", o.all, "Attack the whole test set");
@@ -46,8 +48,9 @@ void add_common_options(CLI::App* c, AttackOptions& o) {
   c->add_option("--attacker-limit", o.attacker_limit, "Use only the first N attacker images")
       ->check(valid::integer(1, valid::kMaxImages));
   c->add_option("--batch", o.batch, "Victims reconstructed at once")->check(valid::integer(1, valid::kMaxBatch));
-  c->add_option("--dataset", o.dataset, "mnist or cifar10 (default: the checkpoint's)")
-      ->check(CLI::IsMember({"mnist", "cifar10"}));
+  c->add_option("--dataset", o.dataset,
+                "mnist, cifar10, or folder:DIR (PNG images, one sub-folder per class) (default: the checkpoint's)")
+      ->check(valid::dataset());
   c->add_option("--data", o.data, "Data directory (default: $SPLITLEAK_DATA or data/)")->check(valid::path());
   c->add_option("--device", o.device, "cpu or cuda[:N]");
   c->add_option("--seed", o.seed, "Seed of the decoder / shadow initialisation and shuffling")->check(valid::seed());

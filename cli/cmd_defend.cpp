@@ -8,7 +8,9 @@ namespace sl::cli {
 void add_defend(CLI::App& app) {
   auto o = std::make_shared<experiment::DefendOptions>();
   auto* c = app.add_subcommand("defend", "Defenses against the attacks: accuracy vs PSNR/SSIM per level (paper §IV)");
-  c->add_option("--model", o->model, "Checkpoint written by `splitleak train`")->required()->check(valid::path());
+  c->add_option("--model", o->model, "Checkpoint written by `splitleak train`, or an ONNX model (FILE.onnx)")
+      ->required()
+      ->check(valid::path());
   c->add_option("--out", o->out, "Folder for results.json/csv, the grids and the plots (created if missing)")
       ->required()
       ->check(valid::path());
@@ -49,8 +51,9 @@ void add_defend(CLI::App& app) {
   c->add_option("--batch", o->batch, "Accuracy batch size")->check(valid::integer(1, valid::kMaxBatch));
   c->add_option("--seed", o->seed, "Seed of the attacker (decoder / shadow, its own draws)")->check(valid::seed());
   c->add_option("--defense-seed", o->defense_seed, "Seed of the defense's draws")->check(valid::seed());
-  c->add_option("--dataset", o->dataset, "mnist or cifar10 (default: the checkpoint's)")
-      ->check(CLI::IsMember({"mnist", "cifar10"}));
+  c->add_option("--dataset", o->dataset,
+                "mnist, cifar10, or folder:DIR (PNG images, one sub-folder per class) (default: the checkpoint's)")
+      ->check(valid::dataset());
   c->add_option("--data", o->data, "Data directory (default: $SPLITLEAK_DATA or data/)")->check(valid::path());
   c->add_option("--device", o->device, "cpu or cuda[:N]");
   c->add_option("--threads", o->threads, "CPU threads (default 0: all cores)")->check(valid::threads());

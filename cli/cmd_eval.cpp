@@ -8,10 +8,13 @@ namespace sl::cli {
 void add_eval(CLI::App& app) {
   auto o = std::make_shared<experiment::EvalOptions>();
   auto* c = app.add_subcommand("eval", "Test accuracy of a trained model, whole, split at a layer, or defended");
-  c->add_option("--model", o->model, "Checkpoint written by `splitleak train`")->required()->check(valid::path());
+  c->add_option("--model", o->model, "Checkpoint written by `splitleak train`, or an ONNX model (FILE.onnx)")
+      ->required()
+      ->check(valid::path());
   c->add_option("--split", o->split, "Split at this layer: edge head, then cloud tail");
-  c->add_option("--dataset", o->dataset, "mnist or cifar10 (default: the checkpoint's)")
-      ->check(CLI::IsMember({"mnist", "cifar10"}));
+  c->add_option("--dataset", o->dataset,
+                "mnist, cifar10, or folder:DIR (PNG images, one sub-folder per class) (default: the checkpoint's)")
+      ->check(valid::dataset());
   c->add_option("--data", o->data, "Data directory (default: $SPLITLEAK_DATA or data/)")->check(valid::path());
   c->add_option("--device", o->device, "cpu or cuda[:N]");
   c->add_option("--batch", o->batch, "Batch size")->check(valid::integer(1, valid::kMaxBatch));

@@ -7,6 +7,7 @@
 #include "cli/validate.h"
 #include "experiment/common.h"
 #include "experiment/ui.h"
+#include "nn/graph.h"
 
 namespace sl::cli {
 
@@ -33,13 +34,31 @@ void run_info(const InfoOptions& o) {
   auto shapes = net.output_shapes(in);
   nlohmann::json j{
       {"arch", lm.model.arch}, {"input", in.dims()}, {"parameters", net.num_parameters()}, {"device", device.str()}};
+  j["split_points"] = net.layer_names();
   for (auto& [k, v] : lm.ckpt.meta) j["meta"][k] = v;
   ui::Table t({"layer", "module", "output (per image)", "params", "sent if split here"});
   for (size_t i = 0; i < shapes.size(); ++i) {
     auto& [name, s] = shapes[i];
     auto layer = net.layer(name);
     int64_t per = s.numel();  // batch 1
-    t.add({name, layer->describe(), s.str(), std::to_string(layer->num_parameters()),
+    // A block of an imported graph (a residual block): its nodes, inside it, where the model cannot be split.
+    std::string module = layer->describe();
+    if (auto* g = dynamic_cast<Graph*>(layer.get())) {
+      const Shape block_in = i == 0 ? in : shapes[i - 1].second;
+      auto from = [&](const std::string& node) {
+        std::string f;
+        for (const auto& src : g->inputs_of(node))
+          f += (f.empty() ? "" : ", ") + (src == Graph::kInput ? (i == 0 ? "input" : shapes[i - 1].first) : src);
+        return f;
+      };
+      for (const auto& [node, ns] : g->output_shapes(block_in)) {
+        if (node == name) continue;
+        t.add({"  " + node, g->layer(node)->describe() + " <- " + from(node), ns.str(),
+               std::to_string(g->layer(node)->num_parameters()), "(inside a block: no split)"});
+      }
+      module = g->layer(name)->describe() + " <- " + from(name) + " (ends a block)";
+    }
+    t.add({name, module, s.str(), std::to_string(layer->num_parameters()),
            ui::bytes(double(per) * 4) + " (" + std::to_string(per) + " floats)"});
     j["layers"].push_back({{"name", name},
                            {"module", layer->describe()},
@@ -54,7 +73,9 @@ void run_info(const InfoOptions& o) {
   std::cout << lm.model.arch << ": input " << in.str() << ", " << net.num_parameters() << " parameters ("
             << ui::bytes(double(net.num_parameters()) * 4) << ")\n";
   for (auto& [k, v] : lm.ckpt.meta) std::cout << "  " << k << ": " << v << "\n";
-  std::cout << "\n";
+  std::string points;
+  for (const auto& [name, s] : shapes) points += (points.empty() ? "" : ", ") + name;
+  std::cout << "  split points (--split): " << points << "\n\n";
   t.print();
 }
 
@@ -63,7 +84,8 @@ void run_info(const InfoOptions& o) {
 void add_info(CLI::App& app) {
   auto o = std::make_shared<InfoOptions>();
   auto* c = app.add_subcommand("info", "Layers, output shapes, parameters and split sizes of a model");
-  c->add_option("--model", o->model, "Checkpoint written by `splitleak train`")->check(valid::path());
+  c->add_option("--model", o->model, "Checkpoint written by `splitleak train`, or an ONNX model (FILE.onnx)")
+      ->check(valid::path());
   c->add_option("--arch", o->arch, "Or an architecture by name (untrained): lenet, cifar10cnn")
       ->check(CLI::IsMember({"lenet", "cifar10cnn"}));
   c->add_option("--device", o->device, "cpu or cuda[:N]");

@@ -19,6 +19,7 @@ void add_serve(CLI::App& app);  // serve and stats
 void add_edge(CLI::App& app);
 void add_defend(CLI::App& app);
 void add_partition(CLI::App& app);
+void add_export(CLI::App& app);
 
 // "splitleak 0.1.0 (commit ...)" for --version.
 std::string version_line();

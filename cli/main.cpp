@@ -54,6 +54,7 @@ int main(int argc, char** argv) {
   sl::cli::add_edge(app);
   sl::cli::add_defend(app);
   sl::cli::add_partition(app);
+  sl::cli::add_export(app);
 
   // Walk the command words ("attack whitebox"): an unknown one is named with the ones that exist.
   CLI::App* cur = &app;

@@ -79,6 +79,15 @@ CLI::Validator path() {
   return CLI::Validator([](std::string& in) { return in.empty() ? std::string("expected a path, got ''") : ""; }, "");
 }
 
+CLI::Validator dataset() {
+  return CLI::Validator(
+      [](std::string& in) {
+        if (in == "mnist" || in == "cifar10" || (in.rfind("folder:", 0) == 0 && in.size() > 7)) return std::string();
+        return "expected mnist, cifar10 or folder:DIR, got '" + in + "'";
+      },
+      "");
+}
+
 int max_threads() {
   const unsigned hw = std::thread::hardware_concurrency();
   return 4 * int(hw == 0 ? 1 : hw);

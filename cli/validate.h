@@ -18,7 +18,8 @@ CLI::Validator real(double lo_open, double hi);  // a finite number in (lo_open,
 CLI::Validator seed();                           // an integer in [0, 2^64 - 1]: digits only, so -1 never wraps
 CLI::Validator threads();                        // 0 (OpenMP's default) .. max_threads()
 
-CLI::Validator path();  // a non-empty file or folder name
+CLI::Validator path();     // a non-empty file or folder name
+CLI::Validator dataset();  // mnist, cifar10 or folder:DIR
 
 // A defense spec (split/defense.h), checked by its kinds: "dropout:0.6", "gaussian:0.5@input,dropout:0.3".
 // Without levels where the levels come from another flag (`defend --levels`).

@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "datasets/cifar10.h"
+#include "datasets/folder.h"
 #include "datasets/mnist.h"
 
 namespace sl::data {
@@ -86,7 +87,8 @@ Dataset load_dataset(const std::string& name, const std::string& data_dir, bool 
     opt.limit = limit;
     return load_cifar10(data_dir, train, opt);
   }
-  throw ValueError(str("unknown data set '", name, "' (known: mnist, cifar10)"));
+  if (name.rfind("folder:", 0) == 0 && name.size() > 7) return load_folder(name.substr(7), train, limit);
+  throw ValueError(str("unknown data set '", name, "' (known: mnist, cifar10, folder:DIR)"));
 }
 
 std::string fetch_hint(const std::string& name, const std::string& data_dir) {

@@ -2,14 +2,63 @@
 
 #include <omp.h>
 
+#include <cctype>
 #include <iomanip>
 #include <iostream>
 
 #include "split/cis.h"
 
+#ifdef SPLITLEAK_WITH_ONNX
+#include "onnx/import.h"
+#endif
+
 namespace sl::experiment {
 
+bool is_onnx_path(const std::string& path) {
+  if (path.size() < 5) return false;
+  std::string ext = path.substr(path.size() - 5);
+  for (char& c : ext) c = char(std::tolower(static_cast<unsigned char>(c)));
+  return ext == ".onnx";
+}
+
+std::string dataset_for_input(const Shape& input_shape) {
+  if (input_shape == Shape{1, 28, 28}) return "mnist";
+  if (input_shape == Shape{3, 32, 32}) return "cifar10";
+  return "";
+}
+
+namespace {
+LoadedModel load_onnx(const std::string& path, Device device) {
+#ifdef SPLITLEAK_WITH_ONNX
+  onnxio::ImportedModel im = onnxio::import_file(path);
+  LoadedModel lm;
+  SL_CHECK(im.input_shape.rank() == 4, onnxio::UnsupportedError, "ONNX model '", path, "': input '", im.input_name,
+           "' has shape ", im.input_shape.str(), "; splitleak's commands take images [N, C, H, W]");
+  lm.model = onnxio::to_model(im);
+  SL_CHECK(im.output_shape.rank() == 2, onnxio::UnsupportedError, "ONNX model '", path, "': output '", im.output_name,
+           "' has shape ", im.output_shape.str(),
+           "; splitleak's commands take classifiers with an output [N, classes]");
+  lm.model.net->to(device);
+  lm.model.net->eval();
+  lm.ckpt.arch = lm.model.arch;
+  lm.ckpt.meta["format"] = "onnx";
+  lm.ckpt.meta["producer"] = im.producer.empty() ? "(not named)" : im.producer;
+  lm.ckpt.meta["opset"] = std::to_string(im.opset);
+  if (im.folded_batchnorms) lm.ckpt.meta["folded_batchnorms"] = std::to_string(im.folded_batchnorms);
+  lm.dataset = dataset_for_input(lm.model.input_shape);
+  if (!lm.dataset.empty()) lm.ckpt.meta["dataset"] = lm.dataset + " (from the input shape)";
+  return lm;
+#else
+  (void)device;
+  throw ValueError(str("model '", path,
+                       "' is an ONNX file, but this splitleak was built without the ONNX component "
+                       "(install libonnx-dev and libprotobuf-dev, and build with -DSPLITLEAK_ONNX=ON)"));
+#endif
+}
+}  // namespace
+
 LoadedModel load_model(const std::string& path, Device device, bool allow_nonfinite) {
+  if (is_onnx_path(path)) return load_onnx(path, device);
   LoadedModel lm;
   lm.ckpt = load_checkpoint(path, allow_nonfinite);
   if (allow_nonfinite) {
@@ -31,8 +80,10 @@ LoadedModel load_model(const std::string& path, Device device, bool allow_nonfin
 void check_fits(const Model& m, const data::Dataset& d) {
   Shape s{d.channels(), d.height(), d.width()};
   SL_CHECK(s == m.input_shape, ValueError, "model '", m.arch, "' takes images of shape ", m.input_shape.str(),
-           " but data set '", d.name, "' has ", s.str(), " (use --dataset ", m.arch == "lenet" ? "mnist" : "cifar10",
-           ")");
+           " but data set '", d.name, "' has ", s.str(), " (use --dataset ",
+           m.input_shape == Shape({1, 28, 28}) ? "mnist" : "cifar10", ")");
+  SL_CHECK(m.num_classes <= 0 || d.classes <= m.num_classes, ValueError, "data set '", d.name, "' has ", d.classes,
+           " classes but model '", m.arch, "' outputs ", m.num_classes);
 }
 
 Device parse_device(const std::string& name) {

@@ -20,7 +20,12 @@ struct LoadedModel {
 };
 // A checkpoint holding NaN or inf weights is refused (naming the tensor) unless allow_nonfinite, which loads it
 // with a warning on stderr.
+// A path ending in .onnx is an ONNX model (imported through onnx/, when built: onnxio::to_model), its data set guessed
+// from its input shape; anything else a checkpoint.
 LoadedModel load_model(const std::string& path, Device device, bool allow_nonfinite = false);
+bool is_onnx_path(const std::string& path);
+// "mnist" for [1, 28, 28], "cifar10" for [3, 32, 32], "" otherwise.
+std::string dataset_for_input(const Shape& input_shape);
 
 // ValueError unless the data set holds at least one image; `role` says which ("training set", "victims").
 void check_not_empty(const data::Dataset& d, const std::string& role, const std::string& hint);

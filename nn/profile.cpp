@@ -206,6 +206,24 @@ ModelProfile profile_of(const Model& model) {
     if (k == LayerKind::max_pool && first_pool == children.size()) first_pool = i;
     if (k == LayerKind::linear && first_fc == children.size()) first_fc = i;
   }
+  if (!p.measured) {
+    // A model of unknown make (an imported one): the regions come from the shapes alone. The first layer that
+    // shrinks the height below 3/4 of its input's (a pooling layer or a strided convolution, whatever its kind; not
+    // the border an unpadded convolution loses) plays the first pool; the first layer with a flat output [F], other
+    // than a Flatten, starts the fully connected part.
+    first_pool = first_fc = children.size();
+    int64_t prev_h = model.input_shape[1];
+    for (size_t i = 0; i < children.size(); ++i) {
+      const Shape& s = shapes[i].second;
+      if (s.rank() == 4) {
+        if (s[2] * 4 < prev_h * 3 && first_pool == children.size()) first_pool = i;
+        prev_h = s[2];
+      }
+      if (s.rank() == 2 && layer_kind_of(*children[i].second) != LayerKind::flatten && first_fc == children.size())
+        first_fc = i;
+    }
+    if (first_pool > first_fc) first_pool = first_fc;
+  }
   for (size_t i = 0; i < children.size(); ++i) {
     LayerFacts f;
     f.name = children[i].first;

@@ -49,6 +49,7 @@ std::string one_line(const std::string& s) {
       blank = !out.empty();
       continue;
     }
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7F) c = '?';  // other control characters
     if (blank) out += ' ';
     blank = false;
     out += c;
@@ -1203,7 +1204,19 @@ ImportedModel import_bytes(const void* data, size_t size, const std::string& wha
   if (!model.has_graph() || model.graph().node_size() == 0)
     throw IoError(str("ONNX model '", what, "' has no graph nodes (truncated, corrupt or not a model)"));
   Importer imp(what, opt);
-  return imp.run(model);
+  // Messages quote names and texts from the file (node names, the checker's words about them): on one line, without
+  // control characters, whatever the file holds.
+  try {
+    return imp.run(model);
+  } catch (const UnsupportedError& e) {
+    throw UnsupportedError(one_line(e.what()));
+  } catch (const ShapeError& e) {
+    throw ShapeError(one_line(e.what()));
+  } catch (const IoError& e) {
+    throw IoError(one_line(e.what()));
+  } catch (const ValueError& e) {
+    throw ValueError(one_line(e.what()));
+  }
 }
 
 ImportedModel import_file(const std::string& path, const ImportOptions& opt) {

@@ -58,3 +58,16 @@ ImportedModel import_bytes(const void* data, size_t size, const std::string& wha
 std::string supported_operators();
 
 }  // namespace sl::onnxio
+
+#include "nn/models.h"
+
+namespace sl::onnxio {
+
+// An imported image model as the Model the commands take: a chain whose layers are the graph's segments between
+// consecutive split points, each named after the split point that ends it (a segment of one single-input node is that
+// node's layer itself, so a chain imports as exactly its layers). The chain's split points are the graph's; it
+// computes what the graph computes. UnsupportedError unless the input is [N, C, H, W]; num_classes is the output's
+// dim 1 for an output [N, classes], 0 otherwise (an edge head).
+Model to_model(const ImportedModel& m, const std::string& arch = "onnx");
+
+}  // namespace sl::onnxio
