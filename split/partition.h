@@ -62,10 +62,13 @@ SplitChoice choose_split(const std::vector<SplitCandidate>& candidates, const Li
 // the estimate either way is taken as a change of link and replaces it), the split re-chosen after every
 // transfer among `allowed` (the splits the privacy threshold and the memory budget allow), switching only when the
 // new split is faster by more than `hysteresis` (a fraction) at the estimate, so noise in the measurement does not
-// flap it.
+// flap it. With `confirm` > 1, a change of link is taken only after that many consecutive transfers off the same
+// way (the last one replaces the estimate); a lone outlier before that is left out of the average (a timing spike on
+// a loaded machine is not a slower link).
 class AdaptiveSplitChooser {
  public:
-  AdaptiveSplitChooser(std::vector<SplitCost> allowed, Link initial, double alpha = 0.5, double hysteresis = 0.05);
+  AdaptiveSplitChooser(std::vector<SplitCost> allowed, Link initial, double alpha = 0.5, double hysteresis = 0.05,
+                       int confirm = 1);
   // One transfer of `bytes` that took `seconds` on the wire (excluding the round trip); updates the estimate and
   // the split. Transfers of 0 bytes or non-positive time are ignored.
   void observe_transfer(int64_t bytes, double seconds);
@@ -80,6 +83,7 @@ class AdaptiveSplitChooser {
   std::vector<SplitCost> allowed_;
   Link link_;
   double alpha_, hysteresis_;
+  int confirm_ = 1, off_ = 0;  // consecutive transfers off the estimate: > 0 faster, < 0 slower
   size_t current_ = 0;
   int64_t switches_ = 0;
 };
