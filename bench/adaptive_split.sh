@@ -36,7 +36,7 @@ for _ in $(seq 100); do grep -q "listening on" "$work/serve.out" 2>/dev/null && 
 addr="$(grep -o '127.0.0.1:[0-9]*' "$work/serve.out" | head -1)"
 [ -n "$addr" ] || { echo "adaptive_split: the server did not start: $(cat "$work/serve.err")" >&2; exit 1; }
 
-echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown), $(nproc --all) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# $B edge --model <split --at $SPLITS>/edge.ckpt --adaptive-split --link-phases $PHASES --edge-slowdown $SLOWDOWN"
 "$B" edge --model "$work/deploy/edge.ckpt" --connect "$addr" --adaptive-split --link-phases "$PHASES" \
   --edge-slowdown "$SLOWDOWN" --threads 1
@@ -45,5 +45,13 @@ echo "# $B edge --model <split --at $SPLITS>/edge.ckpt --adaptive-split --link-p
 images=0
 for p in ${PHASES//,/ }; do images=$((images + ${p#*:})); done
 echo "# eval on the same $images images:"
-"$B" eval --model "$LENET" --limit "$images" 2>/dev/null | grep -i accuracy || true
-echo "wrote $OUT/adaptive.json (a second run's figures)"
+"$B" eval --model "$LENET" --limit "$images" 2>/dev/null | tail -n 3
+python3 - "$OUT/adaptive.json" <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))
+print(f"second run ({sys.argv[1]}): accuracy {j['accuracy']:.4f}, {j['switches']} switches, failed {j['failed_requests']}")
+for k, p in enumerate(j["phases"], 1):
+    print(f"  phase {k} {p['link_mbps']:g} Mbit/s: {p['splits_used']}; switch after {p['requests_before_switch']}; "
+          f"mean {p['mean_ms']:.3f} ms, best fixed {p['best_fixed']} {p['best_fixed_mean_ms']:.3f} ms, "
+          f"ratio {p['ratio_to_best_fixed']:.3f}")
+PY

@@ -46,6 +46,7 @@ struct EdgeOptions {
   bool adaptive = false, no_fixed = false;  // --adaptive-split, --no-fixed
   std::string splits, link_phases;          // --splits (adaptive: which splits), --link-phases MBPS:N,...
   int64_t calibration = 4;
+  double edge_slowdown = 1;  // --edge-slowdown: the head on a device this many times slower than this CPU
 };
 
 // Percentiles of one component over the requests.
@@ -155,11 +156,16 @@ runtime::CloudClient connect(EdgeOptions& o, const runtime::Deployment& dep, wir
 // The edge's side of the split pipeline: head and defenses. The runner passes the test-set index of a request's
 // first image as its first query, so image i is query i here as in `eval --defense` and `attack --defense`: the
 // same draw for the same image and seed, however images are grouped into requests.
+// With --edge-slowdown F the head runs on an emulated device: F times this CPU's median time per image, measured
+// once here (runtime::emulated_device).
 runtime::EdgeCompute edge_compute(const runtime::Deployment& dep, const runtime::SplitPoint& sp, Device device,
-                                  const DefenseChain& defenses) {
+                                  const DefenseChain& defenses, double slowdown = 1, const Tensor& sample = {}) {
   auto pipe = std::make_shared<SplitPipeline>(dep.pipeline(sp, defenses));
-  return
-      [pipe, device](const Tensor& x, int64_t first_query) { return pipe->edge(x.to(device), uint64_t(first_query)); };
+  runtime::EdgeCompute c = [pipe, device](const Tensor& x, int64_t first_query) {
+    return pipe->edge(x.to(device), uint64_t(first_query));
+  };
+  if (slowdown <= 1 || !sample.defined()) return c;
+  return runtime::emulated_device(c, slowdown * runtime::time_per_image(c, sample));
 }
 
 DefenseChain edge_defenses(const EdgeOptions& o) {
@@ -206,8 +212,8 @@ void run_once(EdgeOptions& o) {
   runtime::MemoryUse before = runtime::memory_use();
   ui::Progress prog("edge", n, "img");
   runtime::EdgeRunResult r =
-      runtime::run_edge(client, edge_compute(dep, *sp, s.device, defenses), s.test.images, s.test.labels, o.run,
-                        [&](int64_t done, int64_t correct) {
+      runtime::run_edge(client, edge_compute(dep, *sp, s.device, defenses, o.edge_slowdown, s.test.images.slice(0, 1)),
+                        s.test.images, s.test.labels, o.run, [&](int64_t done, int64_t correct) {
                           prog.update(done, "acc " + ui::percent(done ? double(correct) / double(done) : 0));
                         });
   prog.finish("acc " + ui::percent(r.images ? double(r.correct) / double(r.images) : 0));
@@ -393,8 +399,9 @@ void run_sweep(EdgeOptions& o) {
       ro.warmup = std::max<int64_t>(ro.warmup, 1);
       ro.link.mbps = l;
       ro.link.rtt_ms = o.link_rtt_ms;
-      runtime::EdgeRunResult r =
-          runtime::run_edge(client, edge_compute(dep, *sp, s.device, defenses), s.test.images, {}, ro);
+      runtime::EdgeRunResult r = runtime::run_edge(
+          client, edge_compute(dep, *sp, s.device, defenses, o.edge_slowdown, s.test.images.slice(0, 1)), s.test.images,
+          {}, ro);
       std::vector<double> e, w, c, t;
       for (auto& x : r.timings) {
         e.push_back(x.edge_s * 1e3);
@@ -516,7 +523,8 @@ void run_adaptive(EdgeOptions& o) {
   for (auto& nm : names) {
     const runtime::SplitPoint& sp = dep.split(nm);  // ValueError listing the edge's splits
     uint16_t id = split_id_for(welcome, sp);        // ValueError when the cloud does not serve it
-    splits.push_back({sp.name, id, edge_compute(dep, sp, s.device, defenses)});
+    splits.push_back(
+        {sp.name, id, edge_compute(dep, sp, s.device, defenses, o.edge_slowdown, s.test.images.slice(0, 1))});
     name_of[id] = sp.name;
   }
 
@@ -553,7 +561,7 @@ void run_adaptive(EdgeOptions& o) {
                    {"splits", names},
                    {"cloud", client.address()},
                    {"link", o.run.link.str()},
-                   {"edge_slowdown", o.run.edge_slowdown},
+                   {"edge_slowdown", o.edge_slowdown},
                    {"batch", o.run.batch},
                    {"window", o.run.window},
                    {"images", a.run.images},
@@ -564,6 +572,7 @@ void run_adaptive(EdgeOptions& o) {
                    {"switches", a.switches},
                    {"calibration_overhead_ms", a.overhead_s * 1e3},
                    {"calibration_mbps", a.calibration_mbps},
+                   {"calibration_noise_ms", a.noise_s * 1e3},
                    {"load_average", machine_load()}};
   ui::Table ct({"split", "bytes/request", "edge ms", "cloud ms"});
   for (auto& c : a.costs) {
@@ -622,13 +631,14 @@ void run_adaptive(EdgeOptions& o) {
   } else {
     std::cout << "edge: " << dep.arch << ", adaptive split over " << names.size() << " splits -> "
               << welcome.server_name << " at " << client.address() << " (link " << o.run.link.str()
-              << (o.run.edge_slowdown > 1 ? str(", edge slowed ", o.run.edge_slowdown, "x") : std::string())
+              << (o.edge_slowdown > 1 ? str(", edge slowed ", o.edge_slowdown, "x") : std::string())
               << ")\n\ncalibration (" << o.calibration << " requests per split, medians per request):\n";
     ct.print();
     std::cout << "fitted wire time: " << ui::fixed(a.overhead_s * 1e3, 3) << " ms + bytes at "
-              << ui::fixed(a.calibration_mbps, 2) << " Mbit/s\n\naccuracy " << ui::percent(acc) << " (" << a.run.correct
-              << " of " << a.run.images << "), " << a.run.timings.size() << " requests, " << a.run.failed_requests
-              << " failed, " << a.switches << " split switches\n\n";
+              << ui::fixed(a.calibration_mbps, 2) << " Mbit/s (timing noise " << ui::fixed(a.noise_s * 1e3, 3)
+              << " ms)\n\naccuracy " << ui::percent(acc) << " (" << a.run.correct << " of " << a.run.images << "), "
+              << a.run.timings.size() << " requests, " << a.run.failed_requests << " failed, " << a.switches
+              << " split switches\n\n";
     pt.print();
     std::cout << "(switch after: requests of the phase sent before the split first changed in it; best fixed: the "
                  "split with the lowest mean when held fixed over the same images and link)\n";
@@ -664,7 +674,7 @@ void add_edge(CLI::App& app) {
   c->add_option("--splits", o->splits, "--adaptive-split: the splits to choose from (default: all the cloud serves)");
   c->add_option("--link-phases", o->link_phases,
                 "Link phases MBPS:REQUESTS,... in order (e.g. 100:200,1:200,100:200); sets the number of images");
-  c->add_option("--edge-slowdown", o->run.edge_slowdown,
+  c->add_option("--edge-slowdown", o->edge_slowdown,
                 "Stretch the head's time this many times: a device slower than this CPU (default 1)")
       ->check(valid::real(1, 1000));
   c->add_option("--calibration", o->calibration, "--adaptive-split: requests per split measured first (default 4)")

@@ -1,9 +1,12 @@
 #include "runtime/adaptive.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <sstream>
+#include <thread>
 
+#include "autograd/node.h"
 #include "runtime/metrics.h"
 
 namespace sl::runtime {
@@ -14,10 +17,9 @@ double median(std::vector<double> v) { return v.empty() ? 0.0 : percentile(std::
 
 }  // namespace
 
-AdaptiveRunResult run_edge_adaptive(CloudClient& client, const std::vector<AdaptiveSplit>& splits,
-                                    const Tensor& images, const std::vector<int32_t>& labels,
-                                    const EdgeRunOptions& opt, const AdaptiveOptions& aopt,
-                                    const EdgeProgress& progress) {
+AdaptiveRunResult run_edge_adaptive(CloudClient& client, const std::vector<AdaptiveSplit>& splits, const Tensor& images,
+                                    const std::vector<int32_t>& labels, const EdgeRunOptions& opt,
+                                    const AdaptiveOptions& aopt, const EdgeProgress& progress) {
   SL_CHECK(!splits.empty(), ValueError, "adaptive split: no split to choose from");
   SL_CHECK(aopt.calibration >= 1 && aopt.calibration <= 1000, ValueError,
            "adaptive split: calibration requests per split must be in [1, 1000], got ", aopt.calibration);
@@ -64,6 +66,12 @@ AdaptiveRunResult run_edge_adaptive(CloudClient& client, const std::vector<Adapt
     out.overhead_s = 0;
     out.calibration_mbps = my > 0 ? mx / my * 1e-6 : 1e3;
   }
+  // The timing noise: 2 x the 90th percentile of the fit's absolute residuals (at least 20 us). A transfer whose
+  // time is within it cannot tell the link's speed, only that the link is at least bits / noise fast.
+  std::vector<double> resid;
+  for (size_t i = 0; i < xs.size(); ++i)
+    resid.push_back(std::abs(ys[i] - out.overhead_s - (slope > 0 ? slope * xs[i] : 0)));
+  out.noise_s = std::max(20e-6, 2 * percentile(resid, 90));
 
   AdaptiveSplitChooser chooser(out.costs, Link{out.calibration_mbps * 1e6, 0}, aopt.alpha, aopt.hysteresis,
                                aopt.confirm);
@@ -74,15 +82,42 @@ AdaptiveRunResult run_edge_adaptive(CloudClient& client, const std::vector<Adapt
   int64_t requests = (images.size(0) + opt.batch - 1) / opt.batch;
   out.split_of.assign(size_t(requests), 0);
   out.estimate_mbps.assign(size_t(requests), 0);
-  int64_t next = 0;
+  // The split that is fastest at the calibrated link: after a transfer too short to time, the next request probes
+  // the link at it (when it sends more), so that a link that became fast again is measured, not guessed.
+  size_t optimistic = 0;
+  for (size_t i = 1; i < out.costs.size(); ++i)
+    if (split_latency(out.costs[i], chooser.link()) < split_latency(out.costs[optimistic], chooser.link()))
+      optimistic = i;
+  // A probe that finds the link slow doubles the wait before the next one (4, 8, 16, ... requests); a change of
+  // split resets it.
+  bool probe = false, probing = false;
+  int64_t next = 0, wait = 0, backoff = 4;
+  size_t last_split = chooser.current_index();
   policy.choose = [&] {
     size_t c = chooser.current_index();
+    if (c != last_split) last_split = c, wait = 0, backoff = 4;
+    probing = false;
+    if (probe && wait <= 0 && out.costs[optimistic].bytes_sent > out.costs[c].bytes_sent) {
+      c = optimistic;
+      probing = true;
+      ++out.probes;
+    }
+    probe = false;
+    --wait;
     if (next < requests) out.split_of[size_t(next)] = c;
     ++next;
     return c;
   };
   policy.observe = [&](const RequestTiming& t) {
-    chooser.observe_transfer(int64_t(t.up_bytes + t.down_bytes), t.wire_s - out.overhead_s);
+    const double bits = double(t.up_bytes + t.down_bytes) * 8;
+    const double sec = t.wire_s - out.overhead_s;
+    if (sec < out.noise_s) {
+      chooser.observe_lower_bound(bits / out.noise_s);  // too short to time: the link is at least this fast
+      probe = true;
+    } else {
+      chooser.observe_transfer(int64_t(t.up_bytes + t.down_bytes), sec);
+      if (probing && chooser.current_index() == last_split) wait = backoff, backoff *= 2;  // the link is slow
+    }
     if (t.index >= 0 && t.index < requests) out.estimate_mbps[size_t(t.index)] = chooser.bandwidth_bps() * 1e-6;
   };
   EdgeRunOptions ro = opt;
@@ -90,6 +125,32 @@ AdaptiveRunResult run_edge_adaptive(CloudClient& client, const std::vector<Adapt
   out.run = run_edge(client, policy, images, labels, ro, progress);
   out.switches = chooser.switches();
   return out;
+}
+
+EdgeCompute emulated_device(EdgeCompute compute, double per_image_s) {
+  SL_CHECK(std::isfinite(per_image_s) && per_image_s >= 0 && per_image_s <= 60, ValueError,
+           "emulated edge device: seconds per image must be in [0, 60], got ", per_image_s);
+  return [compute = std::move(compute), per_image_s](const Tensor& x, int64_t first_query) {
+    using Clock = std::chrono::steady_clock;
+    auto t0 = Clock::now();
+    Tensor v = compute(x, first_query);
+    std::this_thread::sleep_until(t0 + std::chrono::duration_cast<Clock::duration>(
+                                           std::chrono::duration<double>(per_image_s * double(x.size(0)))));
+    return v;
+  };
+}
+
+double time_per_image(const EdgeCompute& compute, const Tensor& sample, int repeats) {
+  SL_CHECK(sample.dim() >= 1 && sample.size(0) >= 1 && repeats >= 1, ValueError, "time_per_image: no sample");
+  NoGradGuard ng;
+  std::vector<double> t;
+  for (int i = 0; i < repeats; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    Tensor v = compute(sample, 0);
+    if (v.device().is_cuda()) v = v.to(Device::cpu());
+    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  return median(t) / double(sample.size(0));
 }
 
 std::vector<LinkPhase> link_phases(const LinkOptions& link, int64_t requests) {
@@ -125,8 +186,8 @@ int64_t parse_link_phases(const std::string& spec, LinkOptions& link) {
     } catch (const std::exception&) {
       pa = pb = 0;
     }
-    SL_CHECK(pa > 0 && pa == a.size() && pb > 0 && pb == b.size() && std::isfinite(mbps) && mbps > 0 &&
-                 mbps <= 1e6 && n >= 1 && n <= 10000000,
+    SL_CHECK(pa > 0 && pa == a.size() && pb > 0 && pb == b.size() && std::isfinite(mbps) && mbps > 0 && mbps <= 1e6 &&
+                 n >= 1 && n <= 10000000,
              ValueError, "--link-phases item '", item, "': MBPS must be in (0, 1e6] and REQUESTS in [1, 1e7]");
     link.schedule.push_back({double(total), mbps});
     total += n;

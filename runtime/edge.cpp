@@ -3,7 +3,6 @@
 #include <cmath>
 #include <deque>
 #include <map>
-#include <thread>
 
 #include "autograd/node.h"
 #include "runtime/client_impl.h"
@@ -115,10 +114,6 @@ class Runner {
       v = split.compute(images_.slice(p.first, p.first + p.rows), p.first);
     }
     if (v.device().is_cuda()) v = v.to(Device::cpu());  // waits for the device: its time is edge time
-    if (opt_.edge_slowdown > 1) {  // an emulated slower device: the head takes edge_slowdown times as long
-      auto spent = Clock::now() - c0;
-      std::this_thread::sleep_until(c0 + std::chrono::duration_cast<Clock::duration>(spent * opt_.edge_slowdown));
-    }
     p.edge_s = seconds(Clock::now() - c0);
     wire::Request req;
     req.split_id = split.split_id;
@@ -355,8 +350,6 @@ EdgeRunResult run_edge(CloudClient& client, const SplitPolicy& policy, const Ten
   SL_CHECK(labels.empty() || int64_t(labels.size()) == images.size(0), ValueError, "labels and images differ in count");
   SL_CHECK(opt.batch >= 1 && opt.window >= 1 && opt.warmup >= 0 && std::isfinite(opt.rate) && opt.rate >= 0, ValueError,
            "bad edge run options (batch, window >= 1; warm-up, rate >= 0)");
-  SL_CHECK(std::isfinite(opt.edge_slowdown) && opt.edge_slowdown >= 1 && opt.edge_slowdown <= 1000, ValueError,
-           "the edge slowdown must be in [1, 1000], got ", opt.edge_slowdown);
   const wire::Welcome& w = client.welcome();
   SL_CHECK(opt.batch <= int64_t(w.max_rows), ValueError, "--batch ", opt.batch,
            " is more than the cloud takes per request (", w.max_rows, ")");

@@ -24,7 +24,6 @@ struct EdgeRunOptions {
   double rate = 0;        // requests per second, open loop (0: as fast as the window allows)
   int64_t warmup = 0;     // requests run first and left out of the timings and the accuracy
   LinkOptions link;
-  double edge_slowdown = 1;  // the head's time is stretched this many times (>= 1): a device slower than this CPU
 };
 
 struct RequestTiming {

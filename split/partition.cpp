@@ -167,6 +167,16 @@ void AdaptiveSplitChooser::observe_transfer(int64_t bytes, double seconds) {
     link_.bandwidth_bps = 1.0 / (alpha_ / rate + (1 - alpha_) / link_.bandwidth_bps);
   }
   off_ = 0;
+  rechoose();
+}
+
+void AdaptiveSplitChooser::observe_lower_bound(double bps) {
+  if (!(bps > link_.bandwidth_bps) || !std::isfinite(bps)) return;
+  link_.bandwidth_bps = bps;
+  rechoose();
+}
+
+void AdaptiveSplitChooser::rechoose() {
   const size_t f = fastest();
   if (f != current_ &&
       split_latency(allowed_[f], link_) < (1 - hysteresis_) * split_latency(allowed_[current_], link_)) {

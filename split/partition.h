@@ -72,6 +72,10 @@ class AdaptiveSplitChooser {
   // One transfer of `bytes` that took `seconds` on the wire (excluding the round trip); updates the estimate and
   // the split. Transfers of 0 bytes or non-positive time are ignored.
   void observe_transfer(int64_t bytes, double seconds);
+  // A transfer too short to time says only that the link is at least `bps` fast: the estimate is raised to it (never
+  // lowered) and the split re-chosen. Timing noise only adds time, so such a bound is taken at once; it does not
+  // interrupt a run of transfers off the estimate that `confirm` counts.
+  void observe_lower_bound(double bps);
   double bandwidth_bps() const { return link_.bandwidth_bps; }
   const Link& link() const { return link_; }
   const SplitCost& current() const { return allowed_[current_]; }
@@ -80,6 +84,7 @@ class AdaptiveSplitChooser {
 
  private:
   size_t fastest() const;
+  void rechoose();
   std::vector<SplitCost> allowed_;
   Link link_;
   double alpha_, hysteresis_;

@@ -147,6 +147,13 @@ TEST_CASE("partition: the adaptive chooser follows a fast -> slow -> fast link s
   CHECK(steady.current().split == "late");
   CHECK(steady.bandwidth_bps() == Approx(slow));
   CHECK(steady.switches() == 1);
+  // A lower bound raises the estimate at once (back to the early split), never lowers it.
+  steady.observe_lower_bound(slow / 2);
+  CHECK(steady.bandwidth_bps() == Approx(slow));
+  steady.observe_lower_bound(fast);
+  CHECK(steady.bandwidth_bps() == fast);
+  CHECK(steady.current().split == "early");
+  CHECK(steady.switches() == 2);
   CHECK_THROWS_AS(AdaptiveSplitChooser(allowed, Link{fast, 0}, 0.5, 0.05, 0), ValueError);
 }
 
