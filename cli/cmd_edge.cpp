@@ -20,6 +20,7 @@
 #include "datasets/fetch.h"
 #include "experiment/common.h"
 #include "experiment/ui.h"
+#include "runtime/adaptive.h"
 #include "runtime/deploy.h"
 #include "runtime/edge.h"
 #include "runtime/metrics.h"
@@ -42,6 +43,10 @@ struct EdgeOptions {
   int threads = 0;
   std::string defense;  // split/defense.h spec, applied on the edge before sending
   uint64_t defense_seed = 1;
+  bool adaptive = false, no_fixed = false;  // --adaptive-split, --no-fixed
+  std::string splits, link_phases;          // --splits (adaptive: which splits), --link-phases MBPS:N,...
+  int64_t calibration = 4;
+  double edge_slowdown = 1;  // --edge-slowdown: the head on a device this many times slower than this CPU
 };
 
 // Percentiles of one component over the requests.
@@ -151,11 +156,16 @@ runtime::CloudClient connect(EdgeOptions& o, const runtime::Deployment& dep, wir
 // The edge's side of the split pipeline: head and defenses. The runner passes the test-set index of a request's
 // first image as its first query, so image i is query i here as in `eval --defense` and `attack --defense`: the
 // same draw for the same image and seed, however images are grouped into requests.
+// With --edge-slowdown F the head runs on an emulated device: F times this CPU's median time per image, measured
+// once here (runtime::emulated_device).
 runtime::EdgeCompute edge_compute(const runtime::Deployment& dep, const runtime::SplitPoint& sp, Device device,
-                                  const DefenseChain& defenses) {
+                                  const DefenseChain& defenses, double slowdown = 1, const Tensor& sample = {}) {
   auto pipe = std::make_shared<SplitPipeline>(dep.pipeline(sp, defenses));
-  return
-      [pipe, device](const Tensor& x, int64_t first_query) { return pipe->edge(x.to(device), uint64_t(first_query)); };
+  runtime::EdgeCompute c = [pipe, device](const Tensor& x, int64_t first_query) {
+    return pipe->edge(x.to(device), uint64_t(first_query));
+  };
+  if (slowdown <= 1 || !sample.defined()) return c;
+  return runtime::emulated_device(c, slowdown * runtime::time_per_image(c, sample));
 }
 
 DefenseChain edge_defenses(const EdgeOptions& o) {
@@ -202,8 +212,8 @@ void run_once(EdgeOptions& o) {
   runtime::MemoryUse before = runtime::memory_use();
   ui::Progress prog("edge", n, "img");
   runtime::EdgeRunResult r =
-      runtime::run_edge(client, edge_compute(dep, *sp, s.device, defenses), s.test.images, s.test.labels, o.run,
-                        [&](int64_t done, int64_t correct) {
+      runtime::run_edge(client, edge_compute(dep, *sp, s.device, defenses, o.edge_slowdown, s.test.images.slice(0, 1)),
+                        s.test.images, s.test.labels, o.run, [&](int64_t done, int64_t correct) {
                           prog.update(done, "acc " + ui::percent(done ? double(correct) / double(done) : 0));
                         });
   prog.finish("acc " + ui::percent(r.images ? double(r.correct) / double(r.images) : 0));
@@ -389,8 +399,9 @@ void run_sweep(EdgeOptions& o) {
       ro.warmup = std::max<int64_t>(ro.warmup, 1);
       ro.link.mbps = l;
       ro.link.rtt_ms = o.link_rtt_ms;
-      runtime::EdgeRunResult r =
-          runtime::run_edge(client, edge_compute(dep, *sp, s.device, defenses), s.test.images, {}, ro);
+      runtime::EdgeRunResult r = runtime::run_edge(
+          client, edge_compute(dep, *sp, s.device, defenses, o.edge_slowdown, s.test.images.slice(0, 1)), s.test.images,
+          {}, ro);
       std::vector<double> e, w, c, t;
       for (auto& x : r.timings) {
         e.push_back(x.edge_s * 1e3);
@@ -467,6 +478,174 @@ void run_sweep(EdgeOptions& o) {
             << (fs::path(o.out) / "bytes.png").string() << ", sweep.csv, sweep.json\n";
 }
 
+// ---- the adaptive split (CIS) ------------------------------------------------------------------------------------
+std::string splits_used(const runtime::PhaseStats& ps, const std::map<uint16_t, std::string>& names) {
+  std::string out;
+  for (auto& [id, count] : ps.by_split) out += (out.empty() ? "" : ", ") + names.at(id) + " x" + std::to_string(count);
+  return out.empty() ? "-" : out;
+}
+
+void run_adaptive(EdgeOptions& o) {
+  SL_CHECK(o.split.empty(), ValueError, "--adaptive-split chooses the split; give the candidates with --splits");
+  SL_CHECK(o.link_phases.empty() || o.link_schedule.empty(), ValueError,
+           "give --link-phases or --link-schedule, not both");
+  SL_CHECK(o.run.rate == 0 && o.run.warmup == 0, ValueError,
+           "--adaptive-split runs closed loop without warm-up (--rate, --warmup are not for it)");
+  if (!o.link_mbps.empty()) o.run.link.mbps = parse_list(o.link_mbps, "--link-mbps").at(0);
+  o.run.link.rtt_ms = o.link_rtt_ms;
+  if (!o.link_schedule.empty()) runtime::parse_link_schedule(o.link_schedule, o.run.link);
+  if (!o.link_phases.empty()) {
+    int64_t requests = runtime::parse_link_phases(o.link_phases, o.run.link);
+    SL_CHECK(o.images < 0 && !o.all, ValueError, "--link-phases sets the number of images (requests x --batch)");
+    o.images = requests * o.run.batch;
+  }
+  DefenseChain defenses = edge_defenses(o);
+  Setup s = prepare(o);
+  const runtime::Deployment& dep = s.dep;
+  int64_t n = s.test.size();
+  int64_t requests = (n + o.run.batch - 1) / o.run.batch;
+  SL_CHECK(o.link_phases.empty() || n == o.images, ValueError, "--link-phases needs ", o.images,
+           " test images but the data set has ", n);
+  wire::Welcome welcome;
+  runtime::CloudClient client = connect(o, dep, welcome);
+  std::vector<std::string> names;
+  if (o.splits.empty()) {
+    for (auto& sp : dep.splits)
+      if (welcome.find(sp.fingerprint)) names.push_back(sp.name);
+  } else {
+    std::stringstream ss(o.splits);
+    std::string item;
+    while (std::getline(ss, item, ',')) names.push_back(item);
+  }
+  SL_CHECK(!names.empty(), ValueError, "no split in common with the cloud");
+  std::vector<runtime::AdaptiveSplit> splits;
+  std::map<uint16_t, std::string> name_of;
+  for (auto& nm : names) {
+    const runtime::SplitPoint& sp = dep.split(nm);  // ValueError listing the edge's splits
+    uint16_t id = split_id_for(welcome, sp);        // ValueError when the cloud does not serve it
+    splits.push_back(
+        {sp.name, id, edge_compute(dep, sp, s.device, defenses, o.edge_slowdown, s.test.images.slice(0, 1))});
+    name_of[id] = sp.name;
+  }
+
+  runtime::AdaptiveOptions ao;
+  ao.calibration = o.calibration;
+  ui::Progress prog("adaptive", n, "img");
+  runtime::AdaptiveRunResult a = runtime::run_edge_adaptive(
+      client, splits, s.test.images, s.test.labels, o.run, ao, [&](int64_t done, int64_t correct) {
+        prog.update(done, "acc " + ui::percent(done ? double(correct) / double(done) : 0));
+      });
+  prog.finish("acc " + ui::percent(a.run.images ? double(a.run.correct) / double(a.run.images) : 0));
+
+  // The same images, link and schedule at each split held fixed.
+  std::vector<runtime::EdgeRunResult> fixed;
+  if (!o.no_fixed) {
+    ui::Progress fp("fixed splits", int64_t(splits.size()), "split");
+    for (auto& sp : splits) {
+      runtime::EdgeRunOptions fo = o.run;
+      fo.split_id = sp.split_id;
+      fixed.push_back(runtime::run_edge(client, sp.compute, s.test.images, s.test.labels, fo));
+      fp.update(int64_t(fixed.size()), sp.name);
+    }
+    fp.finish("");
+  }
+  client.bye();
+
+  std::vector<runtime::LinkPhase> phases = runtime::link_phases(o.run.link, requests);
+  double acc = a.run.images ? double(a.run.correct) / double(a.run.images) : 0;
+  nlohmann::json j{{"command", command_line()},
+                   {"date", ui::now_iso8601()},
+                   {"device", s.device.str()},
+                   {"model", o.model},
+                   {"arch", dep.arch},
+                   {"splits", names},
+                   {"cloud", client.address()},
+                   {"link", o.run.link.str()},
+                   {"edge_slowdown", o.edge_slowdown},
+                   {"batch", o.run.batch},
+                   {"window", o.run.window},
+                   {"images", a.run.images},
+                   {"requests", a.run.timings.size()},
+                   {"correct", a.run.correct},
+                   {"accuracy", acc},
+                   {"failed_requests", a.run.failed_requests},
+                   {"switches", a.switches},
+                   {"calibration_overhead_ms", a.overhead_s * 1e3},
+                   {"calibration_mbps", a.calibration_mbps},
+                   {"calibration_noise_ms", a.noise_s * 1e3},
+                   {"load_average", machine_load()}};
+  ui::Table ct({"split", "bytes/request", "edge ms", "cloud ms"});
+  for (auto& c : a.costs) {
+    ct.add({c.split, std::to_string(c.bytes_sent), ms(c.edge_seconds), ms(c.cloud_seconds)});
+    j["calibration"].push_back({{"split", c.split},
+                                {"bytes_per_request", c.bytes_sent},
+                                {"edge_ms", c.edge_seconds * 1e3},
+                                {"cloud_ms", c.cloud_seconds * 1e3}});
+  }
+  std::vector<std::string> trace;
+  for (size_t i : a.split_of) trace.push_back(splits[i].name);
+  j["split_per_request"] = trace;
+  ui::Table pt({"phase", "link", "requests", "splits used", "switch after", "mean ms", "best fixed", "its mean ms",
+                "adaptive/best"});
+  for (size_t k = 0; k < phases.size(); ++k) {
+    const runtime::LinkPhase& ph = phases[k];
+    runtime::PhaseStats ps = runtime::phase_stats(a.run, ph);
+    // Requests of this phase sent before the split first changed in it (none: it kept the split it came with).
+    std::string after = "-";
+    for (int64_t i = ph.first + 1; i < ph.end; ++i)
+      if (a.split_of[size_t(i)] != a.split_of[size_t(i - 1)]) {
+        after = std::to_string(i - ph.first);
+        break;
+      }
+    if (k > 0 && ph.first > 0 && a.split_of[size_t(ph.first)] != a.split_of[size_t(ph.first - 1)]) after = "0";
+    std::string best_name = "-", best_ms = "-", ratio = "-";
+    nlohmann::json pj{{"first_request", ph.first},
+                      {"end_request", ph.end},
+                      {"link_mbps", ph.mbps},
+                      {"requests", ps.requests},
+                      {"splits_used", splits_used(ps, name_of)},
+                      {"requests_before_switch", after},
+                      {"mean_ms", ps.mean_e2e_s * 1e3}};
+    if (!fixed.empty()) {
+      size_t best = 0;
+      std::vector<double> means;
+      for (size_t f = 0; f < fixed.size(); ++f) {
+        means.push_back(runtime::phase_stats(fixed[f], ph).mean_e2e_s);
+        if (means[f] < means[best]) best = f;
+      }
+      best_name = splits[best].name;
+      best_ms = ms(means[best]);
+      ratio = ui::fixed(ps.mean_e2e_s / means[best], 3);
+      pj["best_fixed"] = best_name;
+      pj["best_fixed_mean_ms"] = means[best] * 1e3;
+      pj["ratio_to_best_fixed"] = ps.mean_e2e_s / means[best];
+      for (size_t f = 0; f < fixed.size(); ++f) pj["fixed_mean_ms"][splits[f].name] = means[f] * 1e3;
+    }
+    j["phases"].push_back(pj);
+    pt.add({std::to_string(k + 1), ph.mbps > 0 ? str(ph.mbps, " Mbit/s") : std::string("unlimited"),
+            std::to_string(ps.requests), splits_used(ps, name_of), after, ms(ps.mean_e2e_s), best_name, best_ms,
+            ratio});
+  }
+  if (o.json) {
+    std::cout << json_text(j) << std::endl;
+  } else {
+    std::cout << "edge: " << dep.arch << ", adaptive split over " << names.size() << " splits -> "
+              << welcome.server_name << " at " << client.address() << " (link " << o.run.link.str()
+              << (o.edge_slowdown > 1 ? str(", edge slowed ", o.edge_slowdown, "x") : std::string())
+              << ")\n\ncalibration (" << o.calibration << " requests per split, medians per request):\n";
+    ct.print();
+    std::cout << "fitted wire time: " << ui::fixed(a.overhead_s * 1e3, 3) << " ms + bytes at "
+              << ui::fixed(a.calibration_mbps, 2) << " Mbit/s (timing noise " << ui::fixed(a.noise_s * 1e3, 3)
+              << " ms)\n\naccuracy " << ui::percent(acc) << " (" << a.run.correct << " of " << a.run.images << "), "
+              << a.run.timings.size() << " requests, " << a.run.failed_requests << " failed, " << a.switches
+              << " split switches\n\n";
+    pt.print();
+    std::cout << "(switch after: requests of the phase sent before the split first changed in it; best fixed: the "
+                 "split with the lowest mean when held fixed over the same images and link)\n";
+  }
+  SL_CHECK(a.run.failed_requests == 0, Error, a.run.failed_requests, " requests failed: ", a.run.first_error);
+}
+
 }  // namespace
 
 void add_edge(CLI::App& app) {
@@ -489,6 +668,18 @@ void add_edge(CLI::App& app) {
   c->add_option("--link-rtt-ms", o->link_rtt_ms, "Emulated round-trip time (ms)")->check(valid::non_negative());
   c->add_option("--link-schedule", o->link_schedule,
                 "Link speed over the run: AT:MBPS,... with AT in seconds (5) or requests (200r)");
+  c->add_flag("--adaptive-split", o->adaptive,
+              "CIS's adaptive partition: measure the link from the transfers and send each request at the fastest "
+              "split (docs/runtime.md)");
+  c->add_option("--splits", o->splits, "--adaptive-split: the splits to choose from (default: all the cloud serves)");
+  c->add_option("--link-phases", o->link_phases,
+                "Link phases MBPS:REQUESTS,... in order (e.g. 100:200,1:200,100:200); sets the number of images");
+  c->add_option("--edge-slowdown", o->edge_slowdown,
+                "Stretch the head's time this many times: a device slower than this CPU (default 1)")
+      ->check(valid::real(1, 1000));
+  c->add_option("--calibration", o->calibration, "--adaptive-split: requests per split measured first (default 4)")
+      ->check(valid::integer(1, 1000));
+  c->add_flag("--no-fixed", o->no_fixed, "--adaptive-split: skip the runs at each fixed split for comparison");
   c->add_flag("--sweep-splits", o->sweep, "Measure every split the cloud serves; table and plots in --out");
   c->add_option("--out", o->out, "Folder for the sweep's CSV, JSON and plots")->check(valid::path());
   c->add_option("--dataset", o->dataset, "mnist or cifar10 (default: the checkpoint's)")
@@ -513,7 +704,12 @@ void add_edge(CLI::App& app) {
       ->check(valid::path());
   c->callback([o] {
     SL_CHECK(!(o->all && o->images > 0), ValueError, "give --images N or --all, not both");
-    if (o->sweep)
+    SL_CHECK(!(o->sweep && o->adaptive), ValueError, "give --sweep-splits or --adaptive-split, not both");
+    SL_CHECK(o->adaptive || (o->splits.empty() && o->link_phases.empty() && !o->no_fixed), ValueError,
+             "--splits, --link-phases and --no-fixed go with --adaptive-split");
+    if (o->adaptive)
+      run_adaptive(*o);
+    else if (o->sweep)
       run_sweep(*o);
     else
       run_once(*o);

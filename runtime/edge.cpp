@@ -21,10 +21,10 @@ Clock::duration dur(double s) { return std::chrono::duration_cast<Clock::duratio
 // One run's state machine; every handler runs on the client's io_context in the calling thread.
 class Runner {
  public:
-  Runner(CloudClient::Impl& m, const EdgeCompute& compute, const Tensor& images, const std::vector<int32_t>& labels,
+  Runner(CloudClient::Impl& m, const SplitPolicy& policy, const Tensor& images, const std::vector<int32_t>& labels,
          const EdgeRunOptions& opt, const EdgeProgress& progress)
       : m_(m),
-        compute_(compute),
+        policy_(policy),
         images_(images),
         labels_(labels),
         opt_(opt),
@@ -66,6 +66,7 @@ class Runner {
     Clock::time_point start;
     double edge_s = 0;
     size_t up = 0;
+    uint16_t split_id = 0;
   };
 
   // Sends requests while the window and the rate allow.
@@ -101,16 +102,21 @@ class Runner {
       started_counted_ = true;
       t_first_ = start;
     }
+    size_t which = policy_.choose ? policy_.choose() : 0;
+    SL_CHECK(which < policy_.splits.size(), ValueError, "split policy chose split ", which, " of ",
+             policy_.splits.size());
+    const EdgeSplit& split = policy_.splits[which];
+    p.split_id = split.split_id;
     auto c0 = Clock::now();
     Tensor v;
     {
       NoGradGuard ng;
-      v = compute_(images_.slice(p.first, p.first + p.rows), p.first);
+      v = split.compute(images_.slice(p.first, p.first + p.rows), p.first);
     }
     if (v.device().is_cuda()) v = v.to(Device::cpu());  // waits for the device: its time is edge time
     p.edge_s = seconds(Clock::now() - c0);
     wire::Request req;
-    req.split_id = opt_.split_id;
+    req.split_id = split.split_id;
     req.input = v;
     uint64_t id = p.warm ? kWarmupIdBase + uint64_t(p.seq) : uint64_t(p.first);
     Bytes frame = wire::encode_request(id, req);
@@ -274,7 +280,10 @@ class Runner {
       t.batch_rows = f.response.batch_rows;
       t.up_bytes = p.up;
       t.down_bytes = f.bytes;
+      t.index = p.seq - opt_.warmup;
+      t.split_id = p.split_id;
       r_.timings.push_back(t);
+      if (policy_.observe) policy_.observe(t);
       const float* y = out.data<float>();
       int64_t classes = out.size(1);
       for (int64_t i = 0; i < p.rows; ++i) {
@@ -306,7 +315,7 @@ class Runner {
   }
 
   CloudClient::Impl& m_;
-  const EdgeCompute& compute_;
+  const SplitPolicy& policy_;
   const Tensor& images_;
   const std::vector<int32_t>& labels_;
   const EdgeRunOptions& opt_;
@@ -329,6 +338,14 @@ class Runner {
 
 EdgeRunResult run_edge(CloudClient& client, const EdgeCompute& compute, const Tensor& images,
                        const std::vector<int32_t>& labels, const EdgeRunOptions& opt, const EdgeProgress& progress) {
+  SplitPolicy one;
+  one.splits.push_back({opt.split_id, compute});
+  return run_edge(client, one, images, labels, opt, progress);
+}
+
+EdgeRunResult run_edge(CloudClient& client, const SplitPolicy& policy, const Tensor& images,
+                       const std::vector<int32_t>& labels, const EdgeRunOptions& opt, const EdgeProgress& progress) {
+  SL_CHECK(!policy.splits.empty(), ValueError, "no split to send at");
   SL_CHECK(images.dim() >= 1 && images.size(0) >= 1, ValueError, "no images to send");
   SL_CHECK(labels.empty() || int64_t(labels.size()) == images.size(0), ValueError, "labels and images differ in count");
   SL_CHECK(opt.batch >= 1 && opt.window >= 1 && opt.warmup >= 0 && std::isfinite(opt.rate) && opt.rate >= 0, ValueError,
@@ -338,7 +355,7 @@ EdgeRunResult run_edge(CloudClient& client, const EdgeCompute& compute, const Te
            " is more than the cloud takes per request (", w.max_rows, ")");
   SL_CHECK(opt.window <= int(w.max_inflight), ValueError, "--window ", opt.window,
            " is more than the cloud reads ahead per connection (", w.max_inflight, ")");
-  Runner r(client.impl(), compute, images, labels, opt, progress);
+  Runner r(client.impl(), policy, images, labels, opt, progress);
   try {
     return r.run();
   } catch (...) {

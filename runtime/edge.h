@@ -35,6 +35,8 @@ struct RequestTiming {
   double cloud_s = 0;           // the cloud's tail computation (of the batch it ran in)
   uint32_t batch_rows = 0;
   size_t up_bytes = 0, down_bytes = 0;
+  int64_t index = 0;      // the request's number in the run (warm-up excluded), as the link schedule counts it
+  uint16_t split_id = 0;  // the split it was sent at
 };
 
 struct EdgeRunResult {
@@ -48,12 +50,29 @@ struct EdgeRunResult {
   std::string first_error;
 };
 
+// A split the edge can send at: its id in the WELCOME and its head.
+struct EdgeSplit {
+  uint16_t split_id = 0;
+  EdgeCompute compute;
+};
+// The split of each request (CIS's adaptive partition): `choose` names the next request's split (an index into
+// `splits`) just before its head runs; `observe` sees each counted request's timing when its answer arrives.
+struct SplitPolicy {
+  std::vector<EdgeSplit> splits;
+  std::function<size_t()> choose;  // empty: always splits[0]
+  std::function<void(const RequestTiming&)> observe;
+};
+
 // Progress: images answered so far and how many of them were right.
 using EdgeProgress = std::function<void(int64_t done, int64_t correct)>;
 
 // Runs images [0, N) through `client` (after hello()). `labels` may be empty (no accuracy). RemoteError for a
 // fatal error from the cloud, IoError/TimeoutError for the connection; per-request errors are counted.
 EdgeRunResult run_edge(CloudClient& client, const EdgeCompute& compute, const Tensor& images,
+                       const std::vector<int32_t>& labels, const EdgeRunOptions& opt,
+                       const EdgeProgress& progress = {});
+// The same with the split chosen per request (opt.split_id is then unused).
+EdgeRunResult run_edge(CloudClient& client, const SplitPolicy& policy, const Tensor& images,
                        const std::vector<int32_t>& labels, const EdgeRunOptions& opt,
                        const EdgeProgress& progress = {});
 

@@ -134,8 +134,9 @@ SplitChoice choose_split(const std::vector<SplitCandidate>& cands, const Link& l
 }
 
 AdaptiveSplitChooser::AdaptiveSplitChooser(std::vector<SplitCost> allowed, Link initial, double alpha,
-                                           double hysteresis)
-    : allowed_(std::move(allowed)), link_(initial), alpha_(alpha), hysteresis_(hysteresis) {
+                                           double hysteresis, int confirm)
+    : allowed_(std::move(allowed)), link_(initial), alpha_(alpha), hysteresis_(hysteresis), confirm_(confirm) {
+  SL_CHECK(confirm >= 1 && confirm <= 100, ValueError, "adaptive split: confirm must be in [1, 100], got ", confirm);
   SL_CHECK(!allowed_.empty(), ValueError, "adaptive split: no allowed split");
   SL_CHECK(alpha > 0 && alpha <= 1, ValueError, "adaptive split: the averaging weight must be in (0, 1], got ", alpha);
   SL_CHECK(hysteresis >= 0 && hysteresis < 1, ValueError, "adaptive split: hysteresis must be in [0, 1), got ",
@@ -157,10 +158,25 @@ void AdaptiveSplitChooser::observe_transfer(int64_t bytes, double seconds) {
   // way is a change of link and replaces it outright.
   const double rate = double(bytes) * 8.0 / seconds;
   const double ratio = rate / link_.bandwidth_bps;
-  if (ratio > 2 || ratio < 0.5)
+  if (ratio > 2 || ratio < 0.5) {
+    const int dir = ratio > 2 ? 1 : -1;
+    off_ = off_ * dir > 0 ? off_ + dir : dir;
+    if (off_ * dir < confirm_) return;  // not (yet) a change of link
     link_.bandwidth_bps = rate;
-  else
+  } else {
     link_.bandwidth_bps = 1.0 / (alpha_ / rate + (1 - alpha_) / link_.bandwidth_bps);
+  }
+  off_ = 0;
+  rechoose();
+}
+
+void AdaptiveSplitChooser::observe_lower_bound(double bps) {
+  if (!(bps > link_.bandwidth_bps) || !std::isfinite(bps)) return;
+  link_.bandwidth_bps = bps;
+  rechoose();
+}
+
+void AdaptiveSplitChooser::rechoose() {
   const size_t f = fastest();
   if (f != current_ &&
       split_latency(allowed_[f], link_) < (1 - hysteresis_) * split_latency(allowed_[current_], link_)) {

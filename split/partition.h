@@ -62,13 +62,20 @@ SplitChoice choose_split(const std::vector<SplitCandidate>& candidates, const Li
 // the estimate either way is taken as a change of link and replaces it), the split re-chosen after every
 // transfer among `allowed` (the splits the privacy threshold and the memory budget allow), switching only when the
 // new split is faster by more than `hysteresis` (a fraction) at the estimate, so noise in the measurement does not
-// flap it.
+// flap it. With `confirm` > 1, a change of link is taken only after that many consecutive transfers off the same
+// way (the last one replaces the estimate); a lone outlier before that is left out of the average (a timing spike on
+// a loaded machine is not a slower link).
 class AdaptiveSplitChooser {
  public:
-  AdaptiveSplitChooser(std::vector<SplitCost> allowed, Link initial, double alpha = 0.5, double hysteresis = 0.05);
+  AdaptiveSplitChooser(std::vector<SplitCost> allowed, Link initial, double alpha = 0.5, double hysteresis = 0.05,
+                       int confirm = 1);
   // One transfer of `bytes` that took `seconds` on the wire (excluding the round trip); updates the estimate and
   // the split. Transfers of 0 bytes or non-positive time are ignored.
   void observe_transfer(int64_t bytes, double seconds);
+  // A transfer too short to time says only that the link is at least `bps` fast: the estimate is raised to it (never
+  // lowered) and the split re-chosen. Timing noise only adds time, so such a bound is taken at once; it does not
+  // interrupt a run of transfers off the estimate that `confirm` counts.
+  void observe_lower_bound(double bps);
   double bandwidth_bps() const { return link_.bandwidth_bps; }
   const Link& link() const { return link_; }
   const SplitCost& current() const { return allowed_[current_]; }
@@ -77,9 +84,11 @@ class AdaptiveSplitChooser {
 
  private:
   size_t fastest() const;
+  void rechoose();
   std::vector<SplitCost> allowed_;
   Link link_;
   double alpha_, hysteresis_;
+  int confirm_ = 1, off_ = 0;  // consecutive transfers off the estimate: > 0 faster, < 0 slower
   size_t current_ = 0;
   int64_t switches_ = 0;
 };

@@ -132,6 +132,29 @@ TEST_CASE("partition: the adaptive chooser follows a fast -> slow -> fast link s
   chooser.observe_transfer(100, 0);
   chooser.observe_transfer(100, std::nan(""));
   CHECK(chooser.bandwidth_bps() == Approx(fast).epsilon(0.1));
+
+  // confirm = 2: a lone slow transfer (a timing spike) changes nothing; two in a row are a slower link.
+  AdaptiveSplitChooser steady(allowed, Link{fast, 0}, 0.5, 0.05, 2);
+  CHECK(steady.current().split == "early");
+  const int64_t b = allowed[0].bytes_sent;
+  steady.observe_transfer(b, double(b) * 8 / slow);
+  CHECK(steady.current().split == "early");
+  CHECK(steady.bandwidth_bps() == fast);
+  steady.observe_transfer(b, double(b) * 8 / fast);  // back in line: the count starts again
+  steady.observe_transfer(b, double(b) * 8 / slow);
+  CHECK(steady.current().split == "early");
+  steady.observe_transfer(b, double(b) * 8 / slow);
+  CHECK(steady.current().split == "late");
+  CHECK(steady.bandwidth_bps() == Approx(slow));
+  CHECK(steady.switches() == 1);
+  // A lower bound raises the estimate at once (back to the early split), never lowers it.
+  steady.observe_lower_bound(slow / 2);
+  CHECK(steady.bandwidth_bps() == Approx(slow));
+  steady.observe_lower_bound(fast);
+  CHECK(steady.bandwidth_bps() == fast);
+  CHECK(steady.current().split == "early");
+  CHECK(steady.switches() == 2);
+  CHECK_THROWS_AS(AdaptiveSplitChooser(allowed, Link{fast, 0}, 0.5, 0.05, 0), ValueError);
 }
 
 TEST_CASE("partition: bandwidth and memory flags with units; bad ones are clear errors", "[partition]") {

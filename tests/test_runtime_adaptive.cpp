@@ -1,0 +1,96 @@
+// CIS's adaptive partition live over loopback: one cloud serving every split of LeNet, an edge holding the heads,
+// a fast -> slow -> fast link schedule. Checks the split choices (a switch within a few requests of each change of
+// link, the deep split while the link is slow, a shallow one while it is fast) and that every request is answered
+// with its own prediction. Latency against the best fixed split is measured in bench/adaptive_split.sh, not here
+// (timing on a shared machine is too noisy for a unit test's bound).
+#include <catch2/catch.hpp>
+
+#include "autograd/node.h"
+#include "runtime/adaptive.h"
+#include "runtime/client.h"
+#include "runtime/server.h"
+#include "tests/runtime_helpers.h"
+
+using namespace sl;
+using namespace rt_test;
+
+TEST_CASE("adaptive split: fast -> slow -> fast link, the split follows within a few requests, nothing lost",
+          "[runtime][adaptive]") {
+  fs::path dir = temp_dir("adaptive");
+  auto files = lenet_split(dir, "all");
+  runtime::ServerOptions so;
+  so.log = false;
+  so.io_timeout_s = 5;
+  runtime::CloudServer server(runtime::load_deployment(files.cloud_path, "cloud", Device::cpu()), so);
+  server.start();
+  auto edge = runtime::load_deployment(files.edge_path, "edge", Device::cpu());
+  runtime::ClientOptions co;
+  co.port = server.port();
+  co.io_timeout_s = 10;
+  runtime::CloudClient c(co);
+  wire::Welcome w = c.hello("adaptive", edge.fingerprints());
+
+  std::vector<runtime::AdaptiveSplit> splits;
+  for (auto& sp : edge.splits) {
+    auto head = edge.part(sp);
+    runtime::EdgeCompute here = [head](const Tensor& x, int64_t) {
+      NoGradGuard ng;
+      return head->forward(x);
+    };
+    // A device 100x slower than this CPU: at 100 Mbit/s sending the image beats running the head.
+    double per_image = 100 * runtime::time_per_image(here, random_input(Shape{1, 1, 28, 28}, 1));
+    splits.push_back({sp.name, w.find(sp.fingerprint)->split_id, runtime::emulated_device(here, per_image)});
+  }
+  REQUIRE(splits.size() >= 5);
+  constexpr int64_t kPhase = 12;
+  runtime::EdgeRunOptions o;
+  int64_t n = runtime::parse_link_phases("100:12,1:12,100:12", o.link);
+  REQUIRE(n == 3 * kPhase);
+  Tensor images = random_input(Shape{n, 1, 28, 28}, 7);
+  auto r = runtime::run_edge_adaptive(c, splits, images, {}, o, {});
+  server.stop();
+  server.wait();
+
+  // Every request answered once, with the prediction of the whole model on its own image.
+  REQUIRE(r.run.failed_requests == 0);
+  REQUIRE(r.run.images == n);
+  CHECK_THROWS_AS(runtime::emulated_device(splits[0].compute, -1), ValueError);
+  Generator g(11);
+  Model whole = make_model("lenet", g);
+  Tensor logits;
+  {
+    NoGradGuard ng;
+    logits = whole.net->forward(images);
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    int32_t best = 0;
+    for (int32_t k = 1; k < 10; ++k)
+      if (logits.data<float>()[i * 10 + k] > logits.data<float>()[i * 10 + best]) best = k;
+    CHECK(r.run.predictions[size_t(i)] == best);
+  }
+
+  // The splits: the calibration's bytes per request; a slow phase settles on a split sending fewer bytes than any
+  // split a fast phase settles on, within 3 requests of each change.
+  auto bytes_of = [&](int64_t req) { return r.costs[r.split_of[size_t(req)]].bytes_sent; };
+  std::string trace;
+  for (int64_t i = 0; i < n; ++i) trace += str(splits[r.split_of[size_t(i)]].name, " ");
+  INFO("splits per request: " << trace << "; overhead " << r.overhead_s * 1e3 << " ms, calibrated "
+                              << r.calibration_mbps << " Mbit/s, noise " << r.noise_s * 1e3 << " ms, " << r.probes
+                              << " probes");
+  int64_t max_fast = 0, min_slow = INT64_MAX;
+  for (int64_t i = 3; i < kPhase; ++i) {
+    max_fast = std::max({max_fast, bytes_of(i), bytes_of(2 * kPhase + i)});
+    min_slow = std::min(min_slow, bytes_of(kPhase + i));
+  }
+  CHECK(r.costs[r.split_of[0]].bytes_sent > min_slow);
+  CHECK(max_fast > min_slow);
+  int64_t max_slow = 0;
+  for (int64_t i = 3; i < kPhase; ++i) max_slow = std::max(max_slow, bytes_of(kPhase + i));
+  int64_t min_fast = INT64_MAX;
+  for (int64_t i = 3; i < kPhase; ++i) min_fast = std::min({min_fast, bytes_of(i), bytes_of(2 * kPhase + i)});
+  CHECK(max_slow < min_fast);
+  int64_t changes = 0;
+  for (int64_t i = 1; i < n; ++i) changes += r.split_of[size_t(i)] != r.split_of[size_t(i - 1)];
+  CHECK(changes >= 2);
+  fs::remove_all(dir);
+}
