@@ -78,10 +78,10 @@ struct Stats {
 }  // namespace
 
 // ---- the server's shared state ------------------------------------------------------------------------------
-class SessionBase;
+class ConnBase;
 
 struct Job {
-  std::shared_ptr<SessionBase> conn;
+  std::shared_ptr<ConnBase> conn;
   uint64_t request_id = 0;
   uint16_t split = 0;
   Tensor input;
@@ -90,9 +90,9 @@ struct Job {
   int64_t budget = 0;
 };
 
-class SessionBase : public std::enable_shared_from_this<SessionBase> {
+class ConnBase : public std::enable_shared_from_this<ConnBase> {
  public:
-  virtual ~SessionBase() = default;
+  virtual ~ConnBase() = default;
   virtual void start() = 0;
   // From the compute thread: a response frame for one in-flight request; `budget` is released once written.
   virtual void deliver(Bytes frame, int64_t budget) = 0;
@@ -125,13 +125,13 @@ struct CloudServer::Impl {
 
   // connections
   std::mutex reg_mu;
-  std::map<uint64_t, std::weak_ptr<SessionBase>> sessions;
+  std::map<uint64_t, std::weak_ptr<ConnBase>> conns;
   uint64_t next_id = 1;
 
   // request memory: bytes of request data held, against the budget; connections waiting for room
   std::mutex budget_mu;
   int64_t budget_used = 0, budget_peak = 0;
-  std::vector<std::weak_ptr<SessionBase>> budget_waiters;
+  std::vector<std::weak_ptr<ConnBase>> budget_waiters;
 
   // the compute queue
   std::mutex q_mu;
@@ -153,7 +153,7 @@ struct CloudServer::Impl {
   Impl(Deployment d, ServerOptions o) : dep(std::move(d)), opt(std::move(o)), log(opt.log) {}
 
   // budget
-  bool take(int64_t n, const std::shared_ptr<SessionBase>& waiter) {
+  bool take(int64_t n, const std::shared_ptr<ConnBase>& waiter) {
     std::lock_guard<std::mutex> lk(budget_mu);
     if (budget_used > 0 && budget_used + n > opt.memory_budget) {
       if (waiter) budget_waiters.push_back(waiter);
@@ -165,7 +165,7 @@ struct CloudServer::Impl {
   }
   void give(int64_t n) {
     if (n <= 0) return;
-    std::vector<std::weak_ptr<SessionBase>> wake;
+    std::vector<std::weak_ptr<ConnBase>> wake;
     {
       std::lock_guard<std::mutex> lk(budget_mu);
       budget_used -= n;
@@ -186,14 +186,14 @@ struct CloudServer::Impl {
 
   void unregister(uint64_t id) {
     std::lock_guard<std::mutex> lk(reg_mu);
-    sessions.erase(id);
+    conns.erase(id);
     st.active.fetch_sub(1);
   }
 
-  std::vector<std::shared_ptr<SessionBase>> live_sessions() {
-    std::vector<std::shared_ptr<SessionBase>> v;
+  std::vector<std::shared_ptr<ConnBase>> live_conns() {
+    std::vector<std::shared_ptr<ConnBase>> v;
     std::lock_guard<std::mutex> lk(reg_mu);
-    for (auto& [id, w] : sessions)
+    for (auto& [id, w] : conns)
       if (auto s = w.lock()) v.push_back(s);
     return v;
   }
@@ -210,11 +210,11 @@ struct CloudServer::Impl {
 
 // ---- one connection -------------------------------------------------------------------------------------------
 template <class Stream>
-class Session : public SessionBase {
+class Conn : public ConnBase {
  public:
   static constexpr bool kTls = !std::is_same_v<Stream, tcp::socket>;
 
-  Session(CloudServer::Impl& srv, Stream stream)
+  Conn(CloudServer::Impl& srv, Stream stream)
       : srv_(srv), stream_(std::move(stream)), in_(wire::kMaxHandshakePayload) {}
 
   void start() override {
@@ -304,7 +304,7 @@ class Session : public SessionBase {
     bool response = false;
   };
 
-  std::shared_ptr<Session> shared() { return std::static_pointer_cast<Session>(shared_from_this()); }
+  std::shared_ptr<Conn> shared() { return std::static_pointer_cast<Conn>(shared_from_this()); }
   tcp::socket& sock() {
     if constexpr (kTls)
       return stream_.next_layer();
@@ -660,10 +660,10 @@ void CloudServer::Impl::do_accept() {
     auto ep = s.remote_endpoint(ignored);
     if (!ignored) peer = endpoint_str(ep);
     st.accepted.fetch_add(1);
-    std::shared_ptr<SessionBase> session;
+    std::shared_ptr<ConnBase> fresh;
     {
       std::lock_guard<std::mutex> lk(reg_mu);
-      if (int(sessions.size()) >= opt.max_connections || draining) {
+      if (int(conns.size()) >= opt.max_connections || draining) {
         st.refused_overload.fetch_add(1);
         st.errors[size_t(ErrorCode::Overloaded)].fetch_add(1);
         if (!tls) {  // best effort: tell a plain-TCP peer why (non-blocking, it fits in the socket buffer)
@@ -678,23 +678,23 @@ void CloudServer::Impl::do_accept() {
         return;
       }
       if (tls)
-        session = std::make_shared<Session<asio::ssl::stream<tcp::socket>>>(
+        fresh = std::make_shared<Conn<asio::ssl::stream<tcp::socket>>>(
             *this, asio::ssl::stream<tcp::socket>(std::move(s), *tls));
       else
-        session = std::make_shared<Session<tcp::socket>>(*this, std::move(s));
-      session->id = next_id++;
-      session->peer = peer;
-      sessions[session->id] = session;
+        fresh = std::make_shared<Conn<tcp::socket>>(*this, std::move(s));
+      fresh->id = next_id++;
+      fresh->peer = peer;
+      conns[fresh->id] = fresh;
       st.active.fetch_add(1);
     }
-    asio::post(session->executor(), [session] { session->start(); });
+    asio::post(fresh->executor(), [fresh] { fresh->start(); });
     do_accept();
   });
 }
 
 void CloudServer::Impl::on_tick() {
   int64_t t = now_ns();
-  for (auto& s : live_sessions()) s->check_deadline(t);
+  for (auto& s : live_conns()) s->check_deadline(t);
   if (recorder && opt.record_sync_s > 0 && t - last_sync_ns > ns(opt.record_sync_s)) {
     recorder->sync();
     last_sync_ns = t;
@@ -703,13 +703,13 @@ void CloudServer::Impl::on_tick() {
     bool empty;
     {
       std::lock_guard<std::mutex> lk(reg_mu);
-      empty = sessions.empty();
+      empty = conns.empty();
     }
     if (empty && pending_jobs.load() == 0) return finish();
     if (t > drain_deadline) {
       if (forced) return finish();  // a second past the forced close: stop whatever is left
       log.line("drain deadline passed: closing the remaining connections");
-      for (auto& s : live_sessions()) s->force_close();
+      for (auto& s : live_conns()) s->force_close();
       forced = true;
       drain_deadline = t + ns(1);  // one more second for the closes and the compute queue
     }
@@ -725,7 +725,7 @@ void CloudServer::Impl::begin_stop() {
   drain_deadline = now_ns() + ns(opt.drain_timeout_s);
   asio::error_code ignored;
   acceptor.close(ignored);
-  for (auto& s : live_sessions()) s->begin_drain();
+  for (auto& s : live_conns()) s->begin_drain();
 }
 
 void CloudServer::Impl::finish() {
@@ -1007,7 +1007,7 @@ void CloudServer::run(bool signals) {
         std::fprintf(stderr, "serve: %s\n", m.stats_line().c_str());
       } else if (m.draining) {
         std::fprintf(stderr, "serve: second signal: closing every connection now\n");
-        for (auto& s : m.live_sessions()) s->force_close();
+        for (auto& s : m.live_conns()) s->force_close();
       } else {
         std::fprintf(stderr, "serve: %s: finishing the requests in flight, then stopping\n",
                      sig == SIGINT ? "SIGINT" : "SIGTERM");
