@@ -3,22 +3,22 @@
 # `splitleak edge --adaptive-split` through a fast -> slow -> fast emulated link, against each split held fixed
 # over the same images and link. Prints the per-phase table (requests, splits used, requests before the split
 # changed, mean latency, the best fixed split's mean latency, their ratio) and the test accuracy of the same images
-# from `splitleak eval`; writes OUT/adaptive.json. Acceptance: adaptive/best <= 1.10 in every phase.
+# from `splitleak eval`; writes RESULTS_DIR/adaptive.json. Acceptance: adaptive/best <= 1.10 in every phase.
 #
-#   bash bench/adaptive_split.sh [LENET.ckpt] [OUT]
+#   bash bench/adaptive_split.sh [LENET.ckpt] [RESULTS_DIR]
 # Defaults: runs/lenet.ckpt, runs/adaptive-split; PHASES=100:200,1:200,100:200 (Mbit/s : requests),
 # SPLITS=input,pool1,pool2,fc1,fc3, SLOWDOWN=30 (the edge device 30x slower than this CPU, so that at 100 Mbit/s
 # sending the image beats running the head, and at 1 Mbit/s the deep split wins).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LENET="${1:-runs/lenet.ckpt}"
-OUT="${2:-runs/adaptive-split}"
+RESULTS_DIR="${2:-runs/adaptive-split}"
 PHASES="${PHASES:-100:200,1:200,100:200}"
 SPLITS="${SPLITS:-input,pool1,pool2,fc1,fc3}"
 SLOWDOWN="${SLOWDOWN:-30}"
 B="${SPLITLEAK:-build/bin/splitleak}"
 export OMP_NUM_THREADS=1
-mkdir -p "$OUT"
+mkdir -p "$RESULTS_DIR"
 work="$(mktemp -d)"
 server_pid=""
 cleanup() {
@@ -41,12 +41,12 @@ echo "# $B edge --model <split --at $SPLITS>/edge.ckpt --adaptive-split --link-p
 "$B" edge --model "$work/deploy/edge.ckpt" --connect "$addr" --adaptive-split --link-phases "$PHASES" \
   --edge-slowdown "$SLOWDOWN" --threads 1
 "$B" edge --model "$work/deploy/edge.ckpt" --connect "$addr" --adaptive-split --link-phases "$PHASES" \
-  --edge-slowdown "$SLOWDOWN" --threads 1 --json >"$OUT/adaptive.json" 2>/dev/null
+  --edge-slowdown "$SLOWDOWN" --threads 1 --json >"$RESULTS_DIR/adaptive.json" 2>/dev/null
 images=0
 for p in ${PHASES//,/ }; do images=$((images + ${p#*:})); done
 echo "# eval on the same $images images:"
 "$B" eval --model "$LENET" --limit "$images" 2>/dev/null | tail -n 3
-python3 - "$OUT/adaptive.json" <<'PY'
+python3 - "$RESULTS_DIR/adaptive.json" <<'PY'
 import json, sys
 j = json.load(open(sys.argv[1]))
 print(f"second run ({sys.argv[1]}): accuracy {j['accuracy']:.4f}, {j['switches']} switches, failed {j['failed_requests']}")
