@@ -3,6 +3,7 @@
 // link, the deep split while the link is slow, a shallow one while it is fast) and that every request is answered
 // with its own prediction. Latency against the best fixed split is measured in bench/adaptive_split.sh, not here
 // (timing on a shared machine is too noisy for a unit test's bound).
+#include <algorithm>
 #include <catch2/catch.hpp>
 
 #include "autograd/node.h"
@@ -37,8 +38,11 @@ TEST_CASE("adaptive split: fast -> slow -> fast link, the split follows within a
       NoGradGuard ng;
       return head->forward(x);
     };
-    // A device 100x slower than this CPU: at 100 Mbit/s sending the image beats running the head.
-    double per_image = 100 * runtime::time_per_image(here, random_input(Shape{1, 1, 28, 28}, 1));
+    // A slow device: every head but the empty one takes 4 ms per image, whatever this build's speed (a multiple of
+    // the measured time would make an optimised and a sanitizer build see different devices). At 100 Mbit/s sending
+    // the image (3 KiB, 0.25 ms) beats running any head; at 1 Mbit/s (25 ms for the image) the split sending the
+    // fewest bytes wins.
+    double per_image = sp.name == "input" ? 0.0 : 0.004;
     splits.push_back({sp.name, w.find(sp.fingerprint)->split_id, runtime::emulated_device(here, per_image)});
   }
   REQUIRE(splits.size() >= 5);
@@ -86,11 +90,16 @@ TEST_CASE("adaptive split: fast -> slow -> fast link, the split follows within a
   }
   CHECK(r.costs[r.split_of[0]].bytes_sent > min_slow);
   CHECK(max_fast > min_slow);
-  int64_t max_slow = 0;
-  for (int64_t i = kSettle; i < kPhase; ++i) max_slow = std::max(max_slow, bytes_of(kPhase + i));
-  int64_t min_fast = INT64_MAX;
-  for (int64_t i = kSettle; i < kPhase; ++i) min_fast = std::min({min_fast, bytes_of(i), bytes_of(2 * kPhase + i)});
-  CHECK(max_slow < min_fast);
+  // Settled slow-phase requests send fewer bytes than the settled fast phases' typical (median) request, but for a
+  // few: while the link is slow the edge still probes it now and then (after 4, 8, 16, ... requests) at the fast
+  // link's split, and a burst of timing noise on a busy machine can move a request or two.
+  std::vector<int64_t> fast;
+  for (int64_t i = kSettle; i < kPhase; ++i) fast.insert(fast.end(), {bytes_of(i), bytes_of(2 * kPhase + i)});
+  std::nth_element(fast.begin(), fast.begin() + int64_t(fast.size() / 2), fast.end());
+  const int64_t fast_typical = fast[fast.size() / 2];
+  int64_t slow_below = 0;
+  for (int64_t i = kSettle; i < kPhase; ++i) slow_below += bytes_of(kPhase + i) < fast_typical;
+  CHECK(slow_below >= kPhase - kSettle - 2);
   int64_t changes = 0;
   for (int64_t i = 1; i < n; ++i) changes += r.split_of[size_t(i)] != r.split_of[size_t(i - 1)];
   CHECK(changes >= 2);
