@@ -506,17 +506,18 @@ void run_adaptive(EdgeOptions& o) {
   int64_t requests = (n + o.run.batch - 1) / o.run.batch;
   SL_CHECK(o.link_phases.empty() || n == o.images, ValueError, "--link-phases needs ", o.images,
            " test images but the data set has ", n);
-  wire::Welcome welcome;
-  runtime::CloudClient client = connect(o, dep, welcome);
+  // The candidates named by --splits must be the edge's, checked before connecting.
   std::vector<std::string> names;
-  if (o.splits.empty()) {
-    for (auto& sp : dep.splits)
-      if (welcome.find(sp.fingerprint)) names.push_back(sp.name);
-  } else {
+  if (!o.splits.empty()) {
     std::stringstream ss(o.splits);
     std::string item;
-    while (std::getline(ss, item, ',')) names.push_back(item);
+    while (std::getline(ss, item, ',')) names.push_back(dep.split(item).name);  // ValueError listing the edge's
   }
+  wire::Welcome welcome;
+  runtime::CloudClient client = connect(o, dep, welcome);
+  if (o.splits.empty())
+    for (auto& sp : dep.splits)
+      if (welcome.find(sp.fingerprint)) names.push_back(sp.name);
   SL_CHECK(!names.empty(), ValueError, "no split in common with the cloud");
   std::vector<runtime::AdaptiveSplit> splits;
   std::map<uint16_t, std::string> name_of;

@@ -1,6 +1,7 @@
 // The runtime's commands end to end on the tiny synthetic MNIST (tests/tiny_data.h): split, serve (recording), edge
 // --all against eval
-// --split, a mismatched edge refused, the recording surviving a killed server, SIGTERM, and bad flags.
+// --split, a mismatched edge refused, the recording surviving a killed server, SIGTERM, bad flags, and the adaptive
+// edge over a cloud serving every split.
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -265,5 +266,58 @@ TEST_CASE(
   CHECK(bad.code == 1);
   CHECK(count_lines(bad.err) == 1);
   CHECK_THAT(bad.err, Catch::Contains("no records of lenet/ReLU2/") && Catch::Contains(fp));
+  fs::remove_all(dir);
+}
+
+TEST_CASE(
+    "cli: edge --adaptive-split over a cloud serving every split answers every image as eval does; its bad flags are "
+    "one clear line",
+    "[runtime][cli][adaptive]") {
+  fs::path dir = temp_dir("cliadaptive");
+  sl::test::write_tiny_mnist(dir / "data", 10, 30);
+  Generator g(8);
+  Model m = make_model("lenet", g);
+  std::string model = (dir / "lenet.ckpt").string();
+  save_checkpoint(model, m, {{"dataset", "mnist"}});
+  std::string data = (dir / "data").string();
+  REQUIRE(run({"split", "--model", model, "--at", "all", "--out", (dir / "deploy").string()}, dir).code == 0);
+  std::string edge = (dir / "deploy" / "edge.ckpt").string(), cloud = (dir / "deploy" / "cloud.ckpt").string();
+  Child serve({bin(), "serve", "--model", cloud, "--listen", "127.0.0.1:0", "--threads", "1", "--quiet"}, dir, "serve");
+  REQUIRE(serve.wait_output("listening on", 20));
+  std::string at = "127.0.0.1:" + std::to_string(serve_port(serve.out()));
+
+  // 30 requests of one image over three link phases: every image answered, the accuracy of eval on the same images.
+  Run e = run({"edge", "--model", edge, "--connect", at, "--data", data, "--adaptive-split", "--splits",
+               "input,pool1,pool2,fc1,fc3", "--link-phases", "100:10,1:10,100:10", "--no-fixed", "--json"},
+              dir);
+  INFO(e.err);
+  REQUIRE(e.code == 0);
+  Run ev = run({"eval", "--model", model, "--data", data, "--limit", "30", "--json"}, dir);
+  INFO(ev.err);
+  REQUIRE(ev.code == 0);
+  auto ej = nlohmann::json::parse(e.out), vj = nlohmann::json::parse(ev.out);
+  CHECK(ej["images"].get<int>() == 30);
+  CHECK(ej["failed_requests"].get<int>() == 0);
+  CHECK(ej["split_per_request"].size() == 30);
+  CHECK(ej["phases"].size() == 3);
+  CHECK(ej["accuracy"].get<double>() == vj["accuracy"].get<double>());
+
+  auto expect = [&](const Run& r, const std::string& needle) {
+    INFO(r.err);
+    CHECK((r.code == 1 || r.code == 2));
+    CHECK(count_lines(r.err) == 1);
+    CHECK_THAT(r.err, Catch::Contains("error") && Catch::Contains(needle));
+  };
+  expect(run({"edge", "--model", edge, "--connect", at, "--data", data, "--adaptive-split", "--link-phases", "100:x"},
+             dir),
+         "100:x");
+  expect(run({"edge", "--model", edge, "--connect", at, "--data", data, "--adaptive-split", "--splits", "nosuch",
+              "--link-phases", "100:5"},
+             dir),
+         "nosuch");
+  expect(run({"edge", "--model", edge, "--connect", at, "--data", data, "--link-phases", "100:5"}, dir),
+         "--adaptive-split");
+  serve.kill(SIGTERM);
+  CHECK(serve.wait_exit(10) == 0);
   fs::remove_all(dir);
 }
