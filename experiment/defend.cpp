@@ -80,17 +80,9 @@ std::string DefenseLine::name() const {
   return defense.kind + opts + "@" + place_name(defense.place);
 }
 
-double AttackOutcome::mean_psnr() const {
-  double s = 0;
-  for (double v : psnr) s += v;
-  return psnr.empty() ? 0 : s / double(psnr.size());
-}
+double AttackOutcome::mean_psnr() const { return inv::mean_score(psnr); }
 
-double AttackOutcome::mean_ssim() const {
-  double s = 0;
-  for (double v : ssim) s += v;
-  return ssim.empty() ? 0 : s / double(ssim.size());
-}
+double AttackOutcome::mean_ssim() const { return inv::mean_score(ssim); }
 
 std::vector<std::string> DefendOutcome::attackers() const {
   std::set<std::string> names;

@@ -187,17 +187,9 @@ Tensor gather_rows(const Tensor& t, const std::vector<int64_t>& rows) {
   return out;
 }
 
-double AttackResult::mean_psnr() const {
-  double s = 0;
-  for (double v : psnr) s += v;
-  return psnr.empty() ? 0 : s / double(psnr.size());
-}
+double AttackResult::mean_psnr() const { return mean_score(psnr); }
 
-double AttackResult::mean_ssim() const {
-  double s = 0;
-  for (double v : ssim) s += v;
-  return ssim.empty() ? 0 : s / double(ssim.size());
-}
+double AttackResult::mean_ssim() const { return mean_score(ssim); }
 
 AttackResult score(const Model& model, const data::Dataset& victims, const Tensor& recon, Device device) {
   AttackResult r;

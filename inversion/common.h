@@ -31,6 +31,13 @@ class PixelBox {
  private:
   Tensor lo_, hi_;
 };
+// The mean of per-image scores (PSNR, SSIM); 0 for none.
+inline double mean_score(const std::vector<double>& v) {
+  double s = 0;
+  for (double x : v) s += x;
+  return v.empty() ? 0 : s / double(v.size());
+}
+
 inline Tensor clamp_to_range(const Tensor& x, const PixelRange& range) {
   return PixelBox(range, x.shape(), x.device()).clamp(x);
 }

@@ -37,6 +37,12 @@ ConvArgs square_geometry(int stride, int pad, int out_pad = 0) {
   return a;
 }
 
+// The geometry a layer keeps: the arguments without the fused ReLU (a layer's activation is a layer of its own).
+ConvArgs without_relu(ConvArgs a) {
+  a.relu = false;
+  return a;
+}
+
 // ", k3x2, s2x1, p1/0/1/0, d2x2, g4, no bias": the kernel and the parts of a general geometry that differ from the
 // defaults (the square case reads as before: ", k5, s2, p1").
 std::string geometry_options(int kh, int kw, const ConvArgs& a, bool transposed, bool has_bias) {
@@ -99,11 +105,7 @@ Conv2d::Conv2d(int in_ch, int out_ch, int kh, int kw, const ConvArgs& a, bool ha
       pad(a.pt()),
       kernel_h(kh),
       kernel_w(kw),
-      geometry([&] {
-        ConvArgs g = a;
-        g.relu = false;
-        return g;
-      }()) {
+      geometry(without_relu(a)) {
   check_geometry("Conv2d", in_ch, out_ch, kh, kw, a);
   weight = Tensor::zeros(Shape{out_ch, in_ch / a.groups, kh, kw});
   register_parameter("weight", &weight);
@@ -171,11 +173,7 @@ ConvTranspose2d::ConvTranspose2d(int in_ch, int out_ch, int kh, int kw, const Co
       output_padding(a.oph()),
       kernel_h(kh),
       kernel_w(kw),
-      geometry([&] {
-        ConvArgs g = a;
-        g.relu = false;
-        return g;
-      }()) {
+      geometry(without_relu(a)) {
   check_geometry("ConvTranspose2d", in_ch, out_ch, kh, kw, a);
   SL_CHECK(a.oph() >= 0 && a.opw() >= 0 && a.oph() < std::max(a.sh(), a.dilation_h) &&
                a.opw() < std::max(a.sw(), a.dilation_w),
