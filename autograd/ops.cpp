@@ -157,6 +157,21 @@ Tensor channel_affine(const Tensor& x0, const Tensor& s0, const Tensor& t0) {
   });
 }
 
+Tensor channel_l1_clip(const Tensor& x0, double bound) {
+  const char* op = "channel_l1_clip";
+  check_float(x0, op);
+  SL_CHECK(x0.dim() >= 2, ShapeError, op, ": input ", x0.shape().str(), " must be [N, C, ...]");
+  SL_CHECK(std::isfinite(bound) && bound > 0, ValueError, op, ": the bound must be finite and > 0, got ", bound);
+  Tensor x = x0.contiguous(), y = empty_like(x);
+  Tensor f = Tensor::empty(Shape{x.size(0), x.size(1)}, x.dtype(), x.device());
+  kern::channel_l1_clip_forward(x, bound, y, f);
+  return record(op, {x0}, y, [x, f, bound](const Tensor& g) {
+    Tensor d = empty_like(x);
+    kern::channel_l1_clip_backward(x, f, g.contiguous(), bound, d);
+    return std::vector<Tensor>{d};
+  });
+}
+
 Tensor reshape(const Tensor& x, const Shape& s) {
   Tensor y = x.reshape(s);
   Shape in = x.shape();

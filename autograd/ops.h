@@ -27,6 +27,9 @@ Tensor leaky_relu(const Tensor& x, double alpha = 0.01);  // x > 0 ? x : alpha x
 Tensor add_broadcast(const Tensor& a, const Tensor& b);
 // x * scale[c] + shift[c] for x [N, C, ...]: batch normalisation at inference (statistics folded into scale/shift)
 Tensor channel_affine(const Tensor& x, const Tensor& scale, const Tensor& shift);
+// CIS's clip: each (sample, channel) map of x [N, C, ...] scaled by min(1, bound / its L1 norm), so no map's L1 norm
+// exceeds bound > 0 ([N, F]: one-element maps). Differentiable in x, the factor included.
+Tensor channel_l1_clip(const Tensor& x, double bound);
 Tensor reshape(const Tensor& x, const Shape& s);  // differentiable view
 Tensor flatten(const Tensor& x, int start_dim = 1);
 

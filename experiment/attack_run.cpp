@@ -84,7 +84,10 @@ void load_observed(const AttackOptions& o, const std::string& split, Scene& s) {
 
 // Loads the model, the victims and (when the attack learns from data) the attacker's images. Splits are
 // checked first, before any data set is read.
-Scene load_scene(const AttackOptions& o, const std::vector<std::string>& splits, bool need_attacker) {
+// need_attacker: the attacker's own images are loaded (at most `attacker_cap` of them when >= 0, else
+// --attacker-limit).
+Scene load_scene(const AttackOptions& o, const std::vector<std::string>& splits, bool need_attacker,
+                 int64_t attacker_cap = -1) {
   Scene s;
   s.device = parse_device(o.device);
   s.lm = load_model(o.model, s.device, o.allow_nonfinite);
@@ -123,11 +126,11 @@ Scene load_scene(const AttackOptions& o, const std::vector<std::string>& splits,
     s.attacker = s.test.slice(0, 0);
     s.attacker.split = "none";
   } else if (o.attacker_data == "train") {
-    s.attacker = data::load_dataset(ds, dir, true, o.attacker_limit);
+    s.attacker = data::load_dataset(ds, dir, true, attacker_cap >= 0 ? attacker_cap : o.attacker_limit);
   } else {  // the test set minus the victims: the attacker never trains on the images it attacks
     s.attacker = inv::without(s.test, s.victim_index);
-    if (o.attacker_limit >= 0 && o.attacker_limit < s.attacker.size())
-      s.attacker = s.attacker.slice(0, o.attacker_limit);
+    const int64_t limit = attacker_cap >= 0 ? attacker_cap : o.attacker_limit;
+    if (limit >= 0 && limit < s.attacker.size()) s.attacker = s.attacker.slice(0, limit);
   }
   if (need_attacker)
     check_not_empty(s.attacker, "attacker's data set",
@@ -258,7 +261,10 @@ nlohmann::json write_results(const std::string& dir, const Scene& s, const inv::
 void run_attack_command(const AttackOptions& o, const inv::AttackKind& kind) {
   set_threads(o.threads);
   check_results_dir(o.out, "--out");  // before the model and the data are loaded
-  Scene s = load_scene(o, {o.split}, kind != inv::AttackKind::whitebox);
+  // The adaptive white-box attacker against CIS measures f1's channel norms on a few of its own images.
+  const bool whitebox_cis = kind == inv::AttackKind::whitebox && o.adaptive && has_cis(o.defense);
+  Scene s =
+      load_scene(o, {o.split}, kind != inv::AttackKind::whitebox || whitebox_cis, whitebox_cis ? kCisNormImages : -1);
   inv::AttackConfig c = make_config(o, kind, s.lm.model, o.split, s.device);
   std::cerr << "attack: " << inv::attack_name(kind) << " on " << s.lm.model.arch << " split at " << o.split << ", "
             << s.victims.size() << " victim image(s), " << s.device.str();

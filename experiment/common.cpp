@@ -124,6 +124,13 @@ void set_command_line(int argc, char** argv) {
   }
 }
 
+bool has_cis(const std::string& defense_spec) {
+  if (defense_spec.empty()) return false;
+  for (auto& d : parse_defenses(defense_spec))
+    if (d.kind == "cis") return true;
+  return false;
+}
+
 DefenseCalibration calibrate_on_training_data(const SplitPipeline& pipeline, const std::string& dataset,
                                               const std::string& data_dir, Device device, int64_t images) {
   data::Dataset own = data::load_dataset(dataset, data_dir, true, images);

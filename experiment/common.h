@@ -55,6 +55,11 @@ EvalResult evaluate(Module& net, const data::Dataset& d, Device device, int64_t 
 DefenseCalibration calibrate_on_training_data(const SplitPipeline& pipeline, const std::string& dataset,
                                               const std::string& data_dir, Device device, int64_t images = 256);
 
+// Whether a --defense spec holds a CIS defense.
+bool has_cis(const std::string& defense_spec);
+// How many of its own images the adaptive white-box attacker measures f1's channel norms on, against CIS.
+constexpr int64_t kCisNormImages = 256;
+
 // The device named by --device, checked usable now (DeviceError otherwise), before any data is loaded.
 Device parse_device(const std::string& name);
 

@@ -133,12 +133,17 @@ void run_defend_command(const DefendOptions& o) {
     victims = inv::first_of_each_class(test);
   data::Dataset attacker = test.slice(0, 0);
   attacker.split = "none";
-  if (kind != inv::AttackKind::whitebox) {
+  // The adaptive white-box attacker against CIS measures f1's channel norms on a few of its own images.
+  bool whitebox_cis = false;
+  for (auto& l : lines) whitebox_cis = whitebox_cis || ((o.adaptive || o.compare) && l.defense.kind == "cis");
+  whitebox_cis = whitebox_cis && kind == inv::AttackKind::whitebox;
+  if (kind != inv::AttackKind::whitebox || whitebox_cis) {
+    const int64_t limit = whitebox_cis ? kCisNormImages : o.attacker_limit;
     if (o.attacker_data == "train") {
-      attacker = data::load_dataset(ds, dir, true, o.attacker_limit);
+      attacker = data::load_dataset(ds, dir, true, limit);
     } else {
       attacker = inv::without(test, victims);
-      if (o.attacker_limit >= 0 && o.attacker_limit < attacker.size()) attacker = attacker.slice(0, o.attacker_limit);
+      if (limit >= 0 && limit < attacker.size()) attacker = attacker.slice(0, limit);
     }
     check_not_empty(attacker, "attacker's data set", "the black-box and query-free attacks learn from its images");
   }

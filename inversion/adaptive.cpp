@@ -2,7 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 
+#include "autograd/node.h"
+#include "split/cis.h"
 #include "tensor/rng.h"
 
 namespace sl::inv {
@@ -35,8 +38,31 @@ std::vector<ObservedGroup> groups_of(const Observation& obs) {
 
 }  // namespace
 
+std::vector<double> channel_l1_means(Module& f1, const Tensor& images) {
+  SL_CHECK(images.defined() && images.dim() >= 1 && images.size(0) >= 1, ValueError,
+           "channel_l1_means: needs at least one image");
+  NoGradGuard no_grad;
+  Tensor y = f1(images).to(Device::cpu()).contiguous();
+  SL_CHECK(y.dim() >= 2, ShapeError, "channel_l1_means: f1's output ", y.str(), " has no channel dim");
+  const int64_t n = y.size(0), C = y.size(1), Q = y.numel() / (n * C);
+  const std::vector<double> a = y.to_vector();
+  std::vector<double> l1(size_t(C), 0.0);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t q = 0; q < Q; ++q) l1[size_t(c)] += std::abs(a[size_t((i * C + c) * Q + q)]);
+  for (double& e : l1) e /= double(n);
+  return l1;
+}
+
+bool observes_cis(const Observation& obs) {
+  for (const ObservedGroup& g : groups_of(obs))
+    for (auto& d : g.deployed)
+      if (d->kind() == "cis") return true;
+  return false;
+}
+
 std::vector<ModelledRows> model_defenses(const Observation& obs, const Shape& image, const AdaptiveOptions& o,
-                                         uint64_t seed) {
+                                         uint64_t seed, const std::vector<double>* channel_l1) {
   SL_CHECK(obs.kind == TargetKind::feature, ValueError, "the adaptive attacker models defenses of feature targets");
   SL_CHECK(o.eot_draws >= 1, ValueError, "adaptive attack: needs at least one input draw, got ", o.eot_draws);
   const int64_t N = obs.rows();
@@ -58,6 +84,7 @@ std::vector<ModelledRows> model_defenses(const Observation& obs, const Shape& im
 
   // Intermediate models, per element of v: target, squared-error weight, absolute-error weight.
   std::vector<double> target = v, w2(v.size(), 1.0), w1(v.size(), 0.0);
+  std::vector<double> row_clip(size_t(N), 0.0);  // CIS's clip bound per row (0: none)
   bool any_w2 = false, any_w1 = false, target_changed = false;
   for (const ObservedGroup& g : groups_of(obs)) {
     const Defense* d = placed(g.deployed).intermediate;
@@ -94,19 +121,47 @@ std::vector<ModelledRows> model_defenses(const Observation& obs, const Shape& im
       }
       any_w2 = true;
       any_w1 = any_w1 || d->kind() == "laplace";
+    } else if (d->kind() == "cis") {
+      // v = clip(f1(x)) + Laplace(b_c) per channel: the forward model clips as the edge does, and each channel
+      // gets the Laplace MAP term weighed as above with its own scale b_c = 2C/ε_c and power.
+      SL_CHECK(obs.v.dim() >= 2, ValueError, "the adaptive attacker models CIS on [N, C, ...] features, got ",
+               obs.v.str());
+      const int64_t C = obs.v.size(1), Q = P / C;
+      const CisModel m = cis_model(*d, C);
+      const bool natural = channel_l1 && !channel_l1->empty();
+      SL_CHECK(!natural || int64_t(channel_l1->size()) == C, ShapeError, "adaptive CIS model: ", channel_l1->size(),
+               " channel norms for ", C, " channels");
+      for (int64_t c = 0; c < C; ++c) {
+        const double f = natural && (*channel_l1)[size_t(c)] > m.clip ? m.clip / (*channel_l1)[size_t(c)] : 1.0;
+        double power = 0;
+        for (int64_t r = g.begin; r < g.end; ++r)
+          for (int64_t q = 0; q < Q; ++q) power += v[size_t(r * P + c * Q + q)] * v[size_t(r * P + c * Q + q)];
+        power /= double((g.end - g.begin) * Q);
+        const double var = 2 * m.noise_scale[size_t(c)] * m.noise_scale[size_t(c)];
+        const double m2 = std::max({power - var, 0.01 * power, 1e-12});
+        const double trust = 1.0 / (1.0 + var / m2);
+        for (int64_t r = g.begin; r < g.end; ++r)
+          for (int64_t q = 0; q < Q; ++q) {
+            w2[size_t(r * P + c * Q + q)] = 0.0;
+            w1[size_t(r * P + c * Q + q)] = 2.0 * std::sqrt(m2) * trust / (f * f);
+          }
+      }
+      for (int64_t r = g.begin; r < g.end; ++r) row_clip[size_t(r)] = m.clip;
+      any_w2 = any_w1 = true;
     } else {
       throw ValueError("the adaptive attacker has no model of the defense '" + d->kind() + "'");
     }
   }
 
-  // Rows with and without input draws.
-  std::vector<int64_t> with, without;
-  for (int64_t r = 0; r < N; ++r) (active(row_def[size_t(r)].input) ? with : without).push_back(r);
+  // Rows with and without input draws, and by clip bound (one rMLE each).
+  std::map<std::pair<bool, double>, std::vector<int64_t>> by_model;
+  for (int64_t r = 0; r < N; ++r) by_model[{active(row_def[size_t(r)].input), row_clip[size_t(r)]}].push_back(r);
 
-  auto make_part = [&](const std::vector<int64_t>& rows, bool draws) {
+  auto make_part = [&](const std::vector<int64_t>& rows, bool draws, double clip) {
     ModelledRows part;
     part.rows = rows;
     part.input_draws = draws;
+    part.observed.clip_l1 = clip;
     const int64_t n = int64_t(rows.size());
     auto rows_of = [&](const std::vector<double>& all) {
       std::vector<double> out;
@@ -158,8 +213,7 @@ std::vector<ModelledRows> model_defenses(const Observation& obs, const Shape& im
     return part;
   };
   std::vector<ModelledRows> parts;
-  if (!without.empty()) parts.push_back(make_part(without, false));
-  if (!with.empty()) parts.push_back(make_part(with, true));
+  for (const auto& [key, rows] : by_model) parts.push_back(make_part(rows, key.first, key.second));
   return parts;
 }
 
@@ -171,9 +225,11 @@ std::string describe_defense_model(const DefenseChain& deployed, const AdaptiveO
     add(p.input->spec().str() + ": mean over " + std::to_string(o.eot_draws) + " draws of the defense (EOT)");
   if (active(p.intermediate)) {
     const std::string& k = p.intermediate->kind();
-    add(p.intermediate->spec().str() + (k == "dropout"    ? ": squared error over the non-zero entries of v"
-                                        : k == "gaussian" ? ": squared error, weighed against the prior by the SNR"
-                                                          : ": absolute error (Laplace MAP)"));
+    add(p.intermediate->spec().str() +
+        (k == "dropout"    ? ": squared error over the non-zero entries of v"
+         : k == "gaussian" ? ": squared error, weighed against the prior by the SNR"
+         : k == "cis"      ? ": f1's output clipped as the edge clips it, absolute error per channel (Laplace MAP)"
+                           : ": absolute error (Laplace MAP)"));
   }
   return s.empty() ? "no defense modelled" : s;
 }

@@ -16,6 +16,13 @@
 //        group, at least 1 % of mean(v²)): the noisier v, the more the TV prior decides.
 //   Laplace noise on the intermediate   the MAP data term is ℓ1: weight 2m / (1 + 2b²/m²) on |f1(x) - v| (the
 //        gradient of the squared error at a residual of m, scaled like the Gaussian case; variance 2b²).
+//   CIS on the intermediate             v = clip(f1(x)) + Laplace(2C/ε_c) per channel (split/cis.h): the forward
+//        model clips f1's output as the edge does (Observed::clip_l1: channel_l1_clip, differentiable), and each
+//        channel gets the Laplace MAP term weighed as above with its own scale and power, times 1/f_c², f_c =
+//        min(1, C / the channel's mean L1 norm on the attacker's own images): the data term in f1's natural scale,
+//        so the attack's TV weight, set for unclipped features, keeps its balance (without it the clip shrinks the
+//        data term by f_c² and the prior decides). The attacker knows the spec and the deployment's calibration
+//        (the budgets), never the seed.
 //   noise or dropout on the input       expectation over K draws of the defense at its level (EOT): the feature
 //        term is the mean over x + ε_k (or x ⊙ M_k) of the squared error. The draws are the attacker's own
 //        (Philox, its seed), fixed for the whole optimisation, so a CUDA graph replays the step unchanged.
@@ -36,9 +43,18 @@ struct ModelledRows {
 };
 
 // Splits the observation into the rows that need input draws and those that do not (one rMLE each: a row
-// without input draws costs one forward pass, not K) and builds each part's model. `image` is one image's shape.
+// without input draws costs one forward pass, not K), and by CIS clip bound, and builds each part's model. `image` is
+// one image's shape.
+// `channel_l1`: the mean L1 norm of each channel map of f1's output on the attacker's own images (channel_l1_means;
+// null or empty: unknown, f_c = 1).
 std::vector<ModelledRows> model_defenses(const Observation& obs, const Shape& image, const AdaptiveOptions& o,
-                                         uint64_t seed);
+                                         uint64_t seed, const std::vector<double>* channel_l1 = nullptr);
+
+// The mean over `images` of the L1 norm of each channel map of f1's output ([N, C, ...]; [N, F]: F one-element
+// maps), in double.
+std::vector<double> channel_l1_means(Module& f1, const Tensor& images);
+// Whether any deployment of the observation has a CIS defense (its rows need channel_l1_means).
+bool observes_cis(const Observation& obs);
 
 // What the model does, in one line per deployment (for results files): e.g. "dropout:0.5@intermediate: masked MSE
 // over v != 0".

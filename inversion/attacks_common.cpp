@@ -43,7 +43,13 @@ Tensor rmle_rows(Module& f1, const AttackTarget& t, const Observation& obs, cons
   const int64_t N = obs.rows();
   std::vector<ModelledRows> parts;
   if (cfg.adaptive && obs.kind == TargetKind::feature) {
-    parts = model_defenses(obs, t.image, cfg.adaptive_options, cfg.seed);
+    // CIS: the attacker measures f1's channel norms on its own images (the scale the clip shrinks).
+    std::vector<double> l1;
+    if (observes_cis(obs) && t.attacker_data && t.attacker_data->size() > 0) {
+      const int64_t n = std::min<int64_t>(t.attacker_data->size(), 256);
+      l1 = channel_l1_means(f1, t.attacker_data->images.slice(0, n).to(obs.v.device()));
+    }
+    parts = model_defenses(obs, t.image, cfg.adaptive_options, cfg.seed, &l1);
   } else {
     ModelledRows all;
     for (int64_t r = 0; r < N; ++r) all.rows.push_back(r);

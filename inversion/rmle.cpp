@@ -28,6 +28,7 @@ Observed Observed::rows(int64_t b, int64_t e) const {
   o.l1_weight = cut(l1_weight);
   for (auto& t : input_mul) o.input_mul.push_back(cut(t));
   for (auto& t : input_add) o.input_add.push_back(cut(t));
+  o.clip_l1 = clip_l1;
   return o;
 }
 
@@ -45,6 +46,7 @@ Tensor modelled_feature_term(Module& f1, const Tensor& x, const Observed& ob, co
     if (k < ob.input_mul.size()) xk = mul(xk, ob.input_mul[k]);
     if (k < ob.input_add.size()) xk = add(xk, ob.input_add[k]);
     Tensor out = f1(xk);
+    if (ob.clip_l1 > 0) out = channel_l1_clip(out, ob.clip_l1);
     Tensor term;
     if (sqrt_weight.defined())
       term = mse_loss(mul(out, sqrt_weight), scaled_v, n / double(K));
@@ -145,6 +147,8 @@ void check_observed(const Observed& obs, const Shape& input_shape) {
   for (const Tensor* t : {&obs.weight, &obs.l1_weight})
     SL_CHECK(!t->defined() || t->shape() == obs.v.shape(), ShapeError, "rmle: a loss weight of shape ",
              t->shape().str(), " for an observation of shape ", obs.v.shape().str());
+  SL_CHECK(std::isfinite(obs.clip_l1) && obs.clip_l1 >= 0, ValueError,
+           "rmle: the modelled clip bound must be >= 0, got ", obs.clip_l1);
   for (auto* list : {&obs.input_mul, &obs.input_add})
     for (const Tensor& t : *list)
       SL_CHECK(t.shape() == input_shape, ShapeError, "rmle: an input draw of shape ", t.shape().str(),

@@ -29,8 +29,9 @@ enum class TargetKind { feature, prob, label };
 // models a defense between x and v. With the model fields empty this is the paper's attacker. With them the
 // feature term of image n becomes
 //
-//   (1/K) Σ_k  mean_f [ weight_f · (f1(x̃_k)_f − v_f)² + l1_weight_f · |f1(x̃_k)_f − v_f| ],
+//   (1/K) Σ_k  mean_f [ weight_f · (g(x̃_k)_f − v_f)² + l1_weight_f · |g(x̃_k)_f − v_f| ],
 //   x̃_k = x ⊙ input_mul[k] + input_add[k]     (EOT over K draws of an input defense; x̃ = x when none)
+//   g = channel_l1_clip(f1(·), clip_l1)       (CIS's clip when clip_l1 > 0; g = f1 otherwise)
 //
 // weight is the masked / noise-aware MSE (dropout: 1/(share observed) on the entries of v that are not zero and 0
 // elsewhere), l1_weight the Laplace MAP term; both per element of v, so each row may model its own defense level
@@ -43,8 +44,9 @@ struct Observed {
   Tensor weight;     // like v: per-element weight of the squared error; undefined = 1 everywhere
   Tensor l1_weight;  // like v: per-element weight of the absolute error; undefined = no such term
   std::vector<Tensor> input_mul, input_add;  // K draws like x (either may be empty); EOT over them
+  double clip_l1 = 0;  // > 0: v was clipped by CIS (split/cis.h): f1's output goes through channel_l1_clip first
   bool models_defense() const {
-    return weight.defined() || l1_weight.defined() || !input_mul.empty() || !input_add.empty();
+    return weight.defined() || l1_weight.defined() || !input_mul.empty() || !input_add.empty() || clip_l1 > 0;
   }
   // Rows [b, e) of every field.
   Observed rows(int64_t b, int64_t e) const;

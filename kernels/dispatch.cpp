@@ -72,6 +72,12 @@ void channel_affine_backward(const Tensor& x, const Tensor& scale, const Tensor&
                              Tensor& gshift) {
   SL_ROUTE(x.device(), channel_affine_backward, x, scale, gy, gx, gscale, gshift);
 }
+void channel_l1_clip_forward(const Tensor& x, double bound, Tensor& y, Tensor& factor) {
+  SL_ROUTE(x.device(), channel_l1_clip_forward, x, bound, y, factor);
+}
+void channel_l1_clip_backward(const Tensor& x, const Tensor& factor, const Tensor& gy, double bound, Tensor& gx) {
+  SL_ROUTE(x.device(), channel_l1_clip_backward, x, factor, gy, bound, gx);
+}
 void pool2d_forward(const Tensor& x, const PoolArgs& p, Tensor& y, Tensor& idx) {
   SL_ROUTE(x.device(), pool2d_forward, x, p, y, idx);
 }

@@ -127,41 +127,31 @@ class CisDefense : public Defense {
  protected:
   Tensor apply_block(const Tensor& x, uint64_t first_query) const override {
     MapShape s = map_shape(x, "defense cis");
-    std::vector<double> budgets;
-    if (by_rank_) {
-      SL_CHECK(int64_t(ranks_.size()) == s.channels, ShapeError, "defense cis: calibrated for ", ranks_.size(),
-               " channels, the features have ", s.channels, " (", x.str(), ")");
-      budgets = cis_budgets(level(), ranks_, true);
-    } else {
-      budgets = cis_budgets(level(), std::vector<double>(size_t(s.channels), 1.0), false);
-    }
-    // Per element: the clip factor of its (sample, channel) map and the noise scale 2C / ε_c of its channel.
-    std::vector<double> v = x.detach().to(Device::cpu()).contiguous().to_vector();
-    std::vector<double> clip(v.size()), noise_scale(v.size());
-    for (int64_t i = 0; i < s.n; ++i)
-      for (int64_t c = 0; c < s.channels; ++c) {
-        const size_t at = size_t((i * s.channels + c) * s.plane());
-        double l1 = 0;
-        for (int64_t k = 0; k < s.plane(); ++k) l1 += std::abs(v[at + size_t(k)]);
-        const double f = l1 > clip_ ? clip_ / l1 : 1.0;
-        const double b = 2.0 * clip_ / budgets[size_t(c)];
-        for (int64_t k = 0; k < s.plane(); ++k) {
-          clip[at + size_t(k)] = f;
-          noise_scale[at + size_t(k)] = b;
-        }
-      }
-    Tensor clip_t = Tensor::from_vector(clip, x.shape(), x.dtype()).to(x.device());
-    Tensor scale_t = Tensor::from_vector(noise_scale, x.shape(), x.dtype()).to(x.device());
+    const std::vector<double> budgets = budgets_for(s.channels);
+    // The noise scale 2C / ε_c of each channel, applied to a unit Laplace draw per element (no gradient: the
+    // draw is a constant); the clip is channel_l1_clip, differentiable in x with its factor.
+    std::vector<double> b(budgets.size());
+    for (size_t c = 0; c < b.size(); ++c) b[c] = 2.0 * clip_ / budgets[c];
     Tensor unit = Tensor::empty(x.shape(), x.dtype(), x.device());
     kern::fill_laplace(unit, key(), counter(first_query, x.numel() / x.size(0)), 0.0, 1.0);
     Tensor noise;
     {
       NoGradGuard no_grad;
-      noise = mul(unit, scale_t);
+      Tensor scale_t = Tensor::from_vector(b, Shape{s.channels}, x.dtype()).to(x.device());
+      noise = channel_affine(unit, scale_t, Tensor::zeros(Shape{s.channels}, x.dtype(), x.device()));
     }
-    // The clip factors and the draw are constants: the gradient to x is scaled by the clip factor.
-    return add(mul(x, clip_t), noise);
+    return add(channel_l1_clip(x, clip_), noise);
   }
+
+ public:
+  // The budget ε_c of each of `channels` channels (ShapeError when a rank calibration has another count).
+  std::vector<double> budgets_for(int64_t channels) const {
+    if (!by_rank_) return cis_budgets(level(), std::vector<double>(size_t(channels), 1.0), false);
+    SL_CHECK(int64_t(ranks_.size()) == channels, ShapeError, "defense cis: calibrated for ", ranks_.size(),
+             " channels, the features have ", channels);
+    return cis_budgets(level(), ranks_, true);
+  }
+  double clip() const { return clip_; }
 
  private:
   double clip_;
@@ -170,6 +160,15 @@ class CisDefense : public Defense {
 };
 
 }  // namespace
+
+CisModel cis_model(const Defense& d, int64_t channels) {
+  const auto* c = dynamic_cast<const CisDefense*>(&d);
+  SL_CHECK(c, ValueError, "cis_model: ", d.spec().str(), " is not a CIS defense");
+  CisModel m;
+  m.clip = c->clip();
+  for (double e : c->budgets_for(channels)) m.noise_scale.push_back(2.0 * m.clip / e);
+  return m;
+}
 
 DefenseKind kinds::cis() {
   DefenseKind k;

@@ -37,6 +37,15 @@ DefenseCalibration calibrate_channels(const SplitPipeline& pipeline, const Tenso
 // The per-channel budgets ε_c (they sum to ε): uniform, or proportional to max(rank, 1).
 std::vector<double> cis_budgets(double eps, const std::vector<double>& ranks, bool by_rank);
 
+// What an attacker who knows a deployed CIS defense (its spec and the deployment's calibration; never its seed)
+// knows of it: the clip bound C and the Laplace scale 2C/ε_c of each of `channels` channels. ValueError when `d` is
+// not a CIS defense; ShapeError when its calibration has another channel count.
+struct CisModel {
+  double clip = 0;
+  std::vector<double> noise_scale;
+};
+CisModel cis_model(const Defense& d, int64_t channels);
+
 namespace kinds {
 DefenseKind cis();
 }

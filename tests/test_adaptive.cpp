@@ -213,6 +213,33 @@ TEST_CASE("adaptive model: noise on the intermediate (SNR weight, Laplace ℓ1) 
                     Catch::Contains("one defense per place"));
 }
 
+TEST_CASE("adaptive model: CIS clips the forward model and weighs each channel by its own noise", "[adaptive][cis]") {
+  // 2 images, 2 channels of 2 elements: channel 0 all 3 (power 9), channel 1 all 1 (power 1). Uniform budgets:
+  // eps 4 over 2 channels = 2 each, so b = 2 C / 2 = 1 and the noise variance 2 b² = 2 in both.
+  Tensor v = Tensor::from_vector(std::vector<double>{3, 3, 1, 1, 3, 3, 1, 1}, Shape{2, 2, 2}, DType::f64);
+  auto parts =
+      model_defenses(observation_of(v, "cis:eps=4,alloc=uniform,clip=1"), Shape{1, 2, 2}, AdaptiveOptions{}, 1);
+  REQUIRE(parts.size() == 1);
+  const Observed& o = parts[0].observed;
+  CHECK(o.clip_l1 == 1.0);
+  CHECK(o.models_defense());
+  const double w0 = 2 * std::sqrt(7.0) / (1 + 2.0 / 7), w1 = 2 * std::sqrt(0.01) / (1 + 2.0 / 0.01);  // m² floored
+  auto l1 = o.l1_weight.to_vector();
+  for (size_t i = 0; i < l1.size(); ++i) CHECK(l1[i] == Approx((i / 2) % 2 == 0 ? w0 : w1));
+  for (double e : o.weight.to_vector()) CHECK(e == 0);
+  // Its rows run apart from rows with another clip bound (one rMLE per forward model).
+  Observation two;
+  two.kind = TargetKind::feature;
+  two.v = v;
+  two.groups.push_back(ObservedGroup{0, 1, make_defenses(parse_defenses("cis:eps=4,alloc=uniform,clip=1"), 5)});
+  two.groups.push_back(ObservedGroup{1, 2, make_defenses(parse_defenses("cis:eps=4,alloc=uniform,clip=2"), 5)});
+  auto split = model_defenses(two, Shape{1, 2, 2}, AdaptiveOptions{}, 1);
+  REQUIRE(split.size() == 2);
+  CHECK(split[0].rows == std::vector<int64_t>{0});
+  CHECK(split[0].observed.clip_l1 == 1.0);
+  CHECK(split[1].observed.clip_l1 == 2.0);
+}
+
 TEST_CASE("adaptive model: rows without a defense keep the paper's objective; input rows run apart", "[adaptive]") {
   Tensor v = Tensor::full(Shape{4, 3}, 1.0, DType::f64);
   Observation obs;
@@ -268,6 +295,57 @@ TEST_CASE("adaptive white-box: against intermediate dropout it recovers the imag
   CHECK(paper < 25.0);
 }
 
+TEST_CASE("adaptive white-box: against CIS's clip it recovers the image only by modelling the clip",
+          "[adaptive][cis]") {
+  // The over-complete linear head of the test above; CIS with a tiny noise (eps 1e9) and a bound far below every
+  // channel map's L1 norm, so each map is scaled down by its own factor. The paper's attacker fits the scaled maps
+  // as if they were f1's output and gets a faded, wrong image; the adaptive one clips its own f1(x) the same way.
+  const int64_t S = 8;
+  Generator gen(3);
+  auto net = std::make_shared<Sequential>();
+  net->add("conv1", std::make_shared<Conv2d>(1, 6, 3, 1, 1));
+  net->add("flatten", std::make_shared<Flatten>());
+  net->add("fc", std::make_shared<Linear>(int(6 * S * S), 2));
+  net->reset_parameters(gen);
+  Model m{"tiny", Shape{1, S, S}, 2, net};
+  m.net->eval();
+  data::Dataset victims;
+  victims.norm = data::mnist_normalization();
+  Tensor px = Tensor::empty(Shape{2, 1, S, S});
+  kern::fill_uniform(px, 9, 0, 0.1, 0.9);
+  victims.images = data::normalize(px, victims.norm);
+  victims.labels = {0, 1};
+  victims.name = "noise";
+  SplitPipeline p(m, "conv1", make_defenses(parse_defenses("cis:eps=1e9,alloc=uniform,clip=2"), 4));
+  {
+    NoGradGuard ng;
+    Tensor v = p.edge_head().forward(victims.images);
+    auto a = v.to_vector();
+    double smallest = 1e30;
+    for (int64_t map = 0; map < 12; ++map) {
+      double l1 = 0;
+      for (int64_t i = 0; i < S * S; ++i) l1 += std::abs(a[size_t(map * S * S + i)]);
+      smallest = std::min(smallest, l1);
+    }
+    INFO("smallest map L1 norm " << smallest);
+    REQUIRE(smallest > 4.0);  // every map is clipped by a factor below 1/2
+  }
+  AttackConfig cfg;
+  cfg.split = "conv1";
+  cfg.rmle.iters = 400;
+  cfg.rmle.lr = 0.05;
+  cfg.rmle.tv = 0;
+  auto run = [&](bool adaptive) {
+    cfg.adaptive = adaptive;
+    AttackResult r = run_attack(p, TargetKind::feature, victims, {0, 1}, victims, cfg);
+    return r.mean_psnr();
+  };
+  double paper = run(false), adaptive = run(true);
+  INFO("paper's attacker " << paper << " dB, adaptive " << adaptive << " dB");
+  CHECK(adaptive > 30.0);
+  CHECK(paper < 20.0);
+}
+
 TEST_CASE("adaptive objective: composed of differentiable ops, its gradient passes the float64 check", "[adaptive]") {
   // A tiny head in float64; the objective with every defense-model term at once (masked squared error, ℓ1, two
   // input draws of each kind), checked against central differences in x.
@@ -297,6 +375,21 @@ TEST_CASE("adaptive objective: composed of differentiable ops, its gradient pass
   auto r = gradcheck([&](const std::vector<Tensor>& in) { return rmle_objective(*head, in[0], ob, o); }, {x0});
   INFO(r.detail);
   CHECK(r.ok);
+  // With CIS's clip in the forward model, at a bound that clips some of the maps of x0.
+  ob.clip_l1 = 0.6;
+  {
+    NoGradGuard ng;
+    Tensor y = (*head)(x0), c = channel_l1_clip(y, ob.clip_l1);
+    auto a = y.to_vector(), b = c.to_vector();
+    int changed = 0;
+    for (size_t i = 0; i < a.size(); ++i) changed += a[i] != b[i];
+    INFO(changed << " of " << a.size() << " entries clipped");
+    CHECK(changed > 0);
+    CHECK(changed < int(a.size()));
+  }
+  auto rc = gradcheck([&](const std::vector<Tensor>& in) { return rmle_objective(*head, in[0], ob, o); }, {x0});
+  INFO(rc.detail);
+  CHECK(rc.ok);
   // Without a model the objective is the paper's.
   Observed plain(TargetKind::feature, ob.v);
   CHECK_FALSE(plain.models_defense());

@@ -194,6 +194,17 @@ Tensor channel_affine_ref(const Tensor& x, const Tensor& s, const Tensor& t) {
   return Tensor::from_vector(v, x.shape(), DType::f64);
 }
 
+Tensor channel_l1_clip_ref(const Tensor& x, double bound) {
+  auto v = x.to_vector();
+  const int64_t maps = x.size(0) * x.size(1), Q = x.numel() / maps;
+  for (int64_t m = 0; m < maps; ++m) {
+    double l1 = 0;
+    for (int64_t i = 0; i < Q; ++i) l1 += std::abs(v[size_t(m * Q + i)]);
+    for (int64_t i = 0; i < Q; ++i) v[size_t(m * Q + i)] *= std::min(1.0, bound / l1);
+  }
+  return Tensor::from_vector(v, x.shape(), DType::f64);
+}
+
 std::string conv_name(const char* op, const Shape& x, const Shape& w, const ConvArgs& a) {
   return str(op, " x", x.str(), " w", w.str(), " s", a.sh(), "/", a.sw(), " p", a.pt(), "/", a.pl(), "/", a.pb(), "/",
              a.pr(), " d", a.dilation_h, "/", a.dilation_w, " g", a.groups, " op", a.oph(), "/", a.opw());
@@ -366,6 +377,40 @@ TEST_CASE("add_broadcast and channel_affine pass the op harness", "[ops][general
                  [](auto& v) { return channel_affine_ref(v[0], v[1], v[2]); }});
 }
 
+TEST_CASE("channel_l1_clip (CIS's clip) passes the op harness, with clipped and unclipped maps", "[ops][general]") {
+  Generator g(1309);
+  // N(0, 1) entries: a map of Q elements has an L1 norm near 0.8 Q, so these bounds clip about half the maps.
+  const std::vector<std::pair<Shape, double>> cases = {
+      {{2, 3, 4, 4}, 10.0}, {{4, 3}, 0.7}, {{2, 3, 7}, 5.5}, {{3, 2, 5, 5}, 1e6}, {{2, 4, 3, 3}, 0.5}};
+  for (const auto& [s, bound] : cases) {
+    Tensor x = randn(s, g);
+    int64_t clipped = 0;
+    {
+      const Tensor f = channel_l1_clip_ref(x, bound);
+      auto a = x.to_vector(), b = f.to_vector();
+      for (size_t i = 0; i < a.size(); ++i) clipped += a[i] != b[i];
+    }
+    INFO(s.str() << " bound " << bound << ": " << clipped << " of " << s.numel() << " entries scaled");
+    if (bound < 1e6) CHECK(clipped > 0);
+    if (bound >= 1e6) CHECK(clipped == 0);
+    run_op_case({str("channel_l1_clip ", s.str(), " bound ", bound),
+                 {x},
+                 [bound](auto& v) { return channel_l1_clip(v[0], bound); },
+                 [bound](auto& v) { return channel_l1_clip_ref(v[0], bound); }});
+  }
+  // Every map's L1 norm ends at most the bound, and a clipped one exactly at it.
+  Tensor y = channel_l1_clip(randn({3, 5, 6, 6}, g, 2.0), 10.0);
+  auto v = y.to_vector();
+  for (int64_t m = 0; m < 15; ++m) {
+    double l1 = 0;
+    for (int64_t i = 0; i < 36; ++i) l1 += std::abs(v[size_t(m * 36 + i)]);
+    CHECK(l1 == Approx(10.0).epsilon(1e-12));
+  }
+  CHECK_THROWS_AS(channel_l1_clip(randn({3, 4}, g), 0.0), ValueError);
+  CHECK_THROWS_AS(channel_l1_clip(randn({3, 4}, g), NAN), ValueError);
+  CHECK_THROWS_AS(channel_l1_clip(randn({12}, g), 1.0), ShapeError);
+}
+
 TEST_CASE("the general ops reject bad geometry and shapes with clear errors", "[layers][general]") {
   Generator g(1307);
   Tensor x = randn({2, 4, 8, 8}, g);
@@ -449,4 +494,11 @@ TEST_CASE("the general ops on CUDA agree with the CPU at sizes that fill the ker
   sum(mul(channel_affine(big, sc, sh), big)).backward();
   sum(mul(channel_affine(big.to(gpu), scd, sh.to(gpu)), big.to(gpu))).backward();
   agree("channel affine scale gradient", sc.grad(), scd.grad());
+  // CIS's clip on 32 x 33 maps of 40 (the block's loops run more than once), about half of them clipped
+  Tensor cx = big.detach().requires_grad_(true), cxd = big.to(gpu).requires_grad_(true);
+  Tensor cy = channel_l1_clip(cx, 1050.0), cyd = channel_l1_clip(cxd, 1050.0);
+  agree("l1 clip forward", cy.detach(), cyd.detach());
+  sum(mul(cy, big)).backward();
+  sum(mul(cyd, big.to(gpu))).backward();
+  agree("l1 clip gradient", cx.grad(), cxd.grad());
 }

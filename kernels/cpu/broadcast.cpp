@@ -3,6 +3,8 @@
 //   sum_to_shape    out[k] = sum over the reduced dims of g        (in double, in index order)
 //   channel_affine  y[n, c, q] = x[n, c, q] * scale[c] + shift[c]
 //                   gx = gy * scale[c],  gscale[c] = sum_{n, q} gy x,  gshift[c] = sum_{n, q} gy   (double sums)
+//   channel_l1_clip y[n, c, q] = x[n, c, q] * f[n, c],  f = min(1, bound / sum_q |x[n, c, q]|)   (CIS's clip)
+//                   gx = f gy - [f < 1] f^2 / bound * sign(x) * sum_q gy x                       (double sums)
 #include "kernels/broadcast.h"
 
 #include "kernels/cpu/common.h"
@@ -115,6 +117,56 @@ void channel_affine_backward(const Tensor& x, const Tensor& scale, const Tensor&
       }
       if (gscale.defined()) gscale.data<T>()[c] = T(sx);
       if (gshift.defined()) gshift.data<T>()[c] = T(s1);
+    }
+  });
+}
+
+void channel_l1_clip_forward(const Tensor& x, double bound, Tensor& y, Tensor& factor) {
+  SL_CHECK(x.dim() >= 2, ShapeError, "channel_l1_clip: input ", x.str(), " must be [N, C, ...]");
+  const int64_t maps = x.size(0) * x.size(1), q = maps == 0 ? 0 : x.numel() / maps;
+  check_shape(factor, Shape{x.size(0), x.size(1)}, "channel_l1_clip factor");
+  dispatch_float(x, "channel_l1_clip", [&](auto t) {
+    using T = decltype(t);
+    const T* px = x.data<T>();
+    T* py = y.data<T>();
+    T* pf = factor.data<T>();
+#pragma omp parallel for if (x.numel() > kParallelGrain) schedule(static)
+    for (int64_t m = 0; m < maps; ++m) {
+      const T* xr = px + m * q;
+      double s = 0;
+      for (int64_t i = 0; i < q; ++i) s += std::abs(double(xr[i]));
+      const T f = T(s > bound ? bound / s : 1.0);
+      pf[m] = f;
+      T* yr = py + m * q;
+      for (int64_t i = 0; i < q; ++i) yr[i] = xr[i] * f;
+    }
+  });
+}
+
+void channel_l1_clip_backward(const Tensor& x, const Tensor& factor, const Tensor& gy, double bound, Tensor& gx) {
+  SL_CHECK(x.dim() >= 2, ShapeError, "channel_l1_clip_backward: input ", x.str(), " must be [N, C, ...]");
+  const int64_t maps = x.size(0) * x.size(1), q = maps == 0 ? 0 : x.numel() / maps;
+  check_shape(factor, Shape{x.size(0), x.size(1)}, "channel_l1_clip_backward factor");
+  dispatch_float(x, "channel_l1_clip_backward", [&](auto t) {
+    using T = decltype(t);
+    const T* px = x.data<T>();
+    const T* pf = factor.data<T>();
+    const T* pg = gy.data<T>();
+    T* o = gx.data<T>();
+#pragma omp parallel for if (x.numel() > kParallelGrain) schedule(static)
+    for (int64_t m = 0; m < maps; ++m) {
+      const int64_t at = m * q;
+      const double f = double(pf[m]);
+      double c = 0;  // f^2 / bound * sum(gy x): the part from the derivative of the factor
+      if (f < 1) {
+        double dot = 0;
+        for (int64_t i = 0; i < q; ++i) dot += double(pg[at + i]) * double(px[at + i]);
+        c = f * f / bound * dot;
+      }
+      for (int64_t i = 0; i < q; ++i) {
+        const double xi = double(px[at + i]);
+        o[at + i] = T(f * double(pg[at + i]) - c * double((xi > 0) - (xi < 0)));
+      }
     }
   });
 }

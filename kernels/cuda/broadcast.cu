@@ -3,6 +3,8 @@
 //   sum_to_shape    one thread per output element, summing the reduced dims in index order (double)
 //   channel_affine  forward and gx one thread per element; gscale/gshift one block per channel, each thread a fixed
 //                   share of the channel's (n, q) positions, then the block's deterministic tree sum (double)
+//   channel_l1_clip one block per (n, c) map: the block's tree sum of |x| (forward) or of gy x (backward, clipped
+//                   maps only), then every thread scales its share of the map
 #include "kernels/broadcast.h"
 #include "kernels/cuda/common.cuh"
 
@@ -99,6 +101,66 @@ void channel_affine_backward_t(const Tensor& x, const Tensor& scale, const Tenso
   SL_CUDA_LAUNCH("channel_affine_backward_sums");
 }
 
+constexpr int kClipThreads = 128;
+
+template <class T>
+__global__ void __launch_bounds__(kClipThreads)
+    l1_clip_forward_kernel(const T* x, int64_t q, double bound, T* y, T* factor) {
+  const int64_t at = int64_t(blockIdx.x) * q;
+  double s = 0;
+  for (int64_t i = threadIdx.x; i < q; i += blockDim.x) s += fabs(double(x[at + i]));
+  s = block_sum(s);
+  const T f = T(s > bound ? bound / s : 1.0);
+  if (threadIdx.x == 0) factor[blockIdx.x] = f;
+  for (int64_t i = threadIdx.x; i < q; i += blockDim.x) y[at + i] = x[at + i] * f;
+}
+
+template <class T>
+__global__ void __launch_bounds__(kClipThreads)
+    l1_clip_backward_kernel(const T* x, const T* factor, const T* gy, int64_t q, double bound, T* gx) {
+  const int64_t at = int64_t(blockIdx.x) * q;
+  const double f = double(factor[blockIdx.x]);
+  double c = 0;
+  if (f < 1) {  // the same for the whole block: every thread takes part in the sum
+    double dot = 0;
+    for (int64_t i = threadIdx.x; i < q; i += blockDim.x) dot += double(gy[at + i]) * double(x[at + i]);
+    c = f * f / bound * block_sum(dot);
+  }
+  for (int64_t i = threadIdx.x; i < q; i += blockDim.x) {
+    const double xi = double(x[at + i]);
+    gx[at + i] = T(f * double(gy[at + i]) - c * double((xi > 0) - (xi < 0)));
+  }
+}
+
+struct ClipMaps {
+  int64_t maps, q;
+};
+ClipMaps clip_maps(const Tensor& x, const Tensor& factor, const char* op) {
+  SL_CHECK(x.dim() >= 2, ShapeError, op, ": input ", x.str(), " must be [N, C, ...]");
+  check_shape(factor, Shape{x.size(0), x.size(1)}, op);
+  const int64_t maps = x.size(0) * x.size(1);
+  SL_CHECK(maps < (int64_t(1) << 31), ShapeError, op, ": ", maps, " maps are more than a grid holds");
+  return {maps, maps == 0 ? 0 : x.numel() / maps};
+}
+
+template <class T>
+void channel_l1_clip_forward_t(const Tensor& x, double bound, Tensor& y, Tensor& factor) {
+  const ClipMaps m = clip_maps(x, factor, "channel_l1_clip");
+  if (m.maps == 0) return;
+  l1_clip_forward_kernel<T>
+      <<<unsigned(m.maps), kClipThreads, 0, stream_of(x)>>>(x.data<T>(), m.q, bound, y.data<T>(), factor.data<T>());
+  SL_CUDA_LAUNCH("channel_l1_clip_forward");
+}
+
+template <class T>
+void channel_l1_clip_backward_t(const Tensor& x, const Tensor& factor, const Tensor& gy, double bound, Tensor& gx) {
+  const ClipMaps m = clip_maps(x, factor, "channel_l1_clip_backward");
+  if (m.maps == 0) return;
+  l1_clip_backward_kernel<T><<<unsigned(m.maps), kClipThreads, 0, stream_of(x)>>>(
+      x.data<T>(), factor.data<T>(), gy.data<T>(), m.q, bound, gx.data<T>());
+  SL_CUDA_LAUNCH("channel_l1_clip_backward");
+}
+
 }  // namespace
 
 void add_broadcast(const Tensor& a, const Tensor& b, Tensor& out) {
@@ -111,6 +173,13 @@ void channel_affine_forward(const Tensor& x, const Tensor& scale, const Tensor& 
 void channel_affine_backward(const Tensor& x, const Tensor& scale, const Tensor& gy, Tensor& gx, Tensor& gscale,
                              Tensor& gshift) {
   SL_CUDA_DISPATCH(x, "channel_affine_backward", channel_affine_backward_t, x, scale, gy, gx, gscale, gshift);
+}
+
+void channel_l1_clip_forward(const Tensor& x, double bound, Tensor& y, Tensor& factor) {
+  SL_CUDA_DISPATCH(x, "channel_l1_clip", channel_l1_clip_forward_t, x, bound, y, factor);
+}
+void channel_l1_clip_backward(const Tensor& x, const Tensor& factor, const Tensor& gy, double bound, Tensor& gx) {
+  SL_CUDA_DISPATCH(x, "channel_l1_clip_backward", channel_l1_clip_backward_t, x, factor, gy, bound, gx);
 }
 
 }  // namespace sl::cuda
