@@ -168,8 +168,12 @@ runtime::EdgeCompute edge_compute(const runtime::Deployment& dep, const runtime:
   return runtime::emulated_device(c, slowdown * runtime::time_per_image(c, sample));
 }
 
-DefenseChain edge_defenses(const EdgeOptions& o) {
-  return o.defense.empty() ? DefenseChain{} : make_defenses(parse_defenses(o.defense), o.defense_seed);
+// The edge's defenses at a split (the spec was checked when the flags were parsed): CIS's rank allocation takes the
+// split's calibration stored in edge.ckpt (`splitleak split --calibrate`), a clear error when there is none.
+DefenseChain edge_defenses(const EdgeOptions& o, const runtime::Deployment& dep, const runtime::SplitPoint& sp) {
+  if (o.defense.empty()) return {};
+  const std::vector<DefenseSpec> specs = parse_defenses(o.defense);
+  return make_defenses(specs, o.defense_seed, needs_calibration(specs) ? &dep.calibration_of(sp) : nullptr);
 }
 
 uint16_t split_id_for(const wire::Welcome& w, const runtime::SplitPoint& sp) {
@@ -194,7 +198,6 @@ void run_once(EdgeOptions& o) {
   if (!o.link_mbps.empty()) o.run.link.mbps = parse_list(o.link_mbps, "--link-mbps").at(0);
   o.run.link.rtt_ms = o.link_rtt_ms;
   if (!o.link_schedule.empty()) runtime::parse_link_schedule(o.link_schedule, o.run.link);
-  DefenseChain defenses = edge_defenses(o);  // before any file is read
   Setup s = prepare(o);
   const runtime::Deployment& dep = s.dep;
   const runtime::SplitPoint* sp = nullptr;
@@ -204,6 +207,7 @@ void run_once(EdgeOptions& o) {
     SL_CHECK(dep.splits.size() == 1, ValueError, o.model, " holds several splits; choose one with --split");
     sp = &dep.splits.front();
   }
+  DefenseChain defenses = edge_defenses(o, dep, *sp);  // before connecting
   wire::Welcome welcome;
   runtime::CloudClient client = connect(o, dep, welcome);
   o.run.split_id = split_id_for(welcome, *sp);
@@ -368,9 +372,10 @@ void run_sweep(EdgeOptions& o) {
   io::check_output_dir(o.out, "--out");
   for (const char* f : kSweepFiles) io::check_output_file((fs::path(o.out) / f).string(), "--out");
   std::vector<double> links = o.link_mbps.empty() ? std::vector<double>{0} : parse_list(o.link_mbps, "--link-mbps");
-  DefenseChain defenses = edge_defenses(o);
   Setup s = prepare(o);
   const runtime::Deployment& dep = s.dep;
+  std::map<std::string, DefenseChain> defenses;  // per split, before connecting
+  for (auto& sp : dep.splits) defenses[sp.name] = edge_defenses(o, dep, sp);
   wire::Welcome welcome;
   runtime::CloudClient client = connect(o, dep, welcome);
   std::vector<const runtime::SplitPoint*> splits;
@@ -400,8 +405,8 @@ void run_sweep(EdgeOptions& o) {
       ro.link.mbps = l;
       ro.link.rtt_ms = o.link_rtt_ms;
       runtime::EdgeRunResult r = runtime::run_edge(
-          client, edge_compute(dep, *sp, s.device, defenses, o.edge_slowdown, s.test.images.slice(0, 1)), s.test.images,
-          {}, ro);
+          client, edge_compute(dep, *sp, s.device, defenses[sp->name], o.edge_slowdown, s.test.images.slice(0, 1)),
+          s.test.images, {}, ro);
       std::vector<double> e, w, c, t;
       for (auto& x : r.timings) {
         e.push_back(x.edge_s * 1e3);
@@ -499,7 +504,6 @@ void run_adaptive(EdgeOptions& o) {
     SL_CHECK(o.images < 0 && !o.all, ValueError, "--link-phases sets the number of images (requests x --batch)");
     o.images = requests * o.run.batch;
   }
-  DefenseChain defenses = edge_defenses(o);
   Setup s = prepare(o);
   const runtime::Deployment& dep = s.dep;
   int64_t n = s.test.size();
@@ -513,6 +517,10 @@ void run_adaptive(EdgeOptions& o) {
     std::string item;
     while (std::getline(ss, item, ',')) names.push_back(dep.split(item).name);  // ValueError listing the edge's
   }
+  std::map<std::string, DefenseChain> defenses;  // per split, before connecting
+  for (auto& sp : dep.splits)
+    if (o.splits.empty() || std::find(names.begin(), names.end(), sp.name) != names.end())
+      defenses[sp.name] = edge_defenses(o, dep, sp);
   wire::Welcome welcome;
   runtime::CloudClient client = connect(o, dep, welcome);
   if (o.splits.empty())
@@ -525,7 +533,8 @@ void run_adaptive(EdgeOptions& o) {
     const runtime::SplitPoint& sp = dep.split(nm);  // ValueError listing the edge's splits
     uint16_t id = split_id_for(welcome, sp);        // ValueError when the cloud does not serve it
     splits.push_back(
-        {sp.name, id, edge_compute(dep, sp, s.device, defenses, o.edge_slowdown, s.test.images.slice(0, 1))});
+        {sp.name, id,
+         edge_compute(dep, sp, s.device, defenses.at(sp.name), o.edge_slowdown, s.test.images.slice(0, 1))});
     name_of[id] = sp.name;
   }
 

@@ -6,9 +6,11 @@
 
 #include "cli/commands.h"
 #include "cli/validate.h"
+#include "datasets/fetch.h"
 #include "experiment/common.h"
 #include "experiment/ui.h"
 #include "runtime/deploy.h"
+#include "split/defense.h"
 #include "tensor/io.h"
 
 namespace sl::cli {
@@ -18,7 +20,8 @@ using namespace sl::experiment;  // load_model, parse_device, json_text, command
 namespace {
 
 struct SplitOptions {
-  std::string model, at, out;
+  std::string model, at, out, dataset, data;
+  int64_t calibrate = 0;  // CIS: channel ranks of each split on this many of the edge's training images
   bool json = false;
 };
 
@@ -31,11 +34,23 @@ void run_split(const SplitOptions& o) {
   SL_CHECK(lm.ckpt.get("role").empty(), ValueError, o.model, " is already one side of a split; give the whole model");
   std::vector<std::string> names = runtime::parse_split_list(*lm.model.net, o.at);
 
+  // CIS's rank allocation: each split's channel ranks, measured once on the edge's own training images and stored
+  // in edge.ckpt (the cloud's file never holds them).
+  std::map<std::string, DefenseCalibration> cal;
+  if (o.calibrate > 0) {
+    const std::string ds = o.dataset.empty() ? lm.dataset : o.dataset;
+    SL_CHECK(!ds.empty(), ValueError, o.model, ": the checkpoint does not say its data set; pass --dataset");
+    for (auto& name : names)
+      if (name != "input")
+        cal[name] = calibrate_on_training_data(SplitPipeline(lm.model, name), ds, data::find_data_dir(o.data),
+                                               Device::cpu(), o.calibrate);
+  }
+
   auto meta = lm.ckpt.meta;
   meta["source_model"] = o.model;
   meta["split_date"] = ui::now_iso8601();
   meta["split_command"] = command_line();
-  runtime::SplitFiles f = runtime::write_split(lm.model, names, o.out, meta);
+  runtime::SplitFiles f = runtime::write_split(lm.model, names, o.out, meta, cal);
 
   Shape in = lm.model.batch_shape(1);
   nlohmann::json j{{"model", o.model},
@@ -54,6 +69,9 @@ void run_split(const SplitOptions& o) {
                            {"sample_shape", s.sample_shape.dims()},
                            {"bytes_per_image", bytes},
                            {"fingerprint", s.fingerprint}});
+    if (cal.count(s.name))
+      j["splits"].back()["cis_calibration"] = {{"images", cal[s.name].images},
+                                               {"channel_rank", cal[s.name].channel_rank}};
   }
   if (o.json) {
     std::cout << json_text(j) << std::endl;
@@ -63,7 +81,11 @@ void run_split(const SplitOptions& o) {
             << "  " << f.edge_path << ": the edge's head, " << f.edge_params << " parameters ("
             << ui::bytes(double(f.edge_params) * 4) << ")\n"
             << "  " << f.cloud_path << ": the cloud's tail, " << f.cloud_params << " parameters ("
-            << ui::bytes(double(f.cloud_params) * 4) << ")\n\n";
+            << ui::bytes(double(f.cloud_params) * 4) << ")\n";
+  if (!cal.empty())
+    std::cout << "  CIS channel calibration of every split (" << o.calibrate << " training images) stored in "
+              << f.edge_path << "\n";
+  std::cout << "\n";
   t.print();
 }
 
@@ -76,6 +98,14 @@ void add_split(CLI::App& app) {
   c->add_option("--at", o->at, "Split after this layer; a comma-separated list, or 'all' (with 'input': cloud-only)")
       ->required();
   c->add_option("--out", o->out, "Folder for edge.ckpt and cloud.ckpt")->required()->check(valid::path());
+  c->add_option("--calibrate", o->calibrate,
+                "Measure each split's channel ranks on N of the edge's training images and store them in edge.ckpt "
+                "(for --defense cis with alloc=rank; 256 is what eval and defend use)")
+      ->check(valid::integer(1, valid::kMaxImages));
+  c->add_option("--dataset", o->dataset, "--calibrate: mnist, cifar10 or folder:DIR (default: the checkpoint's)")
+      ->check(valid::dataset());
+  c->add_option("--data", o->data, "--calibrate: data directory (default: $SPLITLEAK_DATA or data/)")
+      ->check(valid::path());
   c->add_flag("--json", o->json, "Print one JSON object");
   c->callback([o] { run_split(*o); });
 }

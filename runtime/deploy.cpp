@@ -130,7 +130,8 @@ std::vector<SplitPoint> split_points(const Model& model, const std::vector<std::
 }
 
 SplitFiles write_split(const Model& model, const std::vector<std::string>& names, const std::string& dir,
-                       const std::map<std::string, std::string>& meta) {
+                       const std::map<std::string, std::string>& meta,
+                       const std::map<std::string, DefenseCalibration>& calibration) {
   SL_CHECK(!names.empty(), ValueError, "no split given");
   const Sequential& net = *model.net;
   SplitFiles f;
@@ -165,7 +166,13 @@ SplitFiles write_split(const Model& model, const std::vector<std::string>& names
   f.edge_path = (d / "edge.ckpt").string();
   f.cloud_path = (d / "cloud.ckpt").string();
   // Both checkpoints are complete before either is written, so a failure leaves no half deployment behind.
-  Checkpoint ce = make_checkpoint(*edge, model.arch, side("edge", edge, 0));
+  auto edge_meta = side("edge", edge, 0);
+  for (auto& [name, cal] : calibration) {
+    SL_CHECK(std::find(names.begin(), names.end(), name) != names.end(), ValueError, "a calibration for split '", name,
+             "', which is not one of the splits written");
+    edge_meta["cis_calibration." + name] = calibration_text(cal);
+  }
+  Checkpoint ce = make_checkpoint(*edge, model.arch, edge_meta);
   Checkpoint cc = make_checkpoint(*cloud, model.arch, side("cloud", cloud, shallowest));
   save_checkpoint(f.edge_path, ce);
   save_checkpoint(f.cloud_path, cc);
@@ -196,6 +203,14 @@ SplitPipeline Deployment::pipeline(const SplitPoint& s, DefenseChain defenses) c
   if (role == "edge") return SplitPipeline::from_parts(m, s.name, part(s), nullptr, std::move(defenses));
   SL_CHECK(defenses.empty(), ValueError, "the defenses run on the edge, not in the cloud");
   return SplitPipeline::from_parts(m, s.name, nullptr, part(s));
+}
+
+const DefenseCalibration& Deployment::calibration_of(const SplitPoint& s) const {
+  auto it = calibration.find(s.name);
+  SL_CHECK(it != calibration.end(), ValueError, "this ", role, " checkpoint holds no channel calibration for split ",
+           s.name, " (CIS with alloc=rank needs one): split again with `splitleak split ... --calibrate 256`, or use ",
+           "alloc=uniform");
+  return it->second;
 }
 
 std::vector<std::string> Deployment::fingerprints() const {
@@ -262,6 +277,15 @@ Deployment load_deployment(const std::string& path, const std::string& role, Dev
     bool held = role == "edge" ? s.edge_layers <= d.layers.size()
                                : s.edge_layers >= d.first_layer && s.edge_layers <= d.first_layer + d.layers.size();
     SL_CHECK(held, ValueError, path, ": split '", name, "' needs layers this ", role, " checkpoint does not hold");
+    const std::string cal = c.get("cis_calibration." + name);
+    if (!cal.empty()) {
+      DefenseCalibration dc = parse_calibration(cal, path + ": metadata 'cis_calibration." + name + "'");
+      const int64_t channels = s.sample_shape.rank() >= 1 ? s.sample_shape[0] : 0;
+      SL_CHECK(int64_t(dc.channel_rank.size()) == channels, ValueError, path, ": metadata 'cis_calibration.", name,
+               "' holds ", dc.channel_rank.size(), " channel ranks, the split's tensor ", s.sample_shape.str(), " has ",
+               channels, " channels");
+      d.calibration[name] = std::move(dc);
+    }
     d.splits.push_back(std::move(s));
   }
   SL_CHECK(!d.splits.empty(), ValueError, path, ": no split listed");

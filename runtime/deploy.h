@@ -34,14 +34,17 @@ std::vector<std::string> parse_split_list(const Sequential& net, const std::stri
 std::vector<SplitPoint> split_points(const Model& model, const std::vector<std::string>& names);
 
 // Writes <dir>/edge.ckpt and <dir>/cloud.ckpt for the given splits of a trained model; `meta` (the source
-// checkpoint's data set, accuracy, ...) is copied into both.
+// checkpoint's data set, accuracy, ...) is copied into both. `calibration` (split name -> what CIS's rank
+// allocation measured at that split on the edge's own data, split/cis.h) goes into the edge's file only, as
+// "cis_calibration.<split>".
 struct SplitFiles {
   std::string edge_path, cloud_path;
   std::vector<SplitPoint> splits;
   int64_t edge_params = 0, cloud_params = 0;  // parameter counts
 };
 SplitFiles write_split(const Model& model, const std::vector<std::string>& names, const std::string& dir,
-                       const std::map<std::string, std::string>& meta);
+                       const std::map<std::string, std::string>& meta,
+                       const std::map<std::string, DefenseCalibration>& calibration = {});
 
 // One side of a deployed split, loaded from edge.ckpt or cloud.ckpt.
 struct Deployment {
@@ -54,6 +57,9 @@ struct Deployment {
   size_t first_layer = 0;           // index in the full model of layers[0]
   std::shared_ptr<Sequential> net;  // exactly the layers this side holds (no other weights are loaded)
   Checkpoint ckpt;                  // the file's metadata (dataset, source accuracy, ...) and tensors
+  // Edge: the calibrations stored at `splitleak split --calibrate` (split name -> channel ranks), checked against
+  // each split's channel count when loaded.
+  std::map<std::string, DefenseCalibration> calibration;
 
   const SplitPoint& split(const std::string& name) const;  // ValueError listing the splits served
   const SplitPoint* find_fingerprint(const std::string& fp) const;
@@ -61,6 +67,8 @@ struct Deployment {
   // the layer objects of `net`. An empty Sequential is the identity.
   std::shared_ptr<Sequential> part(const SplitPoint& s) const;
   std::vector<std::string> fingerprints() const;
+  // The stored calibration of a split; ValueError saying how to make one when there is none.
+  const DefenseCalibration& calibration_of(const SplitPoint& s) const;
   // This side of the split as a SplitPipeline (split/pipeline.h): the edge's holds the head and the defenses (its
   // edge() is what is sent), the cloud's the tail (its cloud() answers); the other side is absent.
   SplitPipeline pipeline(const SplitPoint& s, DefenseChain defenses = {}) const;

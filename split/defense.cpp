@@ -332,6 +332,47 @@ uint64_t defense_key(uint64_t seed, size_t position) {
   return z ^ (z >> 31);
 }
 
+std::string calibration_text(const DefenseCalibration& c) {
+  std::ostringstream o;
+  o << "images=" << c.images << " ranks=";
+  o << std::setprecision(17);
+  for (size_t i = 0; i < c.channel_rank.size(); ++i) o << (i ? "," : "") << c.channel_rank[i];
+  return o.str();
+}
+
+DefenseCalibration parse_calibration(const std::string& text, const std::string& where) {
+  auto bad = [&](const std::string& why) {
+    return ValueError(str(where, ": not a channel calibration (", why, "): '", text.substr(0, 80), "'"));
+  };
+  const std::string a = "images=", b = " ranks=";
+  const size_t at = text.find(b);
+  if (text.rfind(a, 0) != 0 || at == std::string::npos) throw bad("expected 'images=N ranks=R,R,...'");
+  DefenseCalibration c;
+  const std::string n = text.substr(a.size(), at - a.size());
+  size_t used = 0;
+  try {
+    c.images = std::stoll(n, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (n.empty() || used != n.size() || c.images < 1) throw bad("the image count '" + n + "' is not a count >= 1");
+  std::stringstream ss(text.substr(at + b.size()));
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    double r = 0;
+    try {
+      r = std::stod(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (item.empty() || used != item.size() || !std::isfinite(r) || r < 0)
+      throw bad("rank '" + item + "' is not a finite number >= 0");
+    c.channel_rank.push_back(r);
+  }
+  if (c.channel_rank.empty()) throw bad("no ranks");
+  return c;
+}
+
 bool needs_calibration(const std::vector<DefenseSpec>& specs) {
   for (auto& s : specs) {
     const DefenseKind& k = defense_kind(s.kind);

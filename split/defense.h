@@ -102,6 +102,10 @@ struct DefenseCalibration {
   int64_t images = 0;  // how many images it was measured on
   bool empty() const { return channel_rank.empty(); }
 };
+// As text in a deployment's metadata: "images=256 ranks=5.7,4.2,..." (every rank round-trips exactly), and back
+// (ValueError naming `where` for anything else: a count that is not one, a rank that is not a finite number >= 0).
+std::string calibration_text(const DefenseCalibration& c);
+DefenseCalibration parse_calibration(const std::string& text, const std::string& where);
 
 // Everything a kind needs to build an instance.
 struct DefenseSetup {

@@ -182,6 +182,76 @@ TEST_CASE("cli: split + serve + edge --all give eval --split's accuracy; the rec
 }
 
 TEST_CASE(
+    "cli: CIS's calibration is stored with the deployment; the edge's CIS equals eval's; missing or corrupt, "
+    "a clear error",
+    "[runtime][cli][cis]") {
+  fs::path dir = temp_dir("clicis");
+  sl::test::write_tiny_mnist(dir / "data", 12, 30);
+  Generator g(8);
+  Model m = make_model("lenet", g);
+  std::string model = (dir / "lenet.ckpt").string();
+  save_checkpoint(model, m, {{"dataset", "mnist"}});
+  std::string data = (dir / "data").string();
+  // --calibrate measures every split on the edge's training images (all 12 here, as eval's 256 do) into edge.ckpt.
+  Run sp = run({"split", "--model", model, "--at", "ReLU2,fc1", "--out", (dir / "cal").string(), "--calibrate", "256",
+                "--data", data, "--json"},
+               dir);
+  INFO(sp.err);
+  REQUIRE(sp.code == 0);
+  auto sj = nlohmann::json::parse(sp.out);
+  CHECK(sj["splits"][0]["cis_calibration"]["images"].get<int>() == 12);
+  CHECK(sj["splits"][0]["cis_calibration"]["channel_rank"].size() == 16);
+  CHECK(sj["splits"][1]["cis_calibration"]["channel_rank"].size() == 120);
+  std::string edge = (dir / "cal" / "edge.ckpt").string(), cloud = (dir / "cal" / "cloud.ckpt").string();
+  CHECK_FALSE(load_checkpoint(edge).get("cis_calibration.ReLU2").empty());
+  CHECK(load_checkpoint(cloud).get("cis_calibration.ReLU2").empty());  // the cloud never holds the edge's data
+  REQUIRE(run({"split", "--model", model, "--at", "ReLU2", "--out", (dir / "plain").string()}, dir).code == 0);
+
+  Child serve({bin(), "serve", "--model", cloud, "--listen", "127.0.0.1:0", "--threads", "1", "--quiet"}, dir, "serve");
+  REQUIRE(serve.wait_output("listening on", 20));
+  std::string at = "127.0.0.1:" + std::to_string(serve_port(serve.out()));
+  const std::string spec = "cis:eps=40,alloc=rank,clip=4";
+  Run e = run({"edge", "--model", edge, "--split", "ReLU2", "--connect", at, "--all", "--data", data, "--json",
+               "--batch", "4", "--defense", spec, "--defense-seed", "3"},
+              dir);
+  INFO(e.err);
+  REQUIRE(e.code == 0);
+  Run ev = run({"eval", "--model", model, "--split", "ReLU2", "--data", data, "--json", "--defense", spec,
+                "--defense-seed", "3"},
+               dir);
+  INFO(ev.err);
+  REQUIRE(ev.code == 0);
+  auto ej = nlohmann::json::parse(e.out), vj = nlohmann::json::parse(ev.out);
+  CHECK(ej["images"].get<int>() == 30);
+  CHECK(vj["defense"]["predictions_changed"].get<int>() > 0);  // the noise is strong enough to matter
+  CHECK(ej["accuracy"].get<double>() == vj["defense"]["accuracy"].get<double>());
+
+  // A deployment split without --calibrate: rank allocation refused before connecting, saying what to do.
+  Run none = run({"edge", "--model", (dir / "plain" / "edge.ckpt").string(), "--connect", at, "--images", "2", "--data",
+                  data, "--defense", spec},
+                 dir);
+  CHECK(none.code == 1);
+  CHECK(count_lines(none.err) == 1);
+  CHECK_THAT(none.err, Catch::Contains("no channel calibration for split ReLU2") && Catch::Contains("--calibrate"));
+  // A calibration of the wrong size, or not a calibration: refused when the file is loaded, naming it.
+  for (const std::string& text :
+       {std::string("images=12 ranks=1,2,3"), std::string("images=x ranks=1"), std::string("images=12 ranks=nan,1")}) {
+    Checkpoint c = load_checkpoint(edge);
+    c.meta["cis_calibration.ReLU2"] = text;
+    std::string bad = (dir / "bad-edge.ckpt").string();
+    save_checkpoint(bad, c);
+    Run r = run({"edge", "--model", bad, "--split", "ReLU2", "--connect", at, "--images", "2", "--data", data}, dir);
+    INFO(text << ": " << r.err);
+    CHECK(r.code == 1);
+    CHECK(count_lines(r.err) == 1);
+    CHECK_THAT(r.err, Catch::Contains("bad-edge.ckpt") && Catch::Contains("cis_calibration.ReLU2"));
+  }
+  serve.kill(SIGTERM);
+  REQUIRE(serve.wait_exit(10) == 0);
+  fs::remove_all(dir);
+}
+
+TEST_CASE(
     "cli: the edge runs the split pipeline: edge --defense equals eval --defense, attack --observed equals the "
     "in-process attack",
     "[runtime][cli][defense]") {
