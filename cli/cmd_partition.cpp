@@ -19,6 +19,10 @@ void add_partition(CLI::App& app) {
   c->add_option("--bandwidth", o->bandwidth, "Link bandwidth, e.g. 1Mbit, 100Mbit, 1Gbit (default 100Mbit)");
   c->add_option("--rtt-ms", o->rtt_ms, "Link round trip in ms (default 10)")->check(valid::non_negative());
   c->add_option("--edge-memory", o->edge_memory, "Edge memory budget, e.g. 2MB, 512KiB (default: no limit)");
+  c->add_option("--scenario", o->scenarios,
+                "Also recommend for this link and budget, BANDWIDTH[,EDGE_MEMORY] (e.g. 100Mbit or 1Mbit,64KiB), "
+                "from the same measurements; repeatable")
+      ->take_all();
   c->add_option("--max-ssim", o->max_ssim, "Privacy threshold: the worst attack's SSIM at most this")
       ->check(valid::real(-1, 1));
   c->add_option("--max-leakage", o->max_leakage, "Privacy threshold: the worst leakage index (bit/px) at most this")

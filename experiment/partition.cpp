@@ -107,6 +107,21 @@ std::string fmt(double v, int d) { return ui::fixed(v, d); }
 
 }  // namespace
 
+Scenario parse_scenario(const std::string& text) {
+  Scenario sc;
+  sc.text = text;
+  const size_t comma = text.find(',');
+  const std::string bw = text.substr(0, comma);
+  SL_CHECK(!bw.empty(), ValueError, "--scenario '", text, "': expected BANDWIDTH[,EDGE_MEMORY], e.g. 1Mbit,2MB");
+  try {
+    sc.bandwidth_bps = parse_bandwidth(bw);
+    if (comma != std::string::npos) sc.edge_memory_bytes = parse_bytes(text.substr(comma + 1));
+  } catch (const ValueError& e) {
+    throw ValueError(str("--scenario '", text, "': ", e.what()));
+  }
+  return sc;
+}
+
 void run_partition_command(const PartitionOptions& o) {
   set_threads(o.threads);
   // Everything the command line says is checked before the model and the data are loaded.
@@ -120,6 +135,8 @@ void run_partition_command(const PartitionOptions& o) {
   if (!o.edge_memory.empty()) limits.edge_memory_bytes = parse_bytes(o.edge_memory);
   if (!std::isnan(o.max_ssim)) limits.max_ssim = o.max_ssim;
   if (!std::isnan(o.max_leakage)) limits.max_leakage_bits = o.max_leakage;
+  std::vector<Scenario> scenarios;
+  for (auto& text : o.scenarios) scenarios.push_back(parse_scenario(text));
   std::vector<inv::AttackKind> attacks;
   for (auto& a : split_list(o.attacks)) attacks.push_back(inv::attack_kind(a));  // ValueError listing them
   SL_CHECK(!attacks.empty(), ValueError, "--attacks: no attack given (whitebox, blackbox, queryfree)");
@@ -218,6 +235,13 @@ void run_partition_command(const PartitionOptions& o) {
   std::vector<SplitCandidate> cands;
   for (auto& r : rows) cands.push_back({r.cost, r.worst_ssim, r.worst_leakage});
   const SplitChoice choice = choose_split(cands, link, limits);
+  // The other scenarios, from the same measurements.
+  std::vector<SplitChoice> scenario_choice;
+  for (auto& sc : scenarios) {
+    SplitConstraints l = limits;
+    l.edge_memory_bytes = sc.edge_memory_bytes;
+    scenario_choice.push_back(choose_split(cands, Link{sc.bandwidth_bps, link.rtt_s}, l));
+  }
 
   // ---- the table ----------------------------------------------------------------------------------------------
   std::vector<std::string> header{"split"};
@@ -317,6 +341,23 @@ void run_partition_command(const PartitionOptions& o) {
   }
   j["recommendation"] = {{"split", choice.index ? nlohmann::json(cands[*choice.index].cost.split) : nlohmann::json()},
                          {"reason", choice.reason}};
+  std::ostringstream sctext;
+  for (size_t k = 0; k < scenarios.size(); ++k) {
+    const Scenario& sc = scenarios[k];
+    const SplitChoice& c = scenario_choice[k];
+    j["scenarios"].push_back(
+        {{"scenario", sc.text},
+         {"bandwidth_bps", sc.bandwidth_bps},
+         {"edge_memory_bytes", sc.edge_memory_bytes ? nlohmann::json(*sc.edge_memory_bytes) : nlohmann::json(nullptr)},
+         {"split", c.index ? nlohmann::json(cands[*c.index].cost.split) : nlohmann::json()},
+         {"latency_seconds", c.index ? nlohmann::json(c.latency_s[*c.index]) : nlohmann::json(nullptr)},
+         {"reason", c.reason}});
+    sctext << "  " << fmt(sc.bandwidth_bps / 1e6, 3) << " Mbit/s"
+           << (sc.edge_memory_bytes ? ", edge memory " + ui::bytes(double(*sc.edge_memory_bytes)) : "") << ": "
+           << c.reason << "\n";
+  }
+  const std::string scenario_block =
+      scenarios.empty() ? "" : "\nother scenarios (the same measurements, rtt and thresholds):\n" + sctext.str();
 
   // ---- figures ------------------------------------------------------------------------------------------------
   std::vector<std::string> written{"results.json", "results.csv", "table.txt"};
@@ -385,7 +426,8 @@ void run_partition_command(const PartitionOptions& o) {
   io::write_file_atomic(o.out + "/results.json", json_text(j, 2) + "\n", "output");
   std::ostringstream txt;
   txt << t.str() << "\nleakage index vs PSNR (pairs of layers):\n"
-      << order.str() << "\nrecommendation: " << choice.reason << "\n";
+      << order.str() << "\nrecommendation: " << choice.reason << "\n"
+      << scenario_block;
   io::write_file_atomic(o.out + "/table.txt", txt.str(), "output");
 
   if (o.json) {
@@ -399,8 +441,8 @@ void run_partition_command(const PartitionOptions& o) {
             << "; bit/px = leakage index; edge mem = parameters + peak activations of one image\n";
   t.print();
   std::cout << "\nleakage index vs PSNR (pairs of layers):\n" << order.str();
-  std::cout << "\nrecommendation: " << choice.reason << "\n\nattacks took " << ui::duration(total_s) << "; written to "
-            << o.out << ":";
+  std::cout << "\nrecommendation: " << choice.reason << "\n"
+            << scenario_block << "\nattacks took " << ui::duration(total_s) << "; written to " << o.out << ":";
   for (auto& w : written) std::cout << " " << w;
   std::cout << "\n";
 }

@@ -7,6 +7,7 @@
 #pragma once
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -23,7 +24,18 @@ struct PartitionOptions {
   int threads = 0, iters = -1, epochs = -1;
   int64_t images = -1, attacker_limit = -1;
   uint64_t seed = 1;
+  // More links and budgets to recommend for from the same measurements: "BANDWIDTH[,EDGE_MEMORY]" each, e.g.
+  // "1Mbit,2MB" or "100Mbit" (the privacy thresholds and --rtt-ms are shared).
+  std::vector<std::string> scenarios;
 };
+
+// One --scenario: its link and constraints (the privacy thresholds from `base`). ValueError naming the scenario.
+struct Scenario {
+  std::string text;
+  double bandwidth_bps = 0;
+  std::optional<int64_t> edge_memory_bytes;
+};
+Scenario parse_scenario(const std::string& text);
 
 // "1Mbit", "100 Mbit/s", "500kbit", "1.5Gbit", "2e6" (bit/s) -> bit/s. ValueError naming the flag otherwise.
 double parse_bandwidth(const std::string& text);

@@ -466,7 +466,8 @@ TEST_CASE("cli: partition and the CIS defense on a tiny data set", "[cli][partit
   // The advisor: three attacks at three layers, the recommendation and its files.
   fs::path out = dir / "partition";
   r = run("partition --model " + ckpt + " --splits conv1,pool2,fc3 --attacks queryfree,whitebox,blackbox --quick " +
-              "--iters 5 --images 2 --bandwidth 1Mbit --edge-memory 64KiB --out " + out.string() + data,
+              "--iters 5 --images 2 --bandwidth 1Mbit --edge-memory 64KiB --scenario 100Mbit --scenario 1Mbit,1MB " +
+              "--out " + out.string() + data,
           dir);
   INFO(r.err);
   REQUIRE(r.code == 0);
@@ -482,6 +483,12 @@ TEST_CASE("cli: partition and the CIS defense on a tiny data set", "[cli][partit
   CHECK(j["layers"][2]["excluded_by"].get<std::string>().find("edge memory") != std::string::npos);
   CHECK(j["recommendation"]["split"] == "pool2");
   CHECK(j.contains("commit"));
+  // The other scenarios, from the same measurements: without the 64 KiB budget fc3 (40 B sent) is the fastest.
+  REQUIRE(j["scenarios"].size() == 2);
+  CHECK(j["scenarios"][0]["split"] == "fc3");
+  CHECK(j["scenarios"][1]["split"] == "fc3");
+  CHECK(j["scenarios"][1]["edge_memory_bytes"] == 1000000);
+  CHECK_THAT(r.out, Catch::Contains("other scenarios"));
 
   // CIS: rank allocation calibrates on the training images; accuracy is reproducible per seed.
   r = run("eval --model " + ckpt + " --split ReLU2 --defense cis:eps=5000,clip=16 --json" + data, dir);
@@ -508,6 +515,8 @@ TEST_CASE("cli: partition and the CIS defense on a tiny data set", "[cli][partit
   expect_clean_failure(run("partition --model " + ckpt + " --attacks greybox" + x, dir), "greybox");
   expect_clean_failure(run("partition --model " + ckpt + " --splits conv9" + x, dir), "conv9");
   expect_clean_failure(run("partition --model " + ckpt + " --max-ssim 2" + x, dir), "--max-ssim");
+  expect_clean_failure(run("partition --model " + ckpt + " --scenario 1Mbit,2furlongs" + x, dir), "--scenario");
+  expect_clean_failure(run("partition --model " + ckpt + " --scenario ,2MB" + x, dir), "--scenario");
   expect_clean_failure(run("eval --model " + ckpt + " --split ReLU2 --defense cis:eps=0" + data, dir), "> 0");
   expect_clean_failure(run("eval --model " + ckpt + " --split ReLU2 --defense cis:eps=1,alloc=best" + data, dir),
                        "rank or uniform");
