@@ -4,8 +4,9 @@
 #      target <= 15 min on 2 cores; the full settings on a GPU, target <= 2 min on an H200);
 #   2. the recommendation in three scenarios with the paper's query-free attack and --max-ssim 0.3:
 #      1 Mbit/s + 2 MB edge memory, 100 Mbit/s + no limit, 1 Mbit/s + 64 KiB;
-#   3. CIS at the model's CIS split (MNIST ReLU2, CIFAR-10 ReLU22): accuracy and white-box SSIM vs ε, rank and
-#      uniform allocation side by side (`splitleak defend --defense cis,...,cis,...`).
+#   3. CIS at the model's CIS split (MNIST ReLU2, CIFAR-10 ReLU22): accuracy and attack SSIM vs ε, rank and
+#      uniform allocation side by side (`splitleak defend --defense cis,...,cis,...`), the paper's attacker and the
+#      adaptive one (`--compare`), white-box and black-box.
 # Usage: bash bench/partition.sh cpu|cuda [MODEL.ckpt] [RESULTS_DIR]
 #   SPLITLEAK=path/to/splitleak (default build/bin/splitleak, or build-cuda/bin/splitleak for cuda);
 #   CLIP=C overrides the CIS clip bound; the data directory comes from SPLITLEAK_DATA.
@@ -24,7 +25,7 @@ esac
 arch=$("$bin" info --model "$model" --json | sed -n 's/.*"arch": *"\([^"]*\)".*/\1/p' | head -1)
 case "$arch" in
   lenet) cis_split=ReLU2 levels=0,300,500,1000,1500,2000,3000,5000,10000 clip=16 ;;
-  cifar10cnn) cis_split=ReLU22 levels=0,1000,3000,10000,30000,100000,300000 clip=64 ;;
+  cifar10cnn) cis_split=ReLU22 levels=0,10000,30000,60000,100000,300000,1000000 clip=128 ;;
   *) echo "bench/partition.sh: no CIS settings for a '$arch' model" >&2; exit 2 ;;
 esac
 clip="${CLIP:-$clip}"
@@ -44,5 +45,9 @@ echo "partition, 3 attacks x every layer, $device (${args[*]}): $(seconds "$star
 
 cis_args=()
 [ "$device" = cuda ] && cis_args=(--device cuda)
+# The paper's attacker and the adaptive one side by side: white-box over every level, black-box over every other one.
 "$bin" defend --model "$model" --split "$cis_split" --defense "cis,alloc=rank,clip=$clip,cis,alloc=uniform,clip=$clip" \
-  --levels "$levels" "${cis_args[@]}" --out "$results/cis-$cis_split"
+  --levels "$levels" --compare "${cis_args[@]}" --out "$results/cis-$cis_split"
+bb_levels=$(echo "$levels" | tr ',' '\n' | awk 'NR % 2 == 1' | paste -sd, -)
+"$bin" defend --model "$model" --split "$cis_split" --defense "cis,alloc=rank,clip=$clip,cis,alloc=uniform,clip=$clip" \
+  --levels "$bb_levels" --attack blackbox --compare "${cis_args[@]}" --out "$results/cis-$cis_split-blackbox"
