@@ -60,6 +60,14 @@ int lines(const std::string& s) {
   return n;
 }
 
+// A fresh folder holding a tiny MNIST (100 training and 30 test images) and a LeNet trained on it for one epoch:
+// what the defense and partition tests start from. `data` is the " --data DIR" to append to a command line.
+struct TinyLenet {
+  fs::path dir;
+  std::string data, ckpt;
+};
+TinyLenet tiny_lenet(const std::string& name);
+
 // The failure contract: exit code 1 or 2, no crash, one line on stderr saying "error" and containing `needle`.
 void expect_clean_failure(const RunResult& r, const std::string& needle) {
   INFO("stderr: " << r.err);
@@ -372,15 +380,26 @@ TEST_CASE("cli: bad outputs, inputs, flags, data and numbers are refused; nothin
   fs::remove_all(root);
 }
 
-TEST_CASE("cli: eval --defense, attack --defense --adaptive and defend on a tiny data set", "[cli][defense]") {
-  fs::path dir = fs::temp_directory_path() / ("splitleak_cli_defense_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  sl::test::write_tiny_mnist(dir / "data", 100, 30);
-  std::string data = " --data " + (dir / "data").string();
-  std::string ckpt = (dir / "lenet.ckpt").string();
-  auto r = run("train --dataset mnist --model lenet --epochs 1 --batch 16 --seed 3 --out " + ckpt + data, dir);
+namespace {
+TinyLenet tiny_lenet(const std::string& name) {
+  TinyLenet t;
+  t.dir = fs::temp_directory_path() / ("splitleak_cli_" + name + "_" + std::to_string(::getpid()));
+  fs::remove_all(t.dir);
+  sl::test::write_tiny_mnist(t.dir / "data", 100, 30);
+  t.data = " --data " + (t.dir / "data").string();
+  t.ckpt = (t.dir / "lenet.ckpt").string();
+  auto r = run("train --dataset mnist --model lenet --epochs 1 --batch 16 --seed 3 --out " + t.ckpt + t.data, t.dir);
   INFO(r.err);
   REQUIRE(r.code == 0);
+  return t;
+}
+}  // namespace
+
+TEST_CASE("cli: eval --defense, attack --defense --adaptive and defend on a tiny data set", "[cli][defense]") {
+  const TinyLenet t = tiny_lenet("defense");
+  const fs::path& dir = t.dir;
+  const std::string &data = t.data, &ckpt = t.ckpt;
+  RunResult r;
 
   // Defended accuracy: reproducible per seed (query i = test image i), reported beside the undefended split.
   r = run("eval --model " + ckpt + " --split ReLU2 --defense dropout:0.5 --json" + data, dir);
@@ -454,14 +473,10 @@ TEST_CASE("cli: eval --defense, attack --defense --adaptive and defend on a tiny
 }
 
 TEST_CASE("cli: partition and the CIS defense on a tiny data set", "[cli][partition][cis]") {
-  fs::path dir = fs::temp_directory_path() / ("splitleak_cli_partition_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  sl::test::write_tiny_mnist(dir / "data", 100, 30);
-  std::string data = " --data " + (dir / "data").string();
-  std::string ckpt = (dir / "lenet.ckpt").string();
-  auto r = run("train --dataset mnist --model lenet --epochs 1 --batch 16 --seed 3 --out " + ckpt + data, dir);
-  INFO(r.err);
-  REQUIRE(r.code == 0);
+  const TinyLenet t = tiny_lenet("partition");
+  const fs::path& dir = t.dir;
+  const std::string &data = t.data, &ckpt = t.ckpt;
+  RunResult r;
 
   // The advisor: three attacks at three layers, the recommendation and its files.
   fs::path out = dir / "partition";
