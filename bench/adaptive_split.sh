@@ -19,22 +19,12 @@ SLOWDOWN="${SLOWDOWN:-30}"
 B="${SPLITLEAK:-build/bin/splitleak}"
 export OMP_NUM_THREADS=1
 mkdir -p "$RESULTS_DIR"
-work="$(mktemp -d)"
-server_pid=""
-cleanup() {
-  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=bench/serve_lib.sh
+. bench/serve_lib.sh
 
 "$B" split --model "$LENET" --at "$SPLITS" --out "$work/deploy" >/dev/null
-"$B" serve --model "$work/deploy/cloud.ckpt" --listen 127.0.0.1:0 --threads 1 --quiet >"$work/serve.out" \
-  2>"$work/serve.err" &
-server_pid=$!
-for _ in $(seq 100); do grep -q "listening on" "$work/serve.out" 2>/dev/null && break; sleep 0.05; done
-addr="$(grep -o '127.0.0.1:[0-9]*' "$work/serve.out" | head -1)"
-[ -n "$addr" ] || { echo "adaptive_split: the server did not start: $(cat "$work/serve.err")" >&2; exit 1; }
+serve_start "$work/deploy/cloud.ckpt"
+addr="$server_addr"
 
 echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown), $(nproc --all) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# $B edge --model <split --at $SPLITS>/edge.ckpt --adaptive-split --link-phases $PHASES --edge-slowdown $SLOWDOWN"

@@ -17,14 +17,8 @@ RTT="${RTT:-10}"
 B="${SPLITLEAK:-build/bin/splitleak}"
 export OMP_NUM_THREADS=1
 mkdir -p "$RESULTS_DIR"
-work="$(mktemp -d)"
-server_pid=""
-cleanup() {
-  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=bench/serve_lib.sh
+. bench/serve_lib.sh
 
 sweep() {  # $1 arch, $2 checkpoint, $3 dataset, $4 images
   local arch="$1" ckpt="$2" ds="$3" images="$4"
@@ -34,17 +28,10 @@ sweep() {  # $1 arch, $2 checkpoint, $3 dataset, $4 images
     "$B" train --dataset "$ds" --model "$arch" --max-steps 1 --limit 32 --test-limit 32 --out "$ckpt" >/dev/null
   fi
   "$B" split --model "$ckpt" --at all --out "$work/$arch" >/dev/null
-  "$B" serve --model "$work/$arch/cloud.ckpt" --listen 127.0.0.1:0 --threads 1 --quiet >"$work/serve.out" \
-    2>"$work/serve.err" &
-  server_pid=$!
-  for _ in $(seq 100); do grep -q "listening on" "$work/serve.out" 2>/dev/null && break; sleep 0.05; done
-  local port
-  port="$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$work/serve.out")"
-  "$B" edge --model "$work/$arch/edge.ckpt" --connect "127.0.0.1:$port" --sweep-splits --link-mbps "$LINKS" \
+  serve_start "$work/$arch/cloud.ckpt"
+  "$B" edge --model "$work/$arch/edge.ckpt" --connect "$server_addr" --sweep-splits --link-mbps "$LINKS" \
     --link-rtt-ms "$RTT" --images "$images" --threads 1 --out "$RESULTS_DIR/$arch"
-  kill -TERM "$server_pid"
-  wait "$server_pid" || true
-  server_pid=""
+  serve_stop
   cp "$RESULTS_DIR/$arch/latency.png" "docs/runtime-sweep-$arch-latency.png"
   cp "$RESULTS_DIR/$arch/bytes.png" "docs/runtime-sweep-$arch-bytes.png"
 }
