@@ -123,7 +123,7 @@ std::vector<ModelledRows> model_defenses(const Observation& obs, const Shape& im
       any_w1 = any_w1 || d->kind() == "laplace";
     } else if (d->kind() == "cis") {
       // v = clip(f1(x)) + Laplace(b_c) per channel: the forward model clips as the edge does, and each channel
-      // gets the Laplace MAP term weighed as above with its own scale b_c = 2C/ε_c and power.
+      // gets the squared error weighed by its own SNR (variance 2 b_c², b_c = 2C/ε_c) in f1's natural scale.
       SL_CHECK(obs.v.dim() >= 2, ValueError, "the adaptive attacker models CIS on [N, C, ...] features, got ",
                obs.v.str());
       const int64_t C = obs.v.size(1), Q = P / C;
@@ -142,12 +142,11 @@ std::vector<ModelledRows> model_defenses(const Observation& obs, const Shape& im
         const double trust = 1.0 / (1.0 + var / m2);
         for (int64_t r = g.begin; r < g.end; ++r)
           for (int64_t q = 0; q < Q; ++q) {
-            w2[size_t(r * P + c * Q + q)] = 0.0;
-            w1[size_t(r * P + c * Q + q)] = 2.0 * std::sqrt(m2) * trust / (f * f);
+            w2[size_t(r * P + c * Q + q)] = trust / (f * f);
           }
       }
       for (int64_t r = g.begin; r < g.end; ++r) row_clip[size_t(r)] = m.clip;
-      any_w2 = any_w1 = true;
+      any_w2 = true;
     } else {
       throw ValueError("the adaptive attacker has no model of the defense '" + d->kind() + "'");
     }
@@ -228,7 +227,7 @@ std::string describe_defense_model(const DefenseChain& deployed, const AdaptiveO
     add(p.intermediate->spec().str() +
         (k == "dropout"    ? ": squared error over the non-zero entries of v"
          : k == "gaussian" ? ": squared error, weighed against the prior by the SNR"
-         : k == "cis"      ? ": f1's output clipped as the edge clips it, absolute error per channel (Laplace MAP)"
+         : k == "cis"      ? ": f1's output clipped as the edge clips it, squared error weighed per channel by the SNR"
                            : ": absolute error (Laplace MAP)"));
   }
   return s.empty() ? "no defense modelled" : s;

@@ -223,10 +223,18 @@ TEST_CASE("adaptive model: CIS clips the forward model and weighs each channel b
   const Observed& o = parts[0].observed;
   CHECK(o.clip_l1 == 1.0);
   CHECK(o.models_defense());
-  const double w0 = 2 * std::sqrt(7.0) / (1 + 2.0 / 7), w1 = 2 * std::sqrt(0.01) / (1 + 2.0 / 0.01);  // m² floored
-  auto l1 = o.l1_weight.to_vector();
-  for (size_t i = 0; i < l1.size(); ++i) CHECK(l1[i] == Approx((i / 2) % 2 == 0 ? w0 : w1));
-  for (double e : o.weight.to_vector()) CHECK(e == 0);
+  // Squared error weighed by each channel's SNR: m² = 9 - 2 = 7, and 1 - 2 floored at 1 % of the power (0.01).
+  const double w0 = 1 / (1 + 2.0 / 7), w1 = 1 / (1 + 2.0 / 0.01);
+  auto w = o.weight.to_vector();
+  for (size_t i = 0; i < w.size(); ++i) CHECK(w[i] == Approx((i / 2) % 2 == 0 ? w0 : w1));
+  CHECK_FALSE(o.l1_weight.defined());
+  // Knowing f1's natural channel norms (here 4 and 0.5 against C = 1), the first channel's weight is divided by
+  // the square of its clip factor 1/4; the second, never clipped, keeps its own.
+  const std::vector<double> norms{4.0, 0.5};
+  auto nat =
+      model_defenses(observation_of(v, "cis:eps=4,alloc=uniform,clip=1"), Shape{1, 2, 2}, AdaptiveOptions{}, 1, &norms);
+  auto wn = nat[0].observed.weight.to_vector();
+  for (size_t i = 0; i < wn.size(); ++i) CHECK(wn[i] == Approx((i / 2) % 2 == 0 ? 16 * w0 : w1));
   // Its rows run apart from rows with another clip bound (one rMLE per forward model).
   Observation two;
   two.kind = TargetKind::feature;
