@@ -1,6 +1,7 @@
 // libFuzzer target: the checkpoint reader (nn/checkpoint), as `splitleak eval/attack --model FILE` runs it:
 // load_checkpoint, then load_into a LeNet. The reader may refuse a file only with IoError, load_into a
-// well-formed checkpoint of another model only with ValueError.
+// well-formed checkpoint of another model only with ValueError. A deployment's CIS calibration in the metadata
+// (`cis_calibration.<split>`, split/defense.h) is parsed as `splitleak edge` parses it: refused only with ValueError.
 //
 // The file's CRC-32 guards every byte, so a plain mutation almost never gets past it. The mutator below therefore
 // repairs the size field and the checksum after most mutations (not all: the checks themselves stay fuzzed).
@@ -10,6 +11,7 @@
 
 #include "fuzz/fuzz_common.h"
 #include "nn/models.h"
+#include "split/defense.h"
 
 extern "C" size_t LLVMFuzzerMutate(uint8_t* data, size_t size, size_t max_size);
 
@@ -40,6 +42,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string path = sl::fuzz::write_scratch("model.ckpt", data, size);
   sl::Checkpoint ck;
   if (!sl::fuzz::refuses_only_with("load_checkpoint", [&] { ck = sl::load_checkpoint(path); })) return 0;
+  for (const auto& kv : ck.meta)
+    if (kv.first.rfind("cis_calibration.", 0) == 0)
+      sl::fuzz::refuses_only_with<sl::ValueError>("parse_calibration",
+                                                  [&] { sl::parse_calibration(kv.second, kv.first); });
   sl::fuzz::refuses_only_with<sl::ValueError>("load_into", [&] { sl::load_into(lenet, ck); });
   return 0;
 }

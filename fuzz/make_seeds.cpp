@@ -69,6 +69,15 @@ void checkpoints() {
   put("checkpoint", "dtypes-ranks.ckpt", all);
   put("checkpoint", "truncated.ckpt", Bytes(all.begin(), all.begin() + long(all.size() / 2)));
   put("checkpoint", "magic-only", Bytes{'S', 'P', 'L', 'K'});
+
+  // The edge side of a deployment with CIS calibrations (split/defense.h: parse_calibration), one of them bad.
+  sl::Checkpoint edge{"lenet",
+                      {{"role", "edge"},
+                       {"cis_calibration.conv1", "images=8 ranks=6.5,7.25,8,5.875,6,7,6.125,7.5"},
+                       {"cis_calibration.ReLU1", "images=8 ranks=1,,nan"}},
+                      {}};
+  edge.tensors.emplace_back("conv1.bias", Tensor::full(sl::Shape{8}, 0.5));
+  put("checkpoint", "edge-cis-calibration.ckpt", checkpoint_bytes(edge));
 }
 
 // ---- MNIST IDX: images file then labels file ------------------------------------------------------------

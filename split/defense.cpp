@@ -341,8 +341,14 @@ std::string calibration_text(const DefenseCalibration& c) {
 }
 
 DefenseCalibration parse_calibration(const std::string& text, const std::string& where) {
+  auto printable = [](std::string t) {  // a file's bytes quoted in a one-line error
+    for (char& c : t)
+      if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7F) c = '?';
+    return t;
+  };
   auto bad = [&](const std::string& why) {
-    return ValueError(str(where, ": not a channel calibration (", why, "): '", text.substr(0, 80), "'"));
+    return ValueError(str(printable(where), ": not a channel calibration (", printable(why), "): '",
+                          printable(text.substr(0, 80)), "'"));
   };
   const std::string a = "images=", b = " ranks=";
   const size_t at = text.find(b);
