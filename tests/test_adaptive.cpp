@@ -265,39 +265,52 @@ TEST_CASE("adaptive model: rows without a defense keep the paper's objective; in
 
 // ---- adaptive: an attack that needs the mask ------------------------------------------------------------------------
 
+namespace {
+
+// An over-complete linear head (1 -> 6 channels, 3x3, same size, on 8x8 images) and two noise images as victims:
+// the feature map determines the image many times over, so an attacker that models a defense right recovers it.
+struct OvercompleteHead {
+  static constexpr int64_t S = 8;
+  Model model;
+  data::Dataset victims;
+  OvercompleteHead() {
+    Generator gen(3);
+    auto net = std::make_shared<Sequential>();
+    net->add("conv1", std::make_shared<Conv2d>(1, 6, 3, 1, 1));
+    net->add("flatten", std::make_shared<Flatten>());
+    net->add("fc", std::make_shared<Linear>(int(6 * S * S), 2));
+    net->reset_parameters(gen);
+    model = Model{"tiny", Shape{1, S, S}, 2, net};
+    model.net->eval();
+    victims.norm = data::mnist_normalization();
+    Tensor px = Tensor::empty(Shape{2, 1, S, S});
+    kern::fill_uniform(px, 9, 0, 0.1, 0.9);
+    victims.images = data::normalize(px, victims.norm);
+    victims.labels = {0, 1};
+    victims.name = "noise";
+  }
+  // Mean PSNR of the white-box attack at conv1 (400 iterations, no TV) under `defense`, by the paper's attacker or
+  // the adaptive one.
+  double attack(const std::string& defense, bool adaptive) const {
+    SplitPipeline p(model, "conv1", make_defenses(parse_defenses(defense), 4));
+    AttackConfig cfg;
+    cfg.split = "conv1";
+    cfg.rmle.iters = 400;
+    cfg.rmle.lr = 0.05;
+    cfg.rmle.tv = 0;
+    cfg.adaptive = adaptive;
+    return run_attack(p, TargetKind::feature, victims, {0, 1}, victims, cfg).mean_psnr();
+  }
+};
+
+}  // namespace
+
 TEST_CASE("adaptive white-box: against intermediate dropout it recovers the image only by using the mask",
           "[adaptive]") {
-  // An over-complete linear head (1 -> 6 channels, 3x3, same size): half of its outputs still determine the image,
-  // but only if the dropped entries are left out of the loss. The paper's attacker fits the zeros as if they were
-  // real and gets a faded, wrong image.
-  const int64_t S = 8;
-  Generator gen(3);
-  auto net = std::make_shared<Sequential>();
-  net->add("conv1", std::make_shared<Conv2d>(1, 6, 3, 1, 1));
-  net->add("flatten", std::make_shared<Flatten>());
-  net->add("fc", std::make_shared<Linear>(int(6 * S * S), 2));
-  net->reset_parameters(gen);
-  Model m{"tiny", Shape{1, S, S}, 2, net};
-  m.net->eval();
-  data::Dataset victims;
-  victims.norm = data::mnist_normalization();
-  Tensor px = Tensor::empty(Shape{2, 1, S, S});
-  kern::fill_uniform(px, 9, 0, 0.1, 0.9);
-  victims.images = data::normalize(px, victims.norm);
-  victims.labels = {0, 1};
-  victims.name = "noise";
-  SplitPipeline p(m, "conv1", make_defenses(parse_defenses("dropout:0.5"), 4));
-  AttackConfig cfg;
-  cfg.split = "conv1";
-  cfg.rmle.iters = 400;
-  cfg.rmle.lr = 0.05;
-  cfg.rmle.tv = 0;
-  auto run = [&](bool adaptive) {
-    cfg.adaptive = adaptive;
-    AttackResult r = run_attack(p, TargetKind::feature, victims, {0, 1}, victims, cfg);
-    return r.mean_psnr();
-  };
-  double paper = run(false), adaptive = run(true);
+  // Half of the head's outputs still determine the image, but only if the dropped entries are left out of the loss.
+  // The paper's attacker fits the zeros as if they were real and gets a faded, wrong image.
+  const OvercompleteHead h;
+  double paper = h.attack("dropout:0.5", false), adaptive = h.attack("dropout:0.5", true);
   INFO("paper's attacker " << paper << " dB, adaptive " << adaptive << " dB");
   CHECK(adaptive > 35.0);
   CHECK(paper < 25.0);
@@ -305,50 +318,25 @@ TEST_CASE("adaptive white-box: against intermediate dropout it recovers the imag
 
 TEST_CASE("adaptive white-box: against CIS's clip it recovers the image only by modelling the clip",
           "[adaptive][cis]") {
-  // The over-complete linear head of the test above; CIS with a tiny noise (eps 1e9) and a bound far below every
-  // channel map's L1 norm, so each map is scaled down by its own factor. The paper's attacker fits the scaled maps
-  // as if they were f1's output and gets a faded, wrong image; the adaptive one clips its own f1(x) the same way.
-  const int64_t S = 8;
-  Generator gen(3);
-  auto net = std::make_shared<Sequential>();
-  net->add("conv1", std::make_shared<Conv2d>(1, 6, 3, 1, 1));
-  net->add("flatten", std::make_shared<Flatten>());
-  net->add("fc", std::make_shared<Linear>(int(6 * S * S), 2));
-  net->reset_parameters(gen);
-  Model m{"tiny", Shape{1, S, S}, 2, net};
-  m.net->eval();
-  data::Dataset victims;
-  victims.norm = data::mnist_normalization();
-  Tensor px = Tensor::empty(Shape{2, 1, S, S});
-  kern::fill_uniform(px, 9, 0, 0.1, 0.9);
-  victims.images = data::normalize(px, victims.norm);
-  victims.labels = {0, 1};
-  victims.name = "noise";
-  SplitPipeline p(m, "conv1", make_defenses(parse_defenses("cis:eps=1e9,alloc=uniform,clip=2"), 4));
+  // CIS with a tiny noise (eps 1e9) and a bound far below every channel map's L1 norm, so each map is scaled down by
+  // its own factor. The paper's attacker fits the scaled maps as if they were f1's output and gets a faded, wrong
+  // image; the adaptive one clips its own f1(x) the same way.
+  const OvercompleteHead h;
+  const int64_t Q = OvercompleteHead::S * OvercompleteHead::S;
   {
     NoGradGuard ng;
-    Tensor v = p.edge_head().forward(victims.images);
-    auto a = v.to_vector();
+    auto a = SplitPipeline(h.model, "conv1").edge_head().forward(h.victims.images).to_vector();
     double smallest = 1e30;
     for (int64_t map = 0; map < 12; ++map) {
       double l1 = 0;
-      for (int64_t i = 0; i < S * S; ++i) l1 += std::abs(a[size_t(map * S * S + i)]);
+      for (int64_t i = 0; i < Q; ++i) l1 += std::abs(a[size_t(map * Q + i)]);
       smallest = std::min(smallest, l1);
     }
     INFO("smallest map L1 norm " << smallest);
     REQUIRE(smallest > 4.0);  // every map is clipped by a factor below 1/2
   }
-  AttackConfig cfg;
-  cfg.split = "conv1";
-  cfg.rmle.iters = 400;
-  cfg.rmle.lr = 0.05;
-  cfg.rmle.tv = 0;
-  auto run = [&](bool adaptive) {
-    cfg.adaptive = adaptive;
-    AttackResult r = run_attack(p, TargetKind::feature, victims, {0, 1}, victims, cfg);
-    return r.mean_psnr();
-  };
-  double paper = run(false), adaptive = run(true);
+  const std::string cis = "cis:eps=1e9,alloc=uniform,clip=2";
+  double paper = h.attack(cis, false), adaptive = h.attack(cis, true);
   INFO("paper's attacker " << paper << " dB, adaptive " << adaptive << " dB");
   CHECK(adaptive > 30.0);
   CHECK(paper < 20.0);
