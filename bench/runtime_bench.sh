@@ -22,14 +22,8 @@ export OMP_NUM_THREADS=1
 [ -x "$B" ] || { echo "runtime_bench: build first ($B not found)" >&2; exit 2; }
 [ -f "$MODEL" ] || { echo "runtime_bench: no model at $MODEL (train one: splitleak train --out $MODEL)" >&2; exit 2; }
 mkdir -p "$RESULTS_DIR"
-work="$(mktemp -d)"
-server_pid=""
-cleanup() {
-  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=bench/serve_lib.sh
+. bench/serve_lib.sh
 
 "$B" split --model "$MODEL" --at ReLU2 --out "$work/deploy" >/dev/null
 
@@ -51,17 +45,8 @@ ossl x509 -req -days 2 -in "$pki/edge.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key
 start_server() {  # $1: plain|tls
   local tls=()
   [ "$1" = tls ] && tls=(--tls-cert "$pki/server.crt" --tls-key "$pki/server.key" --tls-ca "$pki/ca.crt")
-  "$B" serve --model "$work/deploy/cloud.ckpt" --listen 127.0.0.1:0 --threads 1 --quiet "${tls[@]}" \
-    >"$work/serve.out" 2>"$work/serve.err" &
-  server_pid=$!
-  for _ in $(seq 100); do grep -q "listening on" "$work/serve.out" 2>/dev/null && break; sleep 0.05; done
-  port="$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$work/serve.out")"
-  [ -n "$port" ] || { cat "$work/serve.err" >&2; exit 1; }
-}
-stop_server() {
-  kill -TERM "$server_pid"
-  wait "$server_pid" || true
-  server_pid=""
+  serve_start "$work/deploy/cloud.ckpt" "${tls[@]}"
+  port="$server_port"
 }
 client_flags() {  # $1: plain|tls
   if [ "$1" = tls ]; then
@@ -116,7 +101,7 @@ print(json.dumps({
 }))
 EOF
   done
-  stop_server
+  serve_stop
 done
 
 python3 - "$results" "$RESULTS_DIR" "$REPEATS" "$EDGES" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" <<'EOF'
