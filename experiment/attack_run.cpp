@@ -84,10 +84,9 @@ void load_observed(const AttackOptions& o, const std::string& split, Scene& s) {
 
 // Loads the model, the victims and (when the attack learns from data) the attacker's images. Splits are
 // checked first, before any data set is read.
-// need_attacker: the attacker's own images are loaded (at most `attacker_cap` of them when >= 0, else
-// --attacker-limit).
-Scene load_scene(const AttackOptions& o, const std::vector<std::string>& splits, bool need_attacker,
-                 int64_t attacker_cap = -1) {
+// `attacker`: how many of the attacker's own images to load (-1: all; nullopt: none; attacker_images_needed).
+Scene load_scene(const AttackOptions& o, const std::vector<std::string>& splits, std::optional<int64_t> attacker) {
+  const bool need_attacker = attacker.has_value();
   Scene s;
   s.device = parse_device(o.device);
   s.lm = load_model(o.model, s.device, o.allow_nonfinite);
@@ -126,10 +125,10 @@ Scene load_scene(const AttackOptions& o, const std::vector<std::string>& splits,
     s.attacker = s.test.slice(0, 0);
     s.attacker.split = "none";
   } else if (o.attacker_data == "train") {
-    s.attacker = data::load_dataset(ds, dir, true, attacker_cap >= 0 ? attacker_cap : o.attacker_limit);
+    s.attacker = data::load_dataset(ds, dir, true, *attacker);
   } else {  // the test set minus the victims: the attacker never trains on the images it attacks
     s.attacker = inv::without(s.test, s.victim_index);
-    const int64_t limit = attacker_cap >= 0 ? attacker_cap : o.attacker_limit;
+    const int64_t limit = *attacker;
     if (limit >= 0 && limit < s.attacker.size()) s.attacker = s.attacker.slice(0, limit);
   }
   if (need_attacker)
@@ -261,10 +260,9 @@ nlohmann::json write_results(const std::string& dir, const Scene& s, const inv::
 void run_attack_command(const AttackOptions& o, const inv::AttackKind& kind) {
   set_threads(o.threads);
   check_results_dir(o.out, "--out");  // before the model and the data are loaded
-  // The adaptive white-box attacker against CIS measures f1's channel norms on a few of its own images.
-  const bool whitebox_cis = kind == inv::AttackKind::whitebox && o.adaptive && has_cis(o.defense);
-  Scene s =
-      load_scene(o, {o.split}, kind != inv::AttackKind::whitebox || whitebox_cis, whitebox_cis ? kCisNormImages : -1);
+  const auto need =
+      attacker_images_needed(kind == inv::AttackKind::whitebox, o.adaptive && has_cis(o.defense), o.attacker_limit);
+  Scene s = load_scene(o, {o.split}, need);
   inv::AttackConfig c = make_config(o, kind, s.lm.model, o.split, s.device);
   std::cerr << "attack: " << inv::attack_name(kind) << " on " << s.lm.model.arch << " split at " << o.split << ", "
             << s.victims.size() << " victim image(s), " << s.device.str();
@@ -315,7 +313,7 @@ void run_table(const AttackOptions& o) {
   SL_CHECK(o.observed.empty(), ValueError,
            "--observed attacks one split: give the attack (whitebox, blackbox, "
            "queryfree) and --split, not table");
-  Scene s = load_scene(o, {"conv1", "ReLU2"}, true);
+  Scene s = load_scene(o, {"conv1", "ReLU2"}, o.attacker_limit);
   SL_CHECK(s.lm.model.arch == "lenet", ValueError, "attack table reproduces the MNIST LeNet table of He, Zhang & Lee; ",
            o.model, " is a ", s.lm.model.arch, " model");
   std::cerr << "attack table (" << o.preset << " preset): 3 attacks x {conv1, ReLU2} on " << s.victims.size()

@@ -131,6 +131,12 @@ bool has_cis(const std::string& defense_spec) {
   return false;
 }
 
+std::optional<int64_t> attacker_images_needed(bool whitebox, bool adaptive_against_cis, int64_t attacker_limit) {
+  if (!whitebox) return attacker_limit;
+  if (adaptive_against_cis) return int64_t(256);
+  return std::nullopt;
+}
+
 DefenseCalibration calibrate_on_training_data(const SplitPipeline& pipeline, const std::string& dataset,
                                               const std::string& data_dir, Device device, int64_t images) {
   data::Dataset own = data::load_dataset(dataset, data_dir, true, images);

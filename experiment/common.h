@@ -2,6 +2,7 @@
 // evaluating, the device and thread settings, and the command line that every results file records.
 #pragma once
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -57,8 +58,10 @@ DefenseCalibration calibrate_on_training_data(const SplitPipeline& pipeline, con
 
 // Whether a --defense spec holds a CIS defense.
 bool has_cis(const std::string& defense_spec);
-// How many of its own images the adaptive white-box attacker measures f1's channel norms on, against CIS.
-constexpr int64_t kCisNormImages = 256;
+// How many of the attacker's own images an attack loads (nullopt: none). The black-box and query-free attacks learn
+// from them (`attacker_limit`, -1 for all); the white-box one needs none, except adaptively against CIS, where it
+// measures f1's channel norms on 256.
+std::optional<int64_t> attacker_images_needed(bool whitebox, bool adaptive_against_cis, int64_t attacker_limit);
 
 // The device named by --device, checked usable now (DeviceError otherwise), before any data is loaded.
 Device parse_device(const std::string& name);

@@ -133,12 +133,11 @@ void run_defend_command(const DefendOptions& o) {
     victims = inv::first_of_each_class(test);
   data::Dataset attacker = test.slice(0, 0);
   attacker.split = "none";
-  // The adaptive white-box attacker against CIS measures f1's channel norms on a few of its own images.
-  bool whitebox_cis = false;
-  for (auto& l : lines) whitebox_cis = whitebox_cis || ((o.adaptive || o.compare) && l.defense.kind == "cis");
-  whitebox_cis = whitebox_cis && kind == inv::AttackKind::whitebox;
-  if (kind != inv::AttackKind::whitebox || whitebox_cis) {
-    const int64_t limit = whitebox_cis ? kCisNormImages : o.attacker_limit;
+  bool cis = false;
+  for (auto& l : lines) cis = cis || l.defense.kind == "cis";
+  if (const auto need = attacker_images_needed(kind == inv::AttackKind::whitebox, (o.adaptive || o.compare) && cis,
+                                               o.attacker_limit)) {
+    const int64_t limit = *need;
     if (o.attacker_data == "train") {
       attacker = data::load_dataset(ds, dir, true, limit);
     } else {
